@@ -1,0 +1,55 @@
+# Every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv demo test lint format unit bench faults schema db-stop clean
+
+help:
+	@echo "make demo    run the work-order pipeline end to end on the embedded PostgreSQL"
+	@echo "make test    lint, type-check, validate pipelines and run the test suite"
+	@echo "make lint    ruff, mypy and import contracts only"
+	@echo "make bench   queue and runtime benchmarks (ratios against plain SQL)"
+	@echo "make faults  the large fault-injection suite"
+	@echo "make schema  regenerate schemas/pipeline.schema.json"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check orchestrator tests bench pipelines
+	$(BIN)/ruff format --check orchestrator tests bench pipelines
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff format orchestrator tests bench pipelines
+	$(BIN)/ruff check --fix orchestrator tests bench pipelines
+
+test: lint
+	$(BIN)/orchestrator validate pipelines
+	$(BIN)/pytest -q -m "not faults"
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+faults: $(STAMP)
+	$(BIN)/pytest -q -m faults tests/faults
+
+schema: $(STAMP)
+	$(BIN)/orchestrator schema > schemas/pipeline.schema.json
+
+demo: $(STAMP)
+	$(BIN)/python -m pipelines.demo
+
+db-stop: $(STAMP)
+	$(BIN)/orchestrator db stop
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,77 @@
+"""The `orchestrator` command: argument parsing and printing only.
+
+Each command group lives in its own module with a `register(subparsers)` function; every command
+calls one function of the layer that owns the work. Errors of the `OrchestratorError` family are
+printed as one line (`orchestrator: error: ...`) with their documented exit code; a traceback
+only reaches the terminal for a bug, never for an input mistake.
+
+Exit codes: 0 success, 1 failure or invalid input, 2 usage error, 3 database unavailable,
+4 database not prepared (run `orchestrator install` / `orchestrator apply`), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from orchestrator.db.dsn import redact
+from orchestrator.errors import OrchestratorError
+
+# Modules that contribute subcommands, in the order `--help` lists them.
+COMMAND_MODULES = [
+    "orchestrator.cli.spec_cmd",  # validate, schema
+    "orchestrator.cli.compile_cmd",  # plan, apply
+    "orchestrator.cli.run_cmd",  # run, send
+    "orchestrator.cli.queue_cmd",  # install, queue-level commands
+    "orchestrator.cli.db_cmd",  # db start|stop|status|url
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_dsn_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dsn",
+        metavar="URL",
+        help="PostgreSQL URL (default: $DATABASE_URL, else the embedded server)",
+    )
+
+
+def add_pipelines_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pipelines",
+        metavar="DIR",
+        default="pipelines",
+        help="folder of pipeline YAML files (default: ./pipelines)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="orchestrator",
+        description="Postgres-native declarative pipeline orchestrator.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except OrchestratorError as exc:
+        print(f"orchestrator: error: {redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("orchestrator: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)

@@ -1,0 +1,1 @@
+"""Operations: status, dead-letter handling, traces, read models over queues and archives."""
