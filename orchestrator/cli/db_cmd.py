@@ -38,8 +38,11 @@ def _stop(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     st = embedded.status()
     if args.json:
-        print(json.dumps({"pgdata": str(st.pgdata), "running": st.running, "pid": st.pid,
-                          "url": st.uri}))
+        print(
+            json.dumps(
+                {"pgdata": str(st.pgdata), "running": st.running, "pid": st.pid, "url": st.uri}
+            )
+        )
     elif st.running:
         print(f"running  pid {st.pid}  {st.uri}\npgdata   {st.pgdata}")
     else:
