@@ -1,9 +1,85 @@
-"""Commands contributed by this module are registered in `register`."""
+"""`orchestrator validate [PATH ...]` and `orchestrator schema`: offline checks of pipeline files.
+
+validate prints one line per problem on stderr (``file:LINE:COL: error: message``) or, with
+``--format json``, a JSON list of diagnostics on stdout. Exit 0 when every file is valid, 1 when
+any is not, 2 when a path does not exist.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orchestrator.errors import UsageError
+
+if TYPE_CHECKING:
+    from orchestrator.spec.diagnostics import Diagnostic
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """No commands yet."""
+    """Add the `validate` and `schema` commands."""
+    validate = sub.add_parser(
+        "validate",
+        help="check pipeline files offline (no database)",
+        description=(
+            "Check pipeline files without a database: YAML, schema, types, graph, names. "
+            "Directories are searched for *.yaml and *.yml (not recursively; names starting "
+            "with '_' or '.' are skipped)."
+        ),
+    )
+    validate.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="pipeline files or directories (default: pipelines)",
+    )
+    validate.add_argument(
+        "--format", choices=["text", "json"], default="text", help="output format (default: text)"
+    )
+    validate.add_argument(
+        "--import-handlers",
+        action="store_true",
+        help="also import every handler (cwd on sys.path) and check its signature",
+    )
+    validate.set_defaults(func=_validate)
+    schema = sub.add_parser("schema", help="print the JSON Schema of pipeline files")
+    schema.set_defaults(func=_schema)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from orchestrator.spec.validate import DEFAULT_PATH, load_pipelines
+
+    paths = [Path(p) for p in (args.paths or [DEFAULT_PATH])]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise UsageError(f"no such file or directory: {', '.join(missing)}")
+    result = load_pipelines(paths, import_handlers=args.import_handlers)
+    if args.format == "json":
+        print(json.dumps([d.to_dict() for d in result.diagnostics], indent=2))
+    else:
+        for diagnostic in result.diagnostics:
+            print(diagnostic.format(), file=sys.stderr)
+        print(_summary(result.diagnostics, len(result.pipelines), result.step_count))
+    return 0 if result.ok else 1
+
+
+def _summary(diagnostics: list[Diagnostic], pipelines: int, steps: int) -> str:
+    valid = f"{_count(pipelines, 'pipeline')} valid ({_count(steps, 'step')})"
+    if not diagnostics:
+        return valid
+    files = {d.file for d in diagnostics}
+    return f"{_count(len(diagnostics), 'error')} in {_count(len(files), 'file')}; {valid}"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from orchestrator.spec.schema import schema_text
+
+    sys.stdout.write(schema_text())
+    return 0

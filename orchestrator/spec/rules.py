@@ -1,0 +1,133 @@
+"""Checks on a structurally valid pipeline that the schema cannot express.
+
+Derived queue names must fit the queue layer; a handler's timeout must be shorter than its
+visibility timeout; retry waits must not start above their cap; partitions must be kept at
+least as long as they span; schedules need distinct keys. Each issue points at the setting
+that causes it: the step's own value when it sets one, else the value in ``defaults``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from orchestrator.spec import naming
+from orchestrator.spec.diagnostics import DocPath, Issue
+from orchestrator.spec.durations import format_duration
+
+if TYPE_CHECKING:
+    from orchestrator.spec.models import Pipeline
+
+
+def pipeline_issues(pipeline: Pipeline) -> list[Issue]:
+    """Every rule violation of `pipeline`, without duplicates."""
+    issues = [
+        *queue_name_issues(pipeline),
+        *timeout_issues(pipeline),
+        *retry_issues(pipeline),
+        *partition_issues(pipeline),
+        *schedule_issues(pipeline),
+    ]
+    return list(dict.fromkeys(issues))
+
+
+def queue_name_issues(pipeline: Pipeline) -> list[Issue]:
+    """Step and dead-letter queue names longer than the queue layer allows."""
+    issues = []
+    for step in pipeline.steps:
+        problem = naming.queue_name_problem(naming.step_queue_name(pipeline.name, step))
+        if problem:
+            issues.append(
+                Issue(("steps", step), f"{problem}; shorten the pipeline or step name", "key")
+            )
+    dlq = naming.dead_letter_queue_name(pipeline.name, pipeline.dead_letter)
+    problem = naming.queue_name_problem(dlq)
+    if problem:
+        where: DocPath = ("dead_letter",) if pipeline.dead_letter else ("pipeline",)
+        issues.append(Issue(where, f"dead-letter {problem}"))
+    return issues
+
+
+def timeout_issues(pipeline: Pipeline) -> list[Issue]:
+    """Steps whose handler may still run when its message is delivered again."""
+    issues = []
+    for name, step in pipeline.steps.items():
+        effective = step.settings(pipeline.defaults)
+        if effective.timeout < effective.visibility_timeout:
+            continue
+        where = _located(pipeline, name, "timeout", "visibility_timeout")
+        issues.append(
+            Issue(
+                where,
+                f"timeout ({format_duration(effective.timeout)}) must be shorter than "
+                f"visibility_timeout ({format_duration(effective.visibility_timeout)}), "
+                "or a message is delivered again while its handler still runs",
+            )
+        )
+    return issues
+
+
+def retry_issues(pipeline: Pipeline) -> list[Issue]:
+    """Retry policies whose first wait is longer than their longest wait."""
+    issues = []
+    for name, step in pipeline.steps.items():
+        policy = step.settings(pipeline.defaults).retry
+        if policy.initial <= policy.max:
+            continue
+        where = _located_retry(pipeline, name, "initial", "max")
+        issues.append(
+            Issue(
+                where,
+                f"retry.initial ({format_duration(policy.initial)}) is longer than "
+                f"retry.max ({format_duration(policy.max)})",
+            )
+        )
+    return issues
+
+
+def partition_issues(pipeline: Pipeline) -> list[Issue]:
+    """Partition retention shorter than one partition."""
+    partitioned = pipeline.queues.partitioned
+    if partitioned is None or partitioned.retention is None:
+        return []
+    if partitioned.retention >= partitioned.interval:
+        return []
+    message = (
+        f"retention ({format_duration(partitioned.retention)}) must be at least the "
+        f"partition interval ({format_duration(partitioned.interval)})"
+    )
+    return [Issue(("queues", "partitioned", "retention"), message)]
+
+
+def schedule_issues(pipeline: Pipeline) -> list[Issue]:
+    """Schedules sharing a key (same name, or same cron without names)."""
+    issues, seen = [], set()
+    for index, schedule in enumerate(pipeline.schedules):
+        if schedule.key in seen:
+            message = f"duplicate schedule '{schedule.key}'; give each schedule a distinct name"
+            issues.append(Issue(("schedule", index), message))
+        seen.add(schedule.key)
+    return issues
+
+
+def _located(pipeline: Pipeline, step: str, *fields: str) -> DocPath:
+    """Path of the first of `fields` set on the step, else in defaults, else the step key."""
+    own = pipeline.steps[step]
+    for field in fields:
+        if getattr(own, field) is not None:
+            return ("steps", step, field)
+    for field in fields:
+        if field in pipeline.defaults.model_fields_set:
+            return ("defaults", field)
+    return ("steps", step)
+
+
+def _located_retry(pipeline: Pipeline, step: str, *fields: str) -> DocPath:
+    """Like `_located`, for keys of the retry policy."""
+    own = pipeline.steps[step].retry
+    for field in fields:
+        if own is not None and getattr(own, field) is not None:
+            return ("steps", step, "retry", field)
+    for field in fields:
+        if getattr(pipeline.defaults.retry, field) is not None:
+            return ("defaults", "retry", field)
+    return ("steps", step)
