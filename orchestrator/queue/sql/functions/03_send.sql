@@ -1,0 +1,202 @@
+-- Sending: send() and send_batch(), six shapes each. A message becomes visible at `vt`:
+-- clock_timestamp() plus `delay` seconds, or the timestamp given as `delay`.
+--
+-- Each overload is one dynamic INSERT; the helpers below resolve the table and check the
+-- arguments so that the overloads differ only in how they fill the parameters. A single send
+-- uses EXECUTE ... INTO (cheaper than RETURN QUERY EXECUTE, which sets up a result portal).
+
+-- The time `seconds` from now, for a send's delay or set_vt's vt (`what` names the argument).
+CREATE OR REPLACE FUNCTION pgmq_ext.visible_after(seconds integer, what text DEFAULT 'delay')
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF seconds IS NULL OR seconds < 0 THEN
+        RAISE EXCEPTION '% must be a number of seconds >= 0, got %', what, coalesce(seconds::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN clock_timestamp() + make_interval(secs => seconds);
+END
+$$;
+
+-- A visibility time given as a timestamp (a past time means at once); NULL is refused.
+CREATE OR REPLACE FUNCTION pgmq_ext.visible_at(ts timestamptz, what text DEFAULT 'delay')
+RETURNS timestamptz
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    IF ts IS NULL THEN
+        RAISE EXCEPTION '% must be a timestamp, got NULL', what
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN ts;
+END
+$$;
+
+-- INSERT of one message: $1 vt, $2 message, $3 headers.
+CREATE OR REPLACE FUNCTION pgmq_ext.send_sql(queue_name text)
+RETURNS text
+LANGUAGE sql STABLE
+RETURN format(
+    'INSERT INTO %s (vt, message, headers) VALUES ($1, $2, $3) RETURNING msg_id',
+    pgmq_ext.queue_table(queue_name));
+
+-- INSERT of a batch, msg_ids returned in the order of `msgs`: $1 vt, $2 msgs, $3 headers.
+CREATE OR REPLACE FUNCTION pgmq_ext.send_batch_sql(queue_name text, msgs jsonb[], headers jsonb[])
+RETURNS text
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF msgs IS NULL OR cardinality(msgs) = 0 THEN
+        RAISE EXCEPTION 'send_batch needs at least one message (msgs is %)',
+            CASE WHEN msgs IS NULL THEN 'NULL' ELSE 'empty' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF headers IS NOT NULL AND cardinality(headers) <> cardinality(msgs) THEN
+        RAISE EXCEPTION 'send_batch got % messages but % headers; pass one header per message',
+            cardinality(msgs), cardinality(headers)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN format(
+        'INSERT INTO %s (vt, message, headers) '
+        'SELECT $1, m.message, m.headers FROM unnest($2::jsonb[], $3::jsonb[]) AS m (message, headers) '
+        'RETURNING msg_id',
+        pgmq_ext.queue_table(queue_name));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    msg_id bigint;
+BEGIN
+    EXECUTE pgmq_ext.send_sql(queue_name) INTO msg_id USING clock_timestamp(), msg, NULL::jsonb;
+    RETURN NEXT msg_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb, headers jsonb)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    msg_id bigint;
+BEGIN
+    EXECUTE pgmq_ext.send_sql(queue_name) INTO msg_id USING clock_timestamp(), msg, headers;
+    RETURN NEXT msg_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb, delay integer)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    msg_id bigint;
+BEGIN
+    EXECUTE pgmq_ext.send_sql(queue_name) INTO msg_id
+        USING pgmq_ext.visible_after(delay), msg, NULL::jsonb;
+    RETURN NEXT msg_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb, delay timestamptz)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    msg_id bigint;
+BEGIN
+    EXECUTE pgmq_ext.send_sql(queue_name) INTO msg_id
+        USING pgmq_ext.visible_at(delay), msg, NULL::jsonb;
+    RETURN NEXT msg_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb, headers jsonb, delay integer)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    msg_id bigint;
+BEGIN
+    EXECUTE pgmq_ext.send_sql(queue_name) INTO msg_id
+        USING pgmq_ext.visible_after(delay), msg, headers;
+    RETURN NEXT msg_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb, headers jsonb, delay timestamptz)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    msg_id bigint;
+BEGIN
+    EXECUTE pgmq_ext.send_sql(queue_name) INTO msg_id
+        USING pgmq_ext.visible_at(delay), msg, headers;
+    RETURN NEXT msg_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[])
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE pgmq_ext.send_batch_sql(queue_name, msgs, NULL)
+        USING clock_timestamp(), msgs, NULL::jsonb[];
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], headers jsonb[])
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE pgmq_ext.send_batch_sql(queue_name, msgs, headers)
+        USING clock_timestamp(), msgs, headers;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], delay integer)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE pgmq_ext.send_batch_sql(queue_name, msgs, NULL)
+        USING pgmq_ext.visible_after(delay), msgs, NULL::jsonb[];
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], delay timestamptz)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE pgmq_ext.send_batch_sql(queue_name, msgs, NULL)
+        USING pgmq_ext.visible_at(delay), msgs, NULL::jsonb[];
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], headers jsonb[], delay integer)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE pgmq_ext.send_batch_sql(queue_name, msgs, headers)
+        USING pgmq_ext.visible_after(delay), msgs, headers;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], headers jsonb[], delay timestamptz)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE pgmq_ext.send_batch_sql(queue_name, msgs, headers)
+        USING pgmq_ext.visible_at(delay), msgs, headers;
+END
+$$;

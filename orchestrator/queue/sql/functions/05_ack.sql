@@ -1,0 +1,66 @@
+-- Acknowledging: delete() and archive(), for one message or many.
+
+CREATE OR REPLACE FUNCTION pgmq.delete(queue_name text, msg_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    deleted bigint;
+BEGIN
+    EXECUTE format('DELETE FROM %s WHERE msg_id = $1', pgmq_ext.queue_table(queue_name))
+        USING msg_id;
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN deleted > 0;
+END
+$$;
+
+-- Returns the msg_ids that were deleted (ids not in the queue are left out).
+CREATE OR REPLACE FUNCTION pgmq.delete(queue_name text, msg_ids bigint[])
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'DELETE FROM %s WHERE msg_id = ANY ($1) RETURNING msg_id', pgmq_ext.queue_table(queue_name))
+        USING msg_ids;
+END
+$$;
+
+-- Move messages to the archive in one statement: $1 msg_id or msg_ids.
+-- archived_at takes its default (now()).
+CREATE OR REPLACE FUNCTION pgmq_ext.archive_sql(queue_name text, many boolean)
+RETURNS text
+LANGUAGE sql STABLE
+RETURN format(
+    'WITH moved AS ('
+    ' DELETE FROM %s WHERE msg_id %s'
+    ' RETURNING msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers'
+    ') INSERT INTO %s (msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers)'
+    ' SELECT msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers FROM moved'
+    ' RETURNING msg_id',
+    pgmq_ext.queue_table(queue_name),
+    CASE WHEN many THEN '= ANY ($1)' ELSE '= $1' END,
+    pgmq_ext.archive_table(queue_name));
+
+CREATE OR REPLACE FUNCTION pgmq.archive(queue_name text, msg_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    archived bigint;
+BEGIN
+    EXECUTE pgmq_ext.archive_sql(queue_name, false) USING msg_id;
+    GET DIAGNOSTICS archived = ROW_COUNT;
+    RETURN archived > 0;
+END
+$$;
+
+-- Returns the msg_ids that were archived (ids not in the queue are left out).
+CREATE OR REPLACE FUNCTION pgmq.archive(queue_name text, msg_ids bigint[])
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE pgmq_ext.archive_sql(queue_name, true) USING msg_ids;
+END
+$$;
