@@ -68,6 +68,7 @@ def pg_server() -> Iterator[dict[str, object]]:
 
 async def _prepare_template(admin_dsn: str, name: str) -> None:
     from orchestrator.queue.install import install
+    from orchestrator.store import install as install_store
 
     admin = await asyncpg.connect(admin_dsn)
     try:
@@ -78,13 +79,14 @@ async def _prepare_template(admin_dsn: str, name: str) -> None:
     conn = await connect(with_database(admin_dsn, name))
     try:
         await install(conn)
+        await install_store(conn)
     finally:
         await conn.close()
 
 
 @pytest.fixture(scope="session")
 def template_db(pg_server: dict[str, object]) -> Iterator[str]:
-    """Name of a database that already holds the queue layer."""
+    """Name of a database that already holds the queue layer and schema `orchestrator`."""
     admin_dsn = str(pg_server["dsn"])
     name = f"orch_tpl_{os.getpid()}"
     asyncio.run(_prepare_template(admin_dsn, name))
