@@ -1,0 +1,48 @@
+"""Is the database at the version of the pipeline files? (`orchestrator run` asks first.)
+
+A worker must not run handlers of one version against queues provisioned for another, so it
+compares the spec hash of every pipeline it loaded with the hash `apply` recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from orchestrator.compiler.catalog import queries
+from orchestrator.errors import SchemaMissing
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from orchestrator.spec import Pipeline
+
+_HINT = "run orchestrator apply"
+
+
+async def applied_hashes(conn: asyncpg.Connection) -> dict[str, str]:
+    """Pipeline name -> spec hash recorded by the last apply; empty without schema orchestrator."""
+    layers = await conn.fetchrow(queries()["layers"])
+    if not layers["has_pipelines"]:
+        return {}
+    rows = await conn.fetch(queries()["applied_pipelines"])
+    return {row["name"]: row["spec_hash"] for row in rows}
+
+
+async def check_applied(conn: asyncpg.Connection, pipelines: Iterable[Pipeline]) -> None:
+    """Raise `SchemaMissing` unless the layers exist and every pipeline is applied as it is."""
+    layers = await conn.fetchrow(queries()["layers"])
+    if not (layers["has_extension"] or (layers["has_pgmq"] and layers["has_versions"])):
+        raise SchemaMissing(f"the queue layer is not installed in this database; {_HINT}")
+    if not (layers["has_store"] and layers["has_pipelines"]):
+        raise SchemaMissing(f"schema orchestrator is missing in this database; {_HINT}")
+    hashes = await applied_hashes(conn)
+    problems = []
+    for pipeline in pipelines:
+        recorded = hashes.get(pipeline.name)
+        if recorded is None:
+            problems.append(f"pipeline {pipeline.name} is not applied")
+        elif recorded != pipeline.spec_hash():
+            problems.append(f"pipeline {pipeline.name} changed since it was applied")
+    if problems:
+        raise SchemaMissing(f"{'; '.join(problems)}; {_HINT}")
