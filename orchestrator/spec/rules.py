@@ -25,6 +25,7 @@ def pipeline_issues(pipeline: Pipeline) -> list[Issue]:
         *timeout_issues(pipeline),
         *retry_issues(pipeline),
         *partition_issues(pipeline),
+        *notify_issues(pipeline),
         *schedule_issues(pipeline),
     ]
     return list(dict.fromkeys(issues))
@@ -84,18 +85,47 @@ def retry_issues(pipeline: Pipeline) -> list[Issue]:
     return issues
 
 
+MIN_PARTITION_INTERVAL = 60.0
+"""Shortest partition range the queue layer accepts (partition names have minute resolution)."""
+
+MAX_NOTIFY_THROTTLE = (2**31 - 1) / 1000
+"""Longest notify throttle the queue layer accepts (milliseconds in a PostgreSQL integer)."""
+
+
 def partition_issues(pipeline: Pipeline) -> list[Issue]:
-    """Partition retention shorter than one partition."""
+    """Partitioning the queue layer cannot provide: short ranges, unlogged, short retention."""
     partitioned = pipeline.queues.partitioned
-    if partitioned is None or partitioned.retention is None:
+    if partitioned is None:
         return []
-    if partitioned.retention >= partitioned.interval:
+    issues = []
+    if partitioned.interval < MIN_PARTITION_INTERVAL:
+        message = (
+            f"partition interval ({format_duration(partitioned.interval)}) must be at least "
+            f"{format_duration(MIN_PARTITION_INTERVAL)}"
+        )
+        issues.append(Issue(("queues", "partitioned", "interval"), message))
+    if pipeline.queues.unlogged:
+        message = "partitioned queues cannot be unlogged; drop one of the two settings"
+        issues.append(Issue(("queues", "unlogged"), message))
+    if partitioned.retention is not None and partitioned.retention < partitioned.interval:
+        message = (
+            f"retention ({format_duration(partitioned.retention)}) must be at least the "
+            f"partition interval ({format_duration(partitioned.interval)})"
+        )
+        issues.append(Issue(("queues", "partitioned", "retention"), message))
+    return issues
+
+
+def notify_issues(pipeline: Pipeline) -> list[Issue]:
+    """A notify throttle longer than the queue layer can store."""
+    notify = pipeline.queues.notify
+    if not notify.enabled or notify.throttle <= MAX_NOTIFY_THROTTLE:
         return []
     message = (
-        f"retention ({format_duration(partitioned.retention)}) must be at least the "
-        f"partition interval ({format_duration(partitioned.interval)})"
+        f"notify throttle ({format_duration(notify.throttle)}) must be at most "
+        f"{format_duration(MAX_NOTIFY_THROTTLE)}"
     )
-    return [Issue(("queues", "partitioned", "retention"), message)]
+    return [Issue(("queues", "notify", "throttle"), message)]
 
 
 def schedule_issues(pipeline: Pipeline) -> list[Issue]:
