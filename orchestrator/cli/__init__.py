@@ -32,7 +32,9 @@ COMMAND_MODULES = [
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        # `plan --detailed-exitcode` reserves 2 for "changes pending": a usage error is 1 there.
+        code = 1 if "--detailed-exitcode" in sys.argv[1:] else 2
+        self.exit(code, f"{self.prog}: error: {message}\n")
 
 
 def add_dsn_option(parser: argparse.ArgumentParser) -> None:
