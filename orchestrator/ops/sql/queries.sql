@@ -1,0 +1,118 @@
+-- Queries of the operations layer. Each starts with a `-- name: <name>` line and a one-line
+-- description; orchestrator/ops/queries.py loads them by name. Queue names go to the SQL
+-- functions of schema orchestrator (store/sql/functions/5x_ops_*.sql), never into this text.
+
+-- name: layers
+-- Which parts the operations need exist: the queue layer, schema orchestrator, its ops functions.
+SELECT to_regclass('pgmq.meta') IS NOT NULL AS has_pgmq,
+       to_regclass('orchestrator.pipelines') IS NOT NULL AS has_pipelines,
+       to_regprocedure('orchestrator.ops_queue_stats(text, timestamp with time zone)') IS NOT NULL
+           AS has_functions;
+
+-- name: applied_pipelines
+-- Applied pipelines, all or those named in $1.
+SELECT name, spec, spec_hash, entry_step, applied_at
+  FROM orchestrator.pipelines
+ WHERE $1::text[] IS NULL OR name = ANY ($1)
+ ORDER BY name;
+
+-- name: pipeline_names
+-- Names of every applied pipeline.
+SELECT name FROM orchestrator.pipelines ORDER BY name;
+
+-- name: clock
+-- The database's clock (every age and window is measured against it, not the client's).
+SELECT clock_timestamp();
+
+-- name: queue_stats
+-- ops_queue_stats of every queue in $1 (window starts at $2); a missing queue gives NULLs.
+SELECT n.queue_name, s.*
+  FROM unnest($1::text[]) AS n (queue_name)
+  LEFT JOIN LATERAL orchestrator.ops_queue_stats(n.queue_name, $2) s ON true;
+
+-- name: dead_letter_stats
+-- Dead letters per failed step of the dead-letter queue $1 (recent: since $2).
+SELECT step, depth, recent, recent_failures FROM orchestrator.ops_dead_letter_counts($1, $2);
+
+-- name: partitioned
+-- Which of the queues in $1 are partitioned.
+SELECT queue_name::text FROM pgmq.meta WHERE is_partitioned AND queue_name = ANY ($1::text[]);
+
+-- name: run_messages
+-- Every message of run $2 in the queues $1 and their archives.
+SELECT * FROM orchestrator.ops_run_messages($1::text[], $2);
+
+-- name: run_joins
+-- Join state of run $1: which predecessors arrived at which join step.
+SELECT pipeline, step, arrived, expected, created_at, completed_at
+  FROM orchestrator.joins
+ WHERE run_id = $1::uuid
+ ORDER BY created_at;
+
+-- name: dead_letters
+-- Dead letters of queue $1 matching the filter ($2 step, $3 error text, $4 since, $5 before,
+-- $6 ids), newest first, at most $7.
+SELECT * FROM orchestrator.ops_dead_letters($1, $2, $3, $4, $5, $6, $7);
+
+-- name: count_dead_letters
+-- How many dead letters of queue $1 match the filter ($2 step, $3 error, $4 since, $5 before,
+-- $6 ids).
+SELECT orchestrator.ops_count_dead_letters($1, $2, $3, $4, $5, $6);
+
+-- name: replay_dead_letters
+-- Replay up to $7 dead letters of queue $1 into pipeline $2's step queues ($3 step, $4 error,
+-- $5 ids, $6 msg_id greater than), one transaction per call.
+SELECT * FROM orchestrator.ops_replay_dead_letters($1, $2, $3, $4, $5, $6, $7);
+
+-- name: purge_dead_letters
+-- Delete up to $4 dead letters of queue $1 ($2 step, $3 entered before).
+SELECT orchestrator.ops_purge_dead_letters($1, $2, $3, $4);
+
+-- name: trim_archive
+-- Delete up to $3 rows archived before $2 from the archive of queue $1.
+SELECT orchestrator.ops_trim_archive($1, $2, $3);
+
+-- name: trim_joins
+-- Delete up to $2 join rows completed before $1; returns how many.
+WITH gone AS (
+    DELETE FROM orchestrator.joins j
+     USING (SELECT pipeline, step, run_id
+              FROM orchestrator.joins
+             WHERE completed_at < $1
+             ORDER BY completed_at
+             LIMIT $2
+               FOR UPDATE SKIP LOCKED) old
+     WHERE (j.pipeline, j.step, j.run_id) = (old.pipeline, old.step, old.run_id)
+    RETURNING 1
+)
+SELECT count(*) FROM gone;
+
+-- name: schedule_rows
+-- Recorded ticks of every schedule.
+SELECT pipeline, name, cron, last_tick, next_tick, updated_at
+  FROM orchestrator.schedules
+ ORDER BY pipeline, name;
+
+-- name: lock_schedule
+-- The row of schedule ($1 pipeline, $2 name), locked until the end of the transaction.
+SELECT cron, last_tick, next_tick, updated_at
+  FROM orchestrator.schedules
+ WHERE pipeline = $1 AND name = $2
+   FOR UPDATE;
+
+-- name: insert_schedule
+-- First sight of a schedule: ticks count from $4 (its creation), next tick $5.
+INSERT INTO orchestrator.schedules (pipeline, name, cron, last_tick, next_tick, updated_at)
+VALUES ($1, $2, $3, NULL, $5, $4)
+ON CONFLICT (pipeline, name) DO NOTHING;
+
+-- name: update_schedule
+-- Record the last tick handled and the next one.
+UPDATE orchestrator.schedules
+   SET cron = $3, last_tick = $4, next_tick = $5, updated_at = $6
+ WHERE pipeline = $1 AND name = $2;
+
+-- name: start_runs
+-- Start one run of pipeline $1 per payload $2 (JSON text), each with extra headers $3.
+SELECT run_id
+  FROM orchestrator.start_runs($1, $2::text[]::jsonb[], $3::text[]::jsonb[]) AS run_id;
