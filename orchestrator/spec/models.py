@@ -323,8 +323,8 @@ class Schedule(_Model):
     cron: CronText
     """Five-field cron expression (minute hour day-of-month month day-of-week), e.g.
     '*/5 * * * *' or '0 6 * * mon-fri'; @hourly, @daily, @weekly, @monthly also work."""
-    payload: JsonValue = Field(default_factory=dict)
-    """Payload handed to the entry step at each tick. Default: {}."""
+    payload: dict[str, JsonValue] = Field(default_factory=dict)
+    """JSON object handed to the entry step at each tick. Default: {}."""
     catch_up: Duration = 0.0
     """Ticks missed while no scheduler ran are started when they are at most this old.
     Default 0: missed ticks are skipped."""
