@@ -62,6 +62,11 @@ async def install(conn: asyncpg.Connection) -> InstallResult:
         raise ConfigError(
             f"cannot install the queue layer: {exc}; run it as a role allowed to create schemas"
         ) from None
+    except asyncpg.ReadOnlySQLTransactionError:
+        raise ConfigError(
+            "cannot install the queue layer: the database is read-only (a standby?); "
+            "connect to the primary"
+        ) from None
 
 
 async def install_dsn(dsn: str) -> InstallResult:
@@ -117,10 +122,19 @@ async def _install_locked(conn: asyncpg.Connection) -> InstallResult:
 
 
 async def _fresh_install(conn: asyncpg.Connection) -> None:
-    if await conn.fetchval("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'pgmq')"):
+    taken = await conn.fetchval(
+        "SELECT array_agg(nspname::text ORDER BY nspname) FROM pg_namespace "
+        "WHERE nspname IN ('pgmq', 'pgmq_ext')"
+    )
+    if taken and "pgmq" in taken:
         raise ConfigError(
             "schema pgmq exists but was not created by orchestrator (PGMQ installed from its "
             "SQL files?); leaving it alone. Drop it or use another database."
+        )
+    if taken:
+        raise ConfigError(
+            "schema pgmq_ext exists but holds no queue layer version (a failed or foreign "
+            "install?); leaving it alone. Drop it or use another database."
         )
     await conn.execute(sqlfiles.schema_sql())
     await _record_version(conn, sqlfiles.latest_version(), "fresh install")

@@ -17,7 +17,11 @@ RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
 BEGIN
-    IF queue_name IS NULL OR queue_name = '' THEN
+    IF queue_name IS NULL THEN
+        RAISE EXCEPTION 'queue name must not be null'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF queue_name = '' THEN
         RAISE EXCEPTION 'queue name must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;

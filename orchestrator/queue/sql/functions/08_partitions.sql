@@ -15,9 +15,25 @@
 -- 1970-01-01 00:00 UTC (for month intervals, n * months after January 1970).
 --
 -- pgmq_ext.run_maintenance() keeps them in shape: it creates the partitions of the current
--- bin and `premake` bins ahead, moves rows out of the default partition into partitions of
+-- bin and `premake` bins ahead (and of any bin between the newest partition and the current
+-- one that is not past retention), moves rows out of the default partition into partitions of
 -- their own, and drops partitions entirely past retention (queue and archive alike; dropping
 -- a queue partition drops its unread messages, as retention means).
+--
+-- Locking. A table that needs work is locked ACCESS EXCLUSIVE (LOCK TABLE ONLY: the parent
+-- alone) before any of its partitions, the queue table before its archive, for two reasons:
+-- * ATTACH PARTITION alone takes only SHARE UPDATE EXCLUSIVE on the parent, but an INSERT
+--   already running routes rows with the partition list it started with; a row it sends to
+--   the default partition after the new partition is attached fails the default partition's
+--   new constraint ("violates partition constraint"). No statement may run on the table
+--   while its partitions change.
+-- * DROP of a partition locks the parent ACCESS EXCLUSIVE anyway. Taking that lock last,
+--   while holding the default partition, deadlocks with a reader that holds the parent and
+--   waits for the default partition (and the reader, waiting longer, is the one aborted).
+-- Every API statement locks the parent first too (archive(): the queue, then the archive),
+-- so maintenance and the API never wait for each other in a cycle. Maintenance that finds
+-- nothing to do takes no table lock at all; when it has work, the queue stops for the few
+-- milliseconds it takes (or up to lock_timeout while it waits; see run_maintenance).
 
 -- Months in an interval (its year and month fields).
 CREATE OR REPLACE FUNCTION pgmq_ext.interval_months(step interval)
@@ -52,13 +68,13 @@ LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
     cfg pgmq_ext.partition_config;
-    by_id boolean := partition_interval ~ '^\s*[0-9]+\s*$';
+    by_id boolean := partition_interval ~ '^\s*[-+]?[0-9]+\s*$';
 BEGIN
     IF partition_interval IS NULL OR retention_interval IS NULL THEN
         RAISE EXCEPTION 'partition_interval and retention_interval must not be NULL'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF by_id <> (retention_interval ~ '^\s*[0-9]+\s*$') THEN
+    IF by_id <> (retention_interval ~ '^\s*[-+]?[0-9]+\s*$') THEN
         RAISE EXCEPTION 'partition_interval % and retention_interval % must both be numbers of messages or both be time intervals',
             quote_literal(partition_interval), quote_literal(retention_interval)
             USING ERRCODE = 'invalid_parameter_value';
@@ -198,6 +214,24 @@ RETURN CASE (cfg).partition_by
     ELSE pgmq_ext.bin_start_time(cfg, bin + 1) <= clock_timestamp() - (cfg).time_retention
 END;
 
+-- The bin new rows go to: the newest msg_id's, or now's.
+CREATE OR REPLACE FUNCTION pgmq_ext.current_bin(cfg pgmq_ext.partition_config, current_id bigint)
+RETURNS bigint
+LANGUAGE sql STABLE
+RETURN CASE (cfg).partition_by
+    WHEN 'msg_id' THEN pgmq_ext.key_bin(cfg, current_id)
+    ELSE pgmq_ext.key_bin(cfg, clock_timestamp())
+END;
+
+-- The oldest bin not past retention (see bin_expired).
+CREATE OR REPLACE FUNCTION pgmq_ext.first_live_bin(cfg pgmq_ext.partition_config, current_id bigint)
+RETURNS bigint
+LANGUAGE sql STABLE
+RETURN CASE (cfg).partition_by
+    WHEN 'msg_id' THEN pgmq_ext.key_bin(cfg, current_id - (cfg).id_retention)
+    ELSE pgmq_ext.key_bin(cfg, clock_timestamp() - (cfg).time_retention)
+END;
+
 -- `<parent>_<suffix>`, shortened with a hash of the parent's name if it would not fit in an
 -- identifier (63 bytes; names are ASCII).
 CREATE OR REPLACE FUNCTION pgmq_ext.partition_name(parent text, suffix text)
@@ -223,12 +257,87 @@ AS $$
      WHERE i.inhparent = parent
 $$;
 
+-- Bins without a partition that `parent_table` should have: the current bin and `premake`
+-- bins ahead, every bin between the newest partition and the current one that is not past
+-- retention (so a queue that outran maintenance has no gaps), and the bins in `extra` (those
+-- the default partition holds rows of).
+CREATE OR REPLACE FUNCTION pgmq_ext.missing_bins(cfg pgmq_ext.partition_config, parent_table text, current_id bigint, extra bigint[])
+RETURNS bigint[]
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    existing bigint[];
+    current_bin bigint := pgmq_ext.current_bin(cfg, current_id);
+    first_bin bigint;
+BEGIN
+    existing := ARRAY(
+        SELECT pgmq_ext.bound_bin(cfg, p.lower_bound)
+          FROM pgmq_ext.partitions_of(parent_table::regclass) p
+         WHERE p.lower_bound IS NOT NULL);
+    first_bin := least(current_bin,
+                       greatest(coalesce((SELECT max(b) + 1 FROM unnest(existing) b), current_bin),
+                                pgmq_ext.first_live_bin(cfg, current_id)));
+    RETURN ARRAY(
+        SELECT DISTINCT w.b
+          FROM (SELECT generate_series(first_bin, current_bin + cfg.premake) AS b
+                UNION ALL
+                SELECT unnest(extra)) w
+         WHERE w.b <> ALL (existing)
+         ORDER BY w.b);
+END
+$$;
+
+-- Range partitions of `parent_table` entirely past retention, oldest first.
+CREATE OR REPLACE FUNCTION pgmq_ext.expired_partitions(cfg pgmq_ext.partition_config, parent_table text, current_id bigint)
+RETURNS SETOF text
+LANGUAGE sql STABLE
+AS $$
+    SELECT p.partition_name
+      FROM pgmq_ext.partitions_of(parent_table::regclass) p
+     WHERE p.lower_bound IS NOT NULL
+       AND pgmq_ext.bin_expired(cfg, pgmq_ext.bound_bin(cfg, p.lower_bound), current_id)
+     ORDER BY pgmq_ext.bound_bin(cfg, p.lower_bound)
+$$;
+
+CREATE OR REPLACE FUNCTION pgmq_ext.has_rows(table_name text)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    found_row boolean;
+BEGIN
+    EXECUTE format('SELECT EXISTS (SELECT FROM %s)', table_name) INTO found_row;
+    RETURN found_row;
+END
+$$;
+
+-- The default partition of a queue's table (`prefix` 'q' or 'a'), quoted.
+CREATE OR REPLACE FUNCTION pgmq_ext.default_partition(qname text, prefix text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 'pgmq_ext.' || quote_ident(pgmq_ext.partition_name(prefix || '_' || qname, 'default'));
+
+-- True when maintenance has something to do on one table of a queue: a partition to create,
+-- rows in the default partition, or a partition to drop. Reads the catalog and at most one
+-- row of the default partition; takes no lock on the partitioned table.
+CREATE OR REPLACE FUNCTION pgmq_ext.table_needs_work(cfg pgmq_ext.partition_config, prefix text, current_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    parent_table text := 'pgmq.' || quote_ident(prefix || '_' || cfg.queue_name);
+BEGIN
+    RETURN pgmq_ext.missing_bins(cfg, parent_table, current_id, '{}') <> '{}'
+        OR pgmq_ext.has_rows(pgmq_ext.default_partition(cfg.queue_name, prefix))
+        OR EXISTS (SELECT FROM pgmq_ext.expired_partitions(cfg, parent_table, current_id));
+END
+$$;
+
 -- Create the partition of bin `bin` beside the partitioned table `parent` (unquoted name in
 -- schema pgmq), moving the rows of that range out of the default partition, and return the
--- number of rows moved. The partition is built as a plain table and then attached: ATTACH
--- takes only a SHARE UPDATE EXCLUSIVE lock on the parent, so sends and reads carry on
--- (CREATE TABLE ... PARTITION OF would lock the parent exclusively). The caller holds the
--- default partition's ACCESS EXCLUSIVE lock, so no row can land in that range meanwhile.
+-- number of rows moved. The partition is built as a plain table, filled, and then attached
+-- (CREATE TABLE ... PARTITION OF would fail while the default partition holds rows of the
+-- range). The caller holds the parent's ACCESS EXCLUSIVE lock (see the top of this file).
 CREATE OR REPLACE FUNCTION pgmq_ext.create_partition(cfg pgmq_ext.partition_config, parent text, bin bigint, OUT partition_name text, OUT moved_rows bigint)
 LANGUAGE plpgsql
 AS $$
@@ -255,9 +364,9 @@ BEGIN
 END
 $$;
 
--- Bring one partitioned table (`prefix` 'q' or 'a') of a queue up to date: create missing
--- partitions for the current bin, `premake` bins ahead and every bin the default partition
--- holds rows of; then drop partitions past retention.
+-- Bring one partitioned table (`prefix` 'q' or 'a') of a queue up to date: create the missing
+-- partitions (see missing_bins), emptying the default partition into them, then drop the
+-- partitions past retention. The caller holds the table's ACCESS EXCLUSIVE lock.
 CREATE OR REPLACE FUNCTION pgmq_ext.maintain_table(cfg pgmq_ext.partition_config, prefix text, current_id bigint)
 RETURNS SETOF pgmq_ext.maintenance_action
 LANGUAGE plpgsql
@@ -265,85 +374,67 @@ AS $$
 DECLARE
     parent text := prefix || '_' || cfg.queue_name;
     parent_table text := 'pgmq.' || quote_ident(parent);
-    default_table text := 'pgmq_ext.' || quote_ident(pgmq_ext.partition_name(parent, 'default'));
+    default_table text := pgmq_ext.default_partition(cfg.queue_name, prefix);
     key text := CASE
         WHEN cfg.partition_by = 'msg_id' THEN 'msg_id'
         WHEN prefix = 'q' THEN 'enqueued_at'
         ELSE 'archived_at' END;
-    current_bin bigint := CASE cfg.partition_by
-        WHEN 'msg_id' THEN pgmq_ext.key_bin(cfg, current_id)
-        ELSE pgmq_ext.key_bin(cfg, clock_timestamp()) END;
-    existing bigint[];
-    wanted bigint[];
     default_bins bigint[];
     bin bigint;
     made record;
-    part record;
+    expired text;
 BEGIN
-    existing := ARRAY(
-        SELECT pgmq_ext.bound_bin(cfg, p.lower_bound)
-          FROM pgmq_ext.partitions_of(parent_table::regclass) p
-         WHERE p.lower_bound IS NOT NULL);
-    wanted := ARRAY(
-        SELECT b FROM generate_series(current_bin, current_bin + cfg.premake) b
-         WHERE b <> ALL (existing));
-    IF wanted <> '{}' OR pgmq_ext.has_rows(default_table) THEN
-        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', default_table);
-        EXECUTE format('SELECT array_agg(DISTINCT pgmq_ext.key_bin($1, %I)) FROM %s', key, default_table)
-            INTO default_bins USING cfg;
-        wanted := ARRAY(
-            SELECT DISTINCT b FROM unnest(wanted || coalesce(default_bins, '{}')) b
-             WHERE b <> ALL (existing) ORDER BY b);
-        FOREACH bin IN ARRAY wanted LOOP
-            made := pgmq_ext.create_partition(cfg, parent, bin);
-            RETURN NEXT ROW(cfg.queue_name, parent_table, 'created', made.partition_name,
-                            made.moved_rows, NULL)::pgmq_ext.maintenance_action;
-        END LOOP;
-    END IF;
-    FOR part IN
-        SELECT p.partition_name, pgmq_ext.bound_bin(cfg, p.lower_bound) AS bin
-          FROM pgmq_ext.partitions_of(parent_table::regclass) p
-         WHERE p.lower_bound IS NOT NULL
-         ORDER BY 2
-    LOOP
-        IF pgmq_ext.bin_expired(cfg, part.bin, current_id) THEN
-            EXECUTE format('DROP TABLE %s', part.partition_name);
-            RETURN NEXT ROW(cfg.queue_name, parent_table, 'dropped', part.partition_name,
-                            0, 'past retention')::pgmq_ext.maintenance_action;
-        END IF;
+    EXECUTE format('SELECT array_agg(DISTINCT pgmq_ext.key_bin($1, %I)) FROM %s', key, default_table)
+        INTO default_bins USING cfg;
+    FOREACH bin IN ARRAY pgmq_ext.missing_bins(cfg, parent_table, current_id, coalesce(default_bins, '{}')) LOOP
+        made := pgmq_ext.create_partition(cfg, parent, bin);
+        RETURN NEXT ROW(cfg.queue_name, parent_table, 'created', made.partition_name,
+                        made.moved_rows, NULL)::pgmq_ext.maintenance_action;
+    END LOOP;
+    FOR expired IN SELECT * FROM pgmq_ext.expired_partitions(cfg, parent_table, current_id) LOOP
+        EXECUTE format('DROP TABLE %s', expired);
+        RETURN NEXT ROW(cfg.queue_name, parent_table, 'dropped', expired,
+                        0, 'past retention')::pgmq_ext.maintenance_action;
     END LOOP;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION pgmq_ext.has_rows(table_name text)
-RETURNS boolean
-LANGUAGE plpgsql STABLE
-AS $$
-DECLARE
-    found_row boolean;
-BEGIN
-    EXECUTE format('SELECT EXISTS (SELECT FROM %s)', table_name) INTO found_row;
-    RETURN found_row;
-END
-$$;
-
--- Maintain both tables of one partitioned queue, under the queue's lock.
+-- Maintain both tables of one partitioned queue, under the queue's lock. The tables that need
+-- work are locked first, the queue before its archive (see the top of this file).
 CREATE OR REPLACE FUNCTION pgmq_ext.maintain_queue(qname text)
 RETURNS SETOF pgmq_ext.maintenance_action
 LANGUAGE plpgsql
 AS $$
 DECLARE
     cfg pgmq_ext.partition_config;
+    q_table text := 'pgmq.' || quote_ident('q_' || qname);
+    a_table text := 'pgmq.' || quote_ident('a_' || qname);
     current_id bigint;
+    q_work boolean;
+    a_work boolean;
 BEGIN
     PERFORM pgmq_ext.lock_queue(qname);
     SELECT * INTO cfg FROM pgmq_ext.partition_config c WHERE c.queue_name = qname;
     IF NOT FOUND THEN
         RETURN;  -- dropped meanwhile, or not partitioned
     END IF;
-    current_id := pgmq_ext.total_messages('pgmq.' || quote_ident('q_' || qname));
-    RETURN QUERY SELECT * FROM pgmq_ext.maintain_table(cfg, 'q', current_id);
-    RETURN QUERY SELECT * FROM pgmq_ext.maintain_table(cfg, 'a', current_id);
+    current_id := pgmq_ext.total_messages(q_table);
+    q_work := pgmq_ext.table_needs_work(cfg, 'q', current_id);
+    a_work := pgmq_ext.table_needs_work(cfg, 'a', current_id);
+    IF q_work THEN
+        EXECUTE format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', q_table);
+    END IF;
+    IF a_work THEN
+        EXECUTE format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', a_table);
+    END IF;
+    -- Sends may have gone on while we waited for the locks.
+    current_id := pgmq_ext.total_messages(q_table);
+    IF q_work THEN
+        RETURN QUERY SELECT * FROM pgmq_ext.maintain_table(cfg, 'q', current_id);
+    END IF;
+    IF a_work THEN
+        RETURN QUERY SELECT * FROM pgmq_ext.maintain_table(cfg, 'a', current_id);
+    END IF;
     UPDATE pgmq_ext.partition_config c SET maintained_at = now() WHERE c.queue_name = qname;
 END
 $$;
@@ -352,8 +443,8 @@ $$;
 -- Call it periodically (the runtime does), more often than the partition interval; `premake`
 -- partitions ahead give slack. Each queue is maintained in a subtransaction: a queue that is
 -- busy (lock_timeout, 1s unless the caller set one: waiting longer would stall the queue's
--- readers behind the ACCESS EXCLUSIVE request) is reported as 'skipped', one that fails as
--- 'failed', and the others go on. Maintaining each queue in its own transaction (as
+-- readers and writers behind the ACCESS EXCLUSIVE request) is reported as 'skipped', one that
+-- fails as 'failed', and the others go on. Maintaining each queue in its own transaction (as
 -- orchestrator.queue.maintenance does) keeps the locks short.
 CREATE OR REPLACE FUNCTION pgmq_ext.run_maintenance(queue_name text DEFAULT NULL)
 RETURNS SETOF pgmq_ext.maintenance_action
