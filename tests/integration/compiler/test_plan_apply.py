@@ -370,7 +370,7 @@ async def test_storage_the_queue_layer_cannot_provide_is_a_config_error(
     conn: asyncpg.Connection, write: Write
 ) -> None:
     both = EVENTS.replace("queues:", "queues:\n  unlogged: true")
-    with pytest.raises(ConfigError, match=r"unlogged cannot be combined with queues\.partitioned"):
+    with pytest.raises(ConfigError, match=r"partitioned queues cannot be unlogged"):
         await plan(conn, write(events=both))
 
 
