@@ -1,0 +1,1 @@
+"""Sample data for the work-order pipeline (`python -m pipelines.data.sample`)."""
