@@ -141,8 +141,13 @@ def fetch_queue_rows(dsn: str) -> list[dict[str, Any]]:
         return []
 
 
-def serve(port: int, collector: QueueCollector, host: str = "127.0.0.1") -> Any:
-    """Start the /metrics endpoint in a background thread; returns the server."""
+def serve(port: int, collector: QueueCollector, host: str | None = None) -> Any:
+    """Start the /metrics endpoint in a background thread; returns the server.
+
+    It listens on `host`, else $ORCHESTRATOR_METRICS_HOST, else 127.0.0.1 (set 0.0.0.0 in a
+    container so the scraper can reach it).
+    """
+    host = host or os.environ.get("ORCHESTRATOR_METRICS_HOST") or "127.0.0.1"
     from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry()
