@@ -1,0 +1,529 @@
+"""`Queue`: the async client of the queue layer, a thin typed layer over `pgmq.*` calls.
+
+Every call is one prepared statement (`queries.sql`) with typed parameters; asyncpg prepares
+each once per connection and reuses it. Every method takes an optional `conn=` so a caller can
+send, read or acknowledge inside a transaction of its own: the queue operation then commits or
+rolls back with the caller's other writes.
+
+Queue names are checked here, with the rule the SQL layer applies (1-47 ASCII letters, digits
+and underscores), so a bad name fails before any round trip. Errors the database reports are
+translated at this boundary: an unknown queue raises `QueueNotFound`, a refused argument
+`QueueError`, a database without the queue layer `SchemaMissing`; anything else (a lost
+connection, a serialization failure) propagates unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from functools import cache
+from importlib.resources import files
+from types import TracebackType
+from typing import Any, TypeAlias, overload
+
+import asyncpg
+import orjson
+
+from orchestrator.errors import NotFound, QueueError, SchemaMissing
+from orchestrator.queue.models import JSON, Message, QueueInfo, QueueMetrics
+
+MAX_QUEUE_NAME_LENGTH = 47
+_NO_TIME = timedelta(0)
+
+# A delay or visibility time: seconds from now (int, float or timedelta) or a moment
+# (timezone-aware datetime).
+Delay: TypeAlias = int | float | timedelta | datetime
+# A connection or pool to run a query on (asyncpg.Connection, PoolConnectionProxy or Pool).
+Executor: TypeAlias = Any
+
+
+class InvalidQueueName(QueueError):
+    """A queue name the queue layer would refuse (found before any round trip)."""
+
+
+class QueueNotFound(QueueError, NotFound):
+    """The queue does not exist (`pgmq` raised undefined_table)."""
+
+
+_QUERY_HEADER = re.compile(r"^-- name: ([a-z_]+)\n", re.M)
+
+
+@cache
+def queries() -> dict[str, str]:
+    """The named queries of `queries.sql` (description comments stripped)."""
+    text = (files("orchestrator.queue") / "queries.sql").read_text(encoding="utf-8")
+    chunks = _QUERY_HEADER.split(text)[1:]
+    named = zip(chunks[::2], chunks[1::2], strict=True)
+    return {name: _strip_comments(body) for name, body in named}
+
+
+def _strip_comments(body: str) -> str:
+    lines = [line for line in body.splitlines() if line and not line.startswith("--")]
+    return "\n".join(lines).strip().rstrip(";")
+
+
+_Q = queries()
+_SEND = _Q["send"]
+_SEND_HEADERS = _Q["send_headers"]
+_READ = _Q["read"]
+_DELETE = _Q["delete"]
+_DELETE_MANY = _Q["delete_many"]
+
+# --- arguments ---------------------------------------------------------------------------
+
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_]{1,47}")
+
+
+def validate_queue_name(queue: object) -> str:
+    """Return `queue` if the queue layer accepts it as a name, else raise InvalidQueueName."""
+    if type(queue) is str and _QUEUE_NAME.fullmatch(queue) is not None:
+        return queue
+    raise InvalidQueueName(_name_problem(queue))
+
+
+def _name_problem(queue: object) -> str:
+    if not isinstance(queue, str):
+        return f"queue name must be a string, got {type(queue).__name__}"
+    if not queue:
+        return "queue name must not be empty"
+    if len(queue) > MAX_QUEUE_NAME_LENGTH:
+        return (
+            f"queue name {queue[:60]!r} is too long: {len(queue)} characters, "
+            f"at most {MAX_QUEUE_NAME_LENGTH}"
+        )
+    return f"invalid queue name {queue!r}: use only letters a-z, digits and underscores"
+
+
+def _seconds(value: int | float | timedelta, what: str) -> float:
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise QueueError(f"{what} must be seconds, a timedelta or a datetime, got {value!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise QueueError(f"{what} must be a number of seconds >= 0, got {value!r}")
+    return seconds
+
+
+def _moment(value: datetime, what: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise QueueError(f"{what} must be a timezone-aware datetime, got {value!r}")
+    return value
+
+
+def _json_texts(values: Sequence[JSON], what: str) -> list[str | None]:
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        raise QueueError(f"{what} must be a list, got {type(values).__name__}")
+    dumps = orjson.dumps
+    try:
+        return [None if v is None else dumps(v).decode() for v in values]
+    except TypeError as exc:
+        raise QueueError(f"{what}: a value is not JSON-serializable: {exc}") from None
+
+
+def _batch_args(
+    messages: Sequence[JSON], headers: Sequence[JSON] | None
+) -> tuple[list[str | None], list[str | None] | None]:
+    texts = _json_texts(messages, "messages")
+    if not texts:
+        raise QueueError("send_batch needs at least one message")
+    if headers is None:
+        return texts, None
+    header_texts = _json_texts(headers, "headers")
+    if len(header_texts) != len(texts):
+        raise QueueError(
+            f"send_batch got {len(texts)} messages but {len(header_texts)} headers; "
+            "pass one header per message"
+        )
+    return texts, header_texts
+
+
+# --- errors ------------------------------------------------------------------------------
+
+_SCHEMA_MISSING = {"3F000", "42883"}  # invalid_schema_name, undefined_function
+_REFUSED = {"42P07"}  # duplicate_table: a queue's table name taken by another object
+
+
+def _translated(exc: asyncpg.PostgresError) -> Exception | None:
+    """The orchestrator error for a database error of a queue call, None to re-raise it."""
+    code: str = exc.sqlstate or ""
+    message = str(exc)
+    if code == "42P01":
+        return QueueNotFound(message)
+    if code.startswith("22") or code in _REFUSED:
+        return QueueError(message)
+    if code in _SCHEMA_MISSING:
+        return SchemaMissing(
+            f"{message}: the queue layer is not installed in this database; "
+            "run `orchestrator install`"
+        )
+    return None
+
+
+# --- the client --------------------------------------------------------------------------
+
+
+class Queue:
+    """Async client of the queue layer over an asyncpg pool (or a single connection).
+
+    `Queue(pool)` uses a pool you own; `await Queue.connect(dsn)` (or
+    `async with Queue.connect(dsn) as q`) makes one with orchestrator's codecs and closes it
+    with the client.
+    """
+
+    __slots__ = ("_executor", "_owns_executor")
+
+    def __init__(self, executor: Executor, *, owns_executor: bool = False) -> None:
+        self._executor = executor
+        self._owns_executor = owns_executor
+
+    @classmethod
+    def connect(
+        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, **pool_options: Any
+    ) -> _Opening:
+        """A client with a pool of its own: `await Queue.connect(dsn)` or `async with ...`."""
+
+        async def open_queue() -> Queue:
+            from orchestrator.db import create_pool
+
+            pool = await create_pool(dsn, min_size=min_size, max_size=max_size, **pool_options)
+            return cls(pool, owns_executor=True)
+
+        return _Opening(open_queue)
+
+    @property
+    def executor(self) -> Executor:
+        """The pool (or connection) queries run on when no `conn=` is given."""
+        return self._executor
+
+    async def close(self) -> None:
+        """Close the pool if this client made it; a pool passed in is left to its owner."""
+        if self._owns_executor:
+            await self._executor.close()
+
+    async def __aenter__(self) -> Queue:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        """A connection in a transaction, to pass as `conn=`; commits unless an error escapes."""
+        if isinstance(self._executor, asyncpg.Pool):
+            async with self._executor.acquire() as conn, conn.transaction():
+                yield conn
+        else:
+            async with self._executor.transaction():
+                yield self._executor
+
+    # --- running queries -----------------------------------------------------------------
+
+    async def _fetch(self, conn: Executor, query: str, *args: Any) -> list[Any]:
+        try:
+            rows: list[Any] = await (self._executor if conn is None else conn).fetch(query, *args)
+        except asyncpg.PostgresError as exc:
+            error = _translated(exc)
+            if error is None:
+                raise
+            raise error from exc
+        return rows
+
+    async def _fetchval(self, conn: Executor, query: str, *args: Any) -> Any:
+        try:
+            return await (self._executor if conn is None else conn).fetchval(query, *args)
+        except asyncpg.PostgresError as exc:
+            error = _translated(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    async def _fetchrow(self, conn: Executor, query: str, *args: Any) -> Any:
+        try:
+            return await (self._executor if conn is None else conn).fetchrow(query, *args)
+        except asyncpg.PostgresError as exc:
+            error = _translated(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    # --- queues ------------------------------------------------------------------------
+
+    async def create(self, queue: str, *, conn: Executor = None) -> None:
+        """Create a queue; nothing happens when it exists already."""
+        await self._fetchval(conn, _Q["create"], validate_queue_name(queue))
+
+    async def create_unlogged(self, queue: str, *, conn: Executor = None) -> None:
+        """Create a queue whose table is UNLOGGED: faster, emptied by a server crash."""
+        await self._fetchval(conn, _Q["create_unlogged"], validate_queue_name(queue))
+
+    async def create_partitioned(
+        self,
+        queue: str,
+        partition_interval: int | str | timedelta = 10000,
+        retention_interval: int | str | timedelta = 100000,
+        *,
+        conn: Executor = None,
+    ) -> None:
+        """Create a partitioned queue: intervals in messages (int) or time ('1 day')."""
+        await self._fetchval(
+            conn,
+            _Q["create_partitioned"],
+            validate_queue_name(queue),
+            _interval_text(partition_interval),
+            _interval_text(retention_interval),
+        )
+
+    async def drop(self, queue: str, *, conn: Executor = None) -> bool:
+        """Drop a queue, its archive and its messages; False when there was no such queue."""
+        return bool(await self._fetchval(conn, _Q["drop"], validate_queue_name(queue)))
+
+    async def purge(self, queue: str, *, conn: Executor = None) -> int:
+        """Delete every message of a queue (not its archive); returns how many."""
+        return int(await self._fetchval(conn, _Q["purge"], validate_queue_name(queue)))
+
+    async def list_queues(self, *, conn: Executor = None) -> list[QueueInfo]:
+        """Every queue, oldest first."""
+        rows = await self._fetch(conn, _Q["list_queues"])
+        return [QueueInfo(*row) for row in rows]
+
+    # --- sending -------------------------------------------------------------------------
+
+    async def send(
+        self,
+        queue: str,
+        message: JSON,
+        *,
+        headers: JSON = None,
+        delay: Delay | None = None,
+        conn: Executor = None,
+    ) -> int:
+        """Send one message; returns its msg_id. `delay`: seconds, timedelta or datetime."""
+        validate_queue_name(queue)
+        if delay is None or delay == 0 or delay == _NO_TIME:
+            if headers is None:
+                return int(await self._fetchval(conn, _SEND, queue, message))
+            return int(await self._fetchval(conn, _SEND_HEADERS, queue, message, headers))
+        if isinstance(delay, datetime):
+            at = _moment(delay, "delay")
+            return int(await self._fetchval(conn, _Q["send_at"], queue, message, headers, at))
+        seconds = _seconds(delay, "delay")
+        return int(await self._fetchval(conn, _Q["send_after"], queue, message, headers, seconds))
+
+    async def send_batch(
+        self,
+        queue: str,
+        messages: Sequence[JSON],
+        *,
+        headers: Sequence[JSON] | None = None,
+        delay: Delay | None = None,
+        conn: Executor = None,
+    ) -> list[int]:
+        """Send messages in one statement; returns their msg_ids in order."""
+        validate_queue_name(queue)
+        texts, header_texts = _batch_args(messages, headers)
+        if delay is None or delay == 0 or delay == _NO_TIME:
+            if header_texts is None:
+                rows = await self._fetch(conn, _Q["send_batch"], queue, texts)
+            else:
+                rows = await self._fetch(conn, _Q["send_batch_headers"], queue, texts, header_texts)
+        elif isinstance(delay, datetime):
+            at = _moment(delay, "delay")
+            rows = await self._fetch(conn, _Q["send_batch_at"], queue, texts, header_texts, at)
+        else:
+            seconds = _seconds(delay, "delay")
+            query = _Q["send_batch_after"]
+            rows = await self._fetch(conn, query, queue, texts, header_texts, seconds)
+        return [row[0] for row in rows]
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def read(
+        self,
+        queue: str,
+        vt: int = 30,
+        qty: int = 1,
+        *,
+        conditional: JSON = None,
+        conn: Executor = None,
+    ) -> list[Message]:
+        """Up to `qty` visible messages, oldest first, each hidden from others for `vt` s."""
+        validate_queue_name(queue)
+        if conditional is None:
+            rows = await self._fetch(conn, _READ, queue, vt, qty)
+        else:
+            rows = await self._fetch(conn, _Q["read_conditional"], queue, vt, qty, conditional)
+        return [Message(*row) for row in rows]
+
+    async def read_with_poll(
+        self,
+        queue: str,
+        vt: int = 30,
+        qty: int = 1,
+        *,
+        max_poll_seconds: int = 5,
+        poll_interval_ms: int = 100,
+        conditional: JSON = None,
+        conn: Executor = None,
+    ) -> list[Message]:
+        """`read`, waiting up to `max_poll_seconds` for a message (holds a connection)."""
+        rows = await self._fetch(
+            conn,
+            _Q["read_with_poll"],
+            validate_queue_name(queue),
+            vt,
+            qty,
+            max_poll_seconds,
+            poll_interval_ms,
+            {} if conditional is None else conditional,
+        )
+        return [Message(*row) for row in rows]
+
+    async def pop(self, queue: str, qty: int = 1, *, conn: Executor = None) -> list[Message]:
+        """Read and delete up to `qty` visible messages at once (at-most-once delivery)."""
+        rows = await self._fetch(conn, _Q["pop"], validate_queue_name(queue), qty)
+        return [Message(*row) for row in rows]
+
+    # --- acknowledging -------------------------------------------------------------------
+
+    @overload
+    async def delete(self, queue: str, msg_id: int, *, conn: Executor = None) -> bool: ...
+
+    @overload
+    async def delete(
+        self, queue: str, msg_id: Sequence[int], *, conn: Executor = None
+    ) -> list[int]: ...
+
+    async def delete(
+        self, queue: str, msg_id: int | Sequence[int], *, conn: Executor = None
+    ) -> bool | list[int]:
+        """Delete one message (-> whether it was there) or many (-> the ids deleted)."""
+        validate_queue_name(queue)
+        if isinstance(msg_id, int):
+            return bool(await self._fetchval(conn, _DELETE, queue, msg_id))
+        if not msg_id:
+            return []
+        rows = await self._fetch(conn, _DELETE_MANY, queue, msg_id)
+        return [row[0] for row in rows]
+
+    @overload
+    async def archive(self, queue: str, msg_id: int, *, conn: Executor = None) -> bool: ...
+
+    @overload
+    async def archive(
+        self, queue: str, msg_id: Sequence[int], *, conn: Executor = None
+    ) -> list[int]: ...
+
+    async def archive(
+        self, queue: str, msg_id: int | Sequence[int], *, conn: Executor = None
+    ) -> bool | list[int]:
+        """Move one message (-> whether it was there) or many (-> the ids moved) to the
+        queue's archive."""
+        validate_queue_name(queue)
+        if isinstance(msg_id, int):
+            return bool(await self._fetchval(conn, _Q["archive"], queue, msg_id))
+        if not msg_id:
+            return []
+        rows = await self._fetch(conn, _Q["archive_many"], queue, msg_id)
+        return [row[0] for row in rows]
+
+    @overload
+    async def set_vt(
+        self, queue: str, msg_id: int, vt: Delay, *, conn: Executor = None
+    ) -> Message | None: ...
+
+    @overload
+    async def set_vt(
+        self, queue: str, msg_id: Sequence[int], vt: Delay, *, conn: Executor = None
+    ) -> list[Message]: ...
+
+    async def set_vt(
+        self, queue: str, msg_id: int | Sequence[int], vt: Delay, *, conn: Executor = None
+    ) -> Message | list[Message] | None:
+        """Make messages visible `vt` from now (seconds, timedelta) or at `vt` (datetime).
+
+        One id returns the updated message (None when it is not in the queue); a list of ids
+        returns the messages updated.
+        """
+        validate_queue_name(queue)
+        many = not isinstance(msg_id, int)
+        when: datetime | float
+        if isinstance(vt, datetime):
+            query, when = _Q["set_vt_many_at" if many else "set_vt_at"], _moment(vt, "vt")
+        else:
+            query, when = _Q["set_vt_many_after" if many else "set_vt_after"], _seconds(vt, "vt")
+        rows = await self._fetch(conn, query, queue, msg_id, when)
+        messages = [Message(*row) for row in rows]
+        if many:
+            return messages
+        return messages[0] if messages else None
+
+    # --- metrics and notifications -------------------------------------------------------
+
+    async def metrics(self, queue: str, *, conn: Executor = None) -> QueueMetrics:
+        """Length, visible length, message ages and messages ever sent, of one queue."""
+        row = await self._fetchrow(conn, _Q["metrics"], validate_queue_name(queue))
+        return QueueMetrics(*row)
+
+    async def metrics_all(self, *, conn: Executor = None) -> list[QueueMetrics]:
+        """`metrics` of every queue, by name."""
+        rows = await self._fetch(conn, _Q["metrics_all"])
+        return [QueueMetrics(*row) for row in rows]
+
+    async def enable_notify_insert(
+        self, queue: str, throttle_interval_ms: int = 250, *, conn: Executor = None
+    ) -> None:
+        """NOTIFY `pgmq.q_<queue>.INSERT` when messages arrive, at most once per interval."""
+        query = _Q["enable_notify_insert"]
+        await self._fetchval(conn, query, validate_queue_name(queue), throttle_interval_ms)
+
+    async def disable_notify_insert(self, queue: str, *, conn: Executor = None) -> None:
+        """Stop a queue's insert notifications."""
+        await self._fetchval(conn, _Q["disable_notify_insert"], validate_queue_name(queue))
+
+
+def notify_channel(queue: str) -> str:
+    """The channel `enable_notify_insert` notifies on, for LISTEN."""
+    return f"pgmq.q_{validate_queue_name(queue).lower()}.INSERT"
+
+
+def _interval_text(value: int | str | timedelta) -> str:
+    if isinstance(value, bool):
+        raise QueueError(f"a partition interval must be a number or an interval, got {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds()} seconds"
+    if isinstance(value, str):
+        return value
+    raise QueueError(f"a partition interval must be a number or an interval, got {value!r}")
+
+
+class _Opening:
+    """What `Queue.connect` returns: await it for a client, or use it with `async with`."""
+
+    __slots__ = ("_open", "_queue")
+
+    def __init__(self, open_queue: Callable[[], Coroutine[Any, Any, Queue]]) -> None:
+        self._open = open_queue
+        self._queue: Queue | None = None
+
+    def __await__(self) -> Generator[Any, None, Queue]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Queue:
+        self._queue = await self._open()
+        return self._queue
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._queue is not None:
+            await self._queue.close()
