@@ -14,7 +14,7 @@ import asyncpg
 import orjson
 
 from orchestrator.db.dsn import redact
-from orchestrator.errors import DatabaseUnavailable
+from orchestrator.errors import ConfigError, DatabaseUnavailable
 
 CONNECT_TIMEOUT = 10.0
 
@@ -50,6 +50,10 @@ def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"cannot connect to {redact(dsn)}: {redact(reason)}")
 
 
+def _malformed(dsn: str, exc: BaseException) -> ConfigError:
+    return ConfigError(f"invalid database URL {redact(dsn)}: {redact(str(exc))}")
+
+
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
@@ -70,6 +74,8 @@ async def connect(
         conn = await asyncpg.connect(dsn, timeout=timeout, **kwargs)
     except _CONNECT_ERRORS as exc:
         raise _unavailable(dsn, exc) from None
+    except ValueError as exc:  # a DSN asyncpg cannot parse
+        raise _malformed(dsn, exc) from None
     await init_connection(conn)
     return conn
 
@@ -96,5 +102,7 @@ async def create_pool(
         )
     except _CONNECT_ERRORS as exc:
         raise _unavailable(dsn, exc) from None
+    except ValueError as exc:
+        raise _malformed(dsn, exc) from None
     assert pool is not None
     return pool

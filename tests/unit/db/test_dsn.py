@@ -43,3 +43,15 @@ def test_no_embedded_when_not_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_redact_hides_passwords(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u:secret@host:notaport/db", "postgresql://u:secret@[::1/db"]
+)
+async def test_a_malformed_url_is_a_config_error_without_the_password(url: str) -> None:
+    from orchestrator.db.connect import connect
+    from orchestrator.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="invalid database URL") as caught:
+        await connect(url)
+    assert "secret" not in str(caught.value)
