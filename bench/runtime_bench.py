@@ -1,0 +1,290 @@
+"""Runtime benchmark: step hand-offs per second and wake-up latency, beside plain SQL.
+
+`run(dsn, quick, baseline)` (called by ``python -m bench``) measures, in this one process:
+
+- a 3-step chain of no-op handlers (a -> b -> c), `batch_size` 1 and 100, one consumer per
+  step, woken by insert notifications (default 250ms throttle) through a LISTEN connection
+  as a worker process is: step hand-offs per second (every step hands each message off, the
+  last one archives it), beside the plain-SQL single-message cycle (send + read + delete) that
+  `baseline` carries as ``cycle_1``;
+- enqueue-to-handler-start latency at low load (one run at a time, insert notifications
+  without throttle, a LISTEN connection waking the consumer), p50 and p99, beside its
+  plain-SQL twin: send, NOTIFY, LISTEN, read.
+
+``python -m bench.runtime_bench [--quick] [--profile]`` runs it alone on a scratch database;
+``--profile`` prints where the process spends its time during the batch_size 1 chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.common import Row, percentile
+from orchestrator.db import connect, create_pool
+from orchestrator.runtime import StepConsumer, StepContext, start, start_many
+from orchestrator.spec import HandlerInfo, Pipeline, parse_pipeline
+
+SECTION = "runtime"
+
+CHAIN = """
+pipeline: {name}
+defaults: {{batch_size: {batch}, visibility_timeout: 60s, timeout: 30s}}
+steps:
+  a: {{handler: bench:noop, next: b}}
+  b: {{handler: bench:noop, next: c}}
+  c: {{handler: bench:noop}}
+"""
+
+LATENCY = """
+pipeline: {name}
+queues: {{notify: {{throttle: 0s}}}}
+steps:
+  only: {{handler: bench:mark}}
+"""
+
+
+async def noop(payload: dict[str, Any], ctx: StepContext) -> None:
+    return None
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+async def _apply(conn: asyncpg.Connection, yaml_text: str) -> Pipeline:
+    """Create the queues and the pipelines row, as `orchestrator apply` would."""
+    pipeline = parse_pipeline(yaml_text, Path("bench.yaml"))
+    notify = pipeline.queues.notify
+    for queue in pipeline.queue_names():
+        await conn.execute("SELECT pgmq.create($1)", queue)
+        if notify.enabled:
+            await conn.execute(
+                "SELECT pgmq.enable_notify_insert($1, $2)", queue, round(notify.throttle * 1000)
+            )
+    await conn.execute(
+        "INSERT INTO orchestrator.pipelines (name, spec, spec_hash, entry_step)"
+        " VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, spec_hash = excluded.spec_hash",
+        pipeline.name,
+        pipeline.to_json(),
+        pipeline.spec_hash(),
+        pipeline.entry_step,
+    )
+    return pipeline
+
+
+def _handler(function: Any) -> HandlerInfo:
+    return HandlerInfo(f"bench:{function.__name__}", function, True, True)
+
+
+async def chain_throughput(
+    dsn: str, batch: int, runs: int, concurrency: int = 1, name: str | None = None
+) -> float:
+    """Step hand-offs per second of a 3-step chain of no-op handlers (`runs` runs)."""
+    name = name or f"chain_b{batch}_c{concurrency}"
+    conn = await connect(dsn)
+    try:
+        pipeline = await _apply(conn, CHAIN.format(name=name, batch=batch))
+        for i in range(0, runs, 1000):
+            await start_many(name, [{"i": n} for n in range(i, min(runs, i + 1000))], conn=conn)
+        await conn.execute("VACUUM ANALYZE")
+        pool = await create_pool(dsn, min_size=3 * concurrency + 1, max_size=3 * concurrency + 2)
+        listener = await connect(dsn)
+        try:
+            consumers = [
+                StepConsumer(
+                    pool, pipeline, pipeline.step(s), _handler(noop), concurrency=concurrency
+                )
+                for s in ("a", "b", "c")
+            ]
+            for consumer in consumers:  # wake-ups as a worker process gets them
+                await listener.add_listener(f"pgmq.q_{consumer.queue}.INSERT", _waker(consumer))
+            stopping = asyncio.Event()
+            started = time.perf_counter()
+            tasks = [asyncio.create_task(c.run(stopping)) for c in consumers]
+            last = f"pgmq.a_{pipeline.queue_name('c')}"
+            while await conn.fetchval(f"SELECT count(*) FROM {last}") < runs:
+                await asyncio.sleep(0.02)
+            elapsed = time.perf_counter() - started
+            stopping.set()
+            await asyncio.gather(*tasks)
+        finally:
+            await listener.close()
+            await pool.close()
+    finally:
+        await conn.close()
+    return 3 * runs / elapsed
+
+
+def _waker(consumer: StepConsumer) -> Any:
+    def wake(*_: object) -> None:
+        consumer.wake()
+
+    return wake
+
+
+async def wakeup_latency(dsn: str, samples: int) -> list[float]:
+    """Milliseconds from `start()` to the handler's first line, one run at a time."""
+    name = "latency"
+    conn = await connect(dsn)
+    listener = await connect(dsn)
+    pool = await create_pool(dsn, min_size=2, max_size=3)
+    try:
+        pipeline = await _apply(conn, LATENCY.format(name=name))
+        arrived: asyncio.Queue[float] = asyncio.Queue()
+
+        async def mark(payload: dict[str, Any], ctx: StepContext) -> None:
+            arrived.put_nowait(time.perf_counter())
+
+        step = pipeline.step("only")
+        consumer = StepConsumer(pool, pipeline, step, _handler(mark), poll_interval=5.0)
+        await listener.add_listener(f"pgmq.q_{step.queue}.INSERT", lambda *_: consumer.wake())
+        stopping = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stopping))
+        await asyncio.sleep(0.2)
+        latencies = []
+        for _ in range(samples):
+            sent = time.perf_counter()
+            await start(name, {}, conn=conn)
+            latencies.append((await asyncio.wait_for(arrived.get(), 10) - sent) * 1000)
+            await asyncio.sleep(0.01)  # let the consumer go idle again
+        stopping.set()
+        await task
+        return latencies
+    finally:
+        await pool.close()
+        await listener.close()
+        await conn.close()
+
+
+async def plain_latency(dsn: str, samples: int) -> list[float]:
+    """The plain-SQL twin: pgmq.send, NOTIFY, LISTEN, pgmq.read, in milliseconds."""
+    queue = "latency_plain"
+    conn = await connect(dsn)
+    listener = await connect(dsn)
+    reader = await connect(dsn)
+    try:
+        await conn.execute("SELECT pgmq.create($1)", queue)
+        await conn.execute("SELECT pgmq.enable_notify_insert($1, 0)", queue)
+        woken = asyncio.Event()
+        await listener.add_listener(f"pgmq.q_{queue}.INSERT", lambda *_: woken.set())
+        latencies = []
+        for _ in range(samples):
+            woken.clear()
+            sent = time.perf_counter()
+            await conn.execute("SELECT pgmq.send($1, '{}'::jsonb)", queue)
+            await asyncio.wait_for(woken.wait(), 10)
+            rows = await reader.fetch("SELECT msg_id FROM pgmq.read($1, 30, 1)", queue)
+            latencies.append((time.perf_counter() - sent) * 1000)
+            await reader.execute("SELECT pgmq.delete($1, $2::bigint)", queue, rows[0][0])
+            await asyncio.sleep(0.01)
+        return latencies
+    finally:
+        await reader.close()
+        await listener.close()
+        await conn.close()
+
+
+async def run(dsn: str, quick: bool, baseline: dict[str, float]) -> list[Row]:
+    """The runtime rows of the benchmark table (see the module docstring)."""
+    from orchestrator.store import install
+
+    conn = await connect(dsn)
+    try:
+        await install(conn)
+    finally:
+        await conn.close()
+    cycle = baseline.get("cycle_1", float("nan"))
+    rows: list[Row] = []
+    if baseline:
+        _log("plain-SQL baseline: " + ", ".join(f"{k}={v:,.0f}" for k, v in baseline.items()))
+    for batch, runs in ((1, 1000 if quick else 5000), (100, 5000 if quick else 40000)):
+        _log(f"3-step chain, batch_size {batch}: {runs} runs")
+        rate = await chain_throughput(dsn, batch, runs)
+        rows.append(
+            Row(
+                SECTION,
+                f"3-step chain, no-op handlers, batch_size {batch}",
+                3,
+                rate,
+                cycle,
+                "hand-offs/s",
+                "send + read + delete, 1 msg, 1 conn",
+                "1 process, 1 consumer per step",
+            )
+        )
+    samples = 50 if quick else 300
+    _log(f"wake-up latency: {samples} runs, one at a time")
+    ours = await wakeup_latency(dsn, samples)
+    plain = await plain_latency(dsn, samples)
+    for pct in (50, 99):
+        rows.append(
+            Row(
+                SECTION,
+                f"enqueue to handler start, idle, p{pct}",
+                2,
+                percentile(ours, pct),
+                percentile(plain, pct),
+                "ms",
+                "send, NOTIFY, LISTEN, read",
+                "notify throttle 0",
+                higher_is_better=False,
+            )
+        )
+    for row in rows:
+        _log(f"  {row.workload}: {row.value:,.2f} {row.unit} (plain SQL {row.baseline:,.2f})")
+    return rows
+
+
+async def profile(dsn: str, batch: int, runs: int) -> str:
+    """cProfile of the process during a chain run: the top functions by own time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    rate = await chain_throughput(dsn, batch, runs)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(25)
+    return f"batch_size {batch}: {rate:,.0f} hand-offs/s under the profiler\n{out.getvalue()}"
+
+
+async def _main(argv: Sequence[str] | None) -> int:
+    from bench.common import recreate_database
+    from orchestrator.db import resolve_dsn
+    from orchestrator.queue.install import install_dsn
+
+    parser = argparse.ArgumentParser(prog="python -m bench.runtime_bench")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="profile the hand-off instead")
+    parser.add_argument("--batch", type=int, default=1, help="batch_size to profile")
+    args = parser.parse_args(argv)
+    dsn = await recreate_database(resolve_dsn(None), "orchestrator_runtime_bench")
+    await install_dsn(dsn)
+    if args.profile:
+        from orchestrator.store import install
+
+        conn = await connect(dsn)
+        try:
+            await install(conn)
+        finally:
+            await conn.close()
+        print(await profile(dsn, args.batch, 3000 if args.batch == 1 else 30000))
+        return 0
+    for row in await run(dsn, args.quick, {}):
+        print(f"{row.workload}: {row.value:,.2f} {row.unit}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(_main(sys.argv[1:])))

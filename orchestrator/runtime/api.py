@@ -1,0 +1,149 @@
+"""Starting runs from code: `start` and `start_many`.
+
+::
+
+    run_id = await orchestrator.start("work_orders", {"file": "a.csv"}, conn=app_conn)
+
+With `conn`, the run is enqueued inside whatever transaction that connection has open: it
+starts when the caller commits, and never if the caller rolls back. Without it, `dsn` (else
+``DATABASE_URL``, else the embedded server) is used for one short connection.
+
+Payloads are JSON objects of at most `MAX_PAYLOAD_BYTES` (1 MiB) once serialised, without NUL
+characters (jsonb cannot store them). `headers` adds keys of yours to every message of the run
+(e.g. a tenant or correlation id); the runtime's own keys (`run_id`, `step`, ...) are refused.
+`delay` (seconds or a timedelta) overrides the entry step's delay.
+
+The work happens in SQL, ``orchestrator.start_runs(pipeline, payloads, headers, delay)``, so
+other code (a scheduler, a trigger) can start runs from SQL as well.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from orchestrator.errors import NotFound, QueueError, SchemaMissing
+from orchestrator.runtime.handoff import (
+    CONTRACT_HEADERS,
+    MAX_PAYLOAD_BYTES,
+    PayloadError,
+    encode_object,
+    queries,
+)
+
+__all__ = ["MAX_PAYLOAD_BYTES", "start", "start_many"]
+
+
+async def start(
+    pipeline: str,
+    payload: Mapping[str, Any],
+    *,
+    conn: Any | None = None,
+    dsn: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+    delay: float | timedelta | None = None,
+) -> uuid.UUID:
+    """Start one run of `pipeline` with `payload`; returns its run id."""
+    run_ids = await start_many(
+        pipeline, [payload], conn=conn, dsn=dsn, headers=headers, delay=delay
+    )
+    return run_ids[0]
+
+
+async def start_many(
+    pipeline: str,
+    payloads: Sequence[Mapping[str, Any]],
+    *,
+    conn: Any | None = None,
+    dsn: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+    delay: float | timedelta | None = None,
+) -> list[uuid.UUID]:
+    """Start one run per payload, in one statement; returns the run ids in payload order."""
+    if not isinstance(pipeline, str) or not pipeline:
+        raise QueueError(f"pipeline must be a pipeline name, not {pipeline!r}")
+    if isinstance(payloads, Mapping | str | bytes):
+        raise QueueError("start_many takes a list of payloads; use start() for one")
+    texts = [_payload_text(p, i, len(payloads)) for i, p in enumerate(payloads)]
+    if not texts:
+        return []
+    header_text = _headers_text(headers)
+    header_texts = None if header_text is None else [header_text] * len(texts)
+    seconds = _delay_seconds(delay)
+    if conn is not None:
+        return await _start(conn, pipeline, texts, header_texts, seconds)
+    from orchestrator.db import connect, resolve_dsn
+
+    own = await connect(resolve_dsn(dsn))
+    try:
+        return await _start(own, pipeline, texts, header_texts, seconds)
+    finally:
+        await own.close()
+
+
+async def _start(
+    conn: Any,
+    pipeline: str,
+    payloads: list[str],
+    headers: list[str] | None,
+    delay: float | None,
+) -> list[uuid.UUID]:
+    try:
+        rows = await conn.fetch(queries()["start_runs"], pipeline, payloads, headers, delay)
+    except asyncpg.UndefinedObjectError as exc:
+        raise NotFound(str(exc.args[0] if exc.args else exc)) from None
+    except asyncpg.UndefinedTableError as exc:
+        raise NotFound(
+            f"pipeline '{pipeline}': {exc.args[0] if exc.args else exc}; run orchestrator apply"
+        ) from None
+    except (asyncpg.UndefinedFunctionError, asyncpg.InvalidSchemaNameError):
+        raise SchemaMissing(
+            "the database has no orchestrator schema (or an older one); run orchestrator apply"
+        ) from None
+    except asyncpg.InvalidParameterValueError as exc:
+        raise QueueError(str(exc.args[0] if exc.args else exc)) from None
+    return [uuid.UUID(str(row[0])) for row in rows]
+
+
+def _payload_text(payload: object, index: int, count: int) -> str:
+    what = "payload" if count == 1 else f"payload {index + 1} of {count}"
+    try:
+        return encode_object(payload, what)
+    except PayloadError as exc:
+        raise QueueError(str(exc)) from None
+
+
+def _headers_text(headers: Mapping[str, Any] | None) -> str | None:
+    if headers is None:
+        return None
+    if not isinstance(headers, Mapping):
+        raise QueueError(f"headers must be a dict, not {type(headers).__name__}")
+    reserved = sorted(k for k in headers if k in CONTRACT_HEADERS)
+    if reserved:
+        raise QueueError(
+            f"headers may not set {', '.join(reserved)}: the runtime sets "
+            f"{', '.join(sorted(CONTRACT_HEADERS))}"
+        )
+    try:
+        return encode_object(headers, "headers")
+    except PayloadError as exc:
+        raise QueueError(str(exc)) from None
+
+
+def _delay_seconds(delay: float | timedelta | None) -> float | None:
+    if delay is None:
+        return None
+    if isinstance(delay, timedelta):
+        seconds = delay.total_seconds()
+    elif isinstance(delay, int | float) and not isinstance(delay, bool):
+        seconds = float(delay)
+    else:
+        raise QueueError(f"delay must be seconds or a timedelta, not {delay!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise QueueError(f"delay must be a number of seconds >= 0, got {delay!r}")
+    return seconds

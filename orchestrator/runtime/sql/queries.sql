@@ -1,0 +1,61 @@
+-- Queries of the runtime (orchestrator.runtime.handoff). Each query starts with a
+-- `-- name: <name>` line followed by a one-line description; handoff.py loads them by name.
+-- Every argument is a typed parameter, so asyncpg prepares each query once per connection.
+-- Batches of JSON travel as text[] (one JSON document per element) and are cast to jsonb[] by
+-- the server: that works whatever jsonb codec the connection has, and a JSON array can never
+-- be mistaken for another array dimension.
+
+-- name: read
+-- Read up to $3 visible messages of queue $1, hiding them for $2 seconds (autocommit).
+-- The read commits without waiting for its WAL flush (synchronous_commit off for this one
+-- implicit transaction): a worker that dies still leaves read_ct counted, since the commit
+-- is visible at once; only a crash of the server itself within the WAL writer's delay can
+-- forget the read, and then it forgets the attempt with it. The hand-off's COMMIT flushes
+-- everything before it. This saves one disk flush per batch.
+-- Bodies and headers come as JSON text, decoded by the caller whatever the connection's codecs.
+SELECT m.msg_id, m.read_ct, m.message::text, m.headers::text
+  FROM pgmq.read($1::text, $2::integer, $3::integer) AS m
+ WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
+
+-- name: claim
+-- Lock the messages still at the read_ct we saw; returns the msg_ids we own.
+SELECT orchestrator.claim($1::text, $2::bigint[], $3::integer[])
+
+-- name: complete
+-- Hand off, retry and dead-letter the messages of a batch in one call.
+SELECT * FROM orchestrator.complete(
+    $1::text, $2::text, $3::text::jsonb, $4::boolean, $5::text,
+    $6::bigint[], $7::integer[], $8::uuid[], $9::text[]::jsonb[],
+    $10::bigint[], $11::integer[], $12::float8[], $13::text[]::jsonb[],
+    $14::bigint[], $15::integer[], $16::text[]::jsonb[])
+
+-- name: complete_and_read
+-- complete, then read the next batch ($17 queue, $18 vt, $19 qty) in the same transaction:
+-- the read commits (durably) with the hand-off, and the next batch costs no round trip of its
+-- own. One row per message read, or one row with NULL message columns when none was.
+WITH c AS MATERIALIZED (
+    SELECT * FROM orchestrator.complete(
+        $1::text, $2::text, $3::text::jsonb, $4::boolean, $5::text,
+        $6::bigint[], $7::integer[], $8::uuid[], $9::text[]::jsonb[],
+        $10::bigint[], $11::integer[], $12::float8[], $13::text[]::jsonb[],
+        $14::bigint[], $15::integer[], $16::text[]::jsonb[])
+)
+SELECT c.handed_off, c.sent, c.joins_completed, c.retried, c.dead_lettered,
+       r.msg_id, r.read_ct, r.message::text AS message, r.headers::text AS headers
+  FROM c
+  LEFT JOIN LATERAL (
+      SELECT m.* FROM pgmq.read($17::text, $18::integer, $19::integer) AS m
+       WHERE c.handed_off IS NOT NULL  -- after complete(): the lateral reference orders them
+  ) AS r ON true
+
+-- name: extend_lease
+-- Move the vt of owned messages $2 (at read_cts $3) of queue $1 to $4 seconds from now.
+SELECT orchestrator.extend_lease($1::text, $2::bigint[], $3::integer[], $4::float8)
+
+-- name: release
+-- Make owned messages visible again at once; returns how many were still owned.
+SELECT orchestrator.release($1::text, $2::bigint[], $3::integer[])
+
+-- name: start_runs
+-- Start one run per payload (JSON texts) with optional headers and delay; returns run ids.
+SELECT orchestrator.start_runs($1::text, $2::text[]::jsonb[], $3::text[]::jsonb[], $4::float8)

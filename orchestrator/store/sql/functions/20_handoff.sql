@@ -1,0 +1,333 @@
+-- The hand-off: what a worker does with the messages of one batch (docs/architecture.md,
+-- "The hand-off").
+--
+-- A worker reads a batch with pgmq.read (autocommit, so read_ct counts attempts durably),
+-- opens one transaction, claims the messages it still owns, runs the handlers and ends with
+-- ONE call of orchestrator.complete(), which hands off the successes, schedules the retries
+-- and dead-letters the rest; then it commits.
+--
+-- Every function here is fenced: a message is named by (msg_id, read_ct), the read_ct the
+-- worker saw when it read it. A message read again by someone else (after its vt expired) has
+-- another read_ct and is never touched. complete() raises (SQLSTATE 55000) when a message it
+-- was given is no longer owned, so the caller's transaction rolls back as a whole: no
+-- message is ever handed off twice.
+
+-- Claim messages of `queue_name` for the caller's transaction: lock those still at the
+-- read_ct the caller saw; returns the msg_ids claimed.
+--
+-- The lock is FOR KEY SHARE. pgmq.read locks FOR UPDATE SKIP LOCKED, which conflicts with it,
+-- so no reader can take a claimed message however long its handler runs. Unlike FOR UPDATE,
+-- it lets another session update vt (extend_lease) without waiting for the transaction, so
+-- a lease can be extended durably while the handler is still at work.
+--
+-- The claim waits for locks instead of skipping them: a concurrent pgmq.read whose snapshot
+-- still showed our message as visible locks it for a moment (FOR UPDATE, then drops it when
+-- it re-checks vt), and skipping would lose the attempt for nothing. A message someone else
+-- really took has another read_ct: the predicate drops it before any wait once their read
+-- committed, and right after it (re-checking the new row version) while it is in flight.
+-- Other claims (KEY SHARE) and vt updates (NO KEY UPDATE) do not conflict at all, so only
+-- short-lived locks are ever waited for; lock_timeout bounds the wait in any case.
+CREATE OR REPLACE FUNCTION orchestrator.claim(queue_name text, msg_ids bigint[], read_cts integer[])
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+SET lock_timeout = '5s'
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'SELECT q.msg_id FROM %s q JOIN unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
+        ' ON q.msg_id = f.id AND q.read_ct = f.ct'
+        ' ORDER BY q.msg_id FOR KEY SHARE OF q',
+        pgmq_ext.queue_table(queue_name))
+        USING msg_ids, read_cts;
+END
+$$;
+
+-- Move the vt of owned messages to `seconds` from now; returns how many were still owned.
+-- Called from another session than the one holding the claim while handlers run, so that
+-- after a crash the messages come back `seconds` after the last sign of life.
+CREATE OR REPLACE FUNCTION orchestrator.extend_lease(
+    queue_name text, msg_ids bigint[], read_cts integer[], seconds double precision)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    moved integer;
+BEGIN
+    EXECUTE format(
+        'UPDATE %s q SET vt = $3 FROM unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
+        ' WHERE q.msg_id = f.id AND q.read_ct = f.ct',
+        pgmq_ext.queue_table(queue_name))
+        USING msg_ids, read_cts, clock_timestamp() + make_interval(secs => seconds);
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    RETURN moved;
+END
+$$;
+
+-- Give owned messages back: visible again at once (after a worker gave up on a batch it had
+-- not handed off, e.g. when cancelled). Returns how many were still owned.
+CREATE OR REPLACE FUNCTION orchestrator.release(queue_name text, msg_ids bigint[], read_cts integer[])
+RETURNS integer
+LANGUAGE sql
+AS $$
+    SELECT orchestrator.extend_lease(queue_name, msg_ids, read_cts, 0)
+$$;
+
+-- Raise the error of a lost lease when `done` of `wanted` messages were still owned.
+CREATE OR REPLACE FUNCTION orchestrator.check_owned(queue_name text, what text, wanted integer, done integer)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF coalesce(done, 0) <> coalesce(wanted, 0) THEN
+        RAISE EXCEPTION 'lease lost: % of % message(s) to % in queue "%" are no longer owned by this worker',
+            coalesce(wanted, 0) - coalesce(done, 0), coalesce(wanted, 0), what, queue_name
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Another worker read them after their visibility timeout; roll back.';
+    END IF;
+END
+$$;
+
+-- Record the arrival of step `from_step`'s outputs at join step `join_step` (one per run) and
+-- enqueue the join step for every run whose predecessors have now all arrived; returns how
+-- many runs were completed. The upsert's row lock serialises arrivals for one run, so when
+-- the last two arrive at once in two transactions, the second sees the first's output and
+-- exactly one of them completes the join. Rows are upserted in run_id order so that two
+-- batches sharing runs lock them in the same order (no deadlock).
+-- The join step's payload is {"<predecessor>": <its output>, ...}.
+CREATE OR REPLACE FUNCTION orchestrator.arrive(
+    pipeline text,
+    join_step text,
+    from_step text,
+    expected text[],
+    delay double precision,
+    run_ids uuid[],
+    outputs jsonb[],
+    parent_ids bigint[],
+    parent_headers jsonb[],
+    sent_at timestamptz
+)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    payloads jsonb[];
+    headers jsonb[];
+BEGIN
+    WITH arrival AS (
+        SELECT DISTINCT ON (a.run_id) a.run_id, a.output, a.parent_id, a.headers
+          FROM unnest(run_ids, outputs, parent_ids, parent_headers) AS a (run_id, output, parent_id, headers)
+         ORDER BY a.run_id, a.parent_id DESC
+    ), upserted AS (
+        INSERT INTO orchestrator.joins AS j (pipeline, step, run_id, arrived, expected)
+        SELECT arrive.pipeline, join_step, a.run_id, jsonb_build_object(from_step, a.output), expected
+          FROM arrival a
+         ORDER BY a.run_id
+        ON CONFLICT ON CONSTRAINT joins_pkey DO UPDATE
+           SET arrived = j.arrived || excluded.arrived,
+               completed_at = CASE WHEN (j.arrived || excluded.arrived) ?& j.expected
+                                   THEN clock_timestamp() END
+         WHERE j.completed_at IS NULL
+        RETURNING j.run_id, j.arrived, j.completed_at
+    )
+    SELECT array_agg(u.arrived ORDER BY u.run_id),
+           array_agg(orchestrator.step_headers(
+                         a.headers, orchestrator.header_base(arrive.pipeline, join_step, from_step, sent_at),
+                         u.run_id, a.parent_id)
+                     ORDER BY u.run_id)
+      INTO payloads, headers
+      FROM upserted u
+      JOIN arrival a ON a.run_id = u.run_id
+     WHERE u.completed_at IS NOT NULL;
+    IF payloads IS NULL THEN
+        RETURN 0;
+    END IF;
+    PERFORM pgmq.send_batch(orchestrator.step_queue(pipeline, join_step), payloads, headers,
+                            sent_at + make_interval(secs => delay));
+    RETURN cardinality(payloads);
+END
+$$;
+
+-- Hand off the messages `msg_ids` (at `read_cts`) of `pipeline`.`step`, whose handlers
+-- returned `outputs` (JSON objects) in runs `run_ids`: archive them (delete them when
+-- `archive` is false) and send each output to every route. `routes` lists the successors:
+-- [{"step": "<name>", "delay": <seconds>, "expects": null | ["<predecessor>", ...]}]; a
+-- route with `expects` is a join (see arrive()). Raises when a message is no longer owned.
+CREATE OR REPLACE FUNCTION orchestrator.hand_off(
+    pipeline text,
+    step text,
+    routes jsonb,
+    archive boolean,
+    msg_ids bigint[],
+    read_cts integer[],
+    run_ids uuid[],
+    outputs jsonb[],
+    OUT handed_off integer,
+    OUT sent integer,
+    OUT joins_completed integer
+)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    queue text := orchestrator.step_queue(pipeline, step);
+    n integer := coalesce(cardinality(msg_ids), 0);
+    now_ts timestamptz := clock_timestamp();
+    moved_ids bigint[];
+    moved_headers jsonb[];
+    parent_headers jsonb[];
+    route jsonb;
+    base jsonb;
+BEGIN
+    handed_off := 0;
+    sent := 0;
+    joins_completed := 0;
+    IF n = 0 THEN
+        RETURN;
+    END IF;
+    IF cardinality(read_cts) <> n OR cardinality(run_ids) <> n OR cardinality(outputs) <> n THEN
+        RAISE EXCEPTION 'hand_off needs one read_ct, run_id and output per message'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- One statement moves the batch: delete (fenced) and, unless archiving is off, insert
+    -- into the archive; the parents' headers come back for the next messages.
+    EXECUTE format(
+        'WITH gone AS ('
+        ' DELETE FROM %1$s q USING unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
+        ' WHERE q.msg_id = f.id AND q.read_ct = f.ct'
+        ' RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers'
+        '), kept AS ('
+        ' INSERT INTO %2$s (msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers)'
+        ' SELECT * FROM gone WHERE $3'
+        ') SELECT array_agg(msg_id), array_agg(headers) FROM gone',
+        pgmq_ext.queue_table(queue), pgmq_ext.archive_table(queue))
+        INTO moved_ids, moved_headers
+        USING msg_ids, read_cts, archive;
+    PERFORM orchestrator.check_owned(queue, 'hand off', n, cardinality(moved_ids));
+    handed_off := n;
+    IF jsonb_array_length(routes) = 0 THEN
+        RETURN;
+    END IF;
+    parent_headers := ARRAY(
+        SELECT m.headers
+          FROM unnest(msg_ids) WITH ORDINALITY AS d (id, i)
+          JOIN unnest(moved_ids, moved_headers) AS m (id, headers) ON m.id = d.id
+         ORDER BY d.i);
+    FOR route IN SELECT r FROM jsonb_array_elements(routes) AS r LOOP
+        IF jsonb_typeof(route -> 'expects') = 'array' THEN
+            joins_completed := joins_completed + orchestrator.arrive(
+                pipeline, route ->> 'step', step,
+                ARRAY(SELECT jsonb_array_elements_text(route -> 'expects')),
+                coalesce((route ->> 'delay')::float8, 0),
+                run_ids, outputs, msg_ids, parent_headers, now_ts);
+        ELSE
+            base := orchestrator.header_base(pipeline, route ->> 'step', step, now_ts);
+            PERFORM pgmq.send_batch(
+                orchestrator.step_queue(pipeline, route ->> 'step'),
+                outputs,
+                ARRAY(SELECT orchestrator.step_headers(p.headers, base, p.run_id, p.id)
+                        FROM unnest(parent_headers, run_ids, msg_ids) AS p (headers, run_id, id)),
+                now_ts + make_interval(secs => coalesce((route ->> 'delay')::float8, 0)));
+            sent := sent + n;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Schedule another attempt of owned messages: visible `delays[i]` seconds from now, with
+-- `headers[i]` (the headers with the failed attempt appended to "errors"). Raises when a
+-- message is no longer owned.
+CREATE OR REPLACE FUNCTION orchestrator.retry_later(
+    queue_name text, msg_ids bigint[], read_cts integer[], delays double precision[], headers jsonb[])
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n integer := coalesce(cardinality(msg_ids), 0);
+    moved integer;
+BEGIN
+    IF n = 0 THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format(
+        'UPDATE %s q SET vt = $5 + make_interval(secs => greatest(f.delay, 0)), headers = f.headers'
+        ' FROM unnest($1::bigint[], $2::integer[], $3::float8[], $4::jsonb[]) AS f (id, ct, delay, headers)'
+        ' WHERE q.msg_id = f.id AND q.read_ct = f.ct',
+        pgmq_ext.queue_table(queue_name))
+        USING msg_ids, read_cts, delays, headers, clock_timestamp();
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    PERFORM orchestrator.check_owned(queue_name, 'retry', n, moved);
+    RETURN moved;
+END
+$$;
+
+-- Move owned messages to the dead-letter queue `dead_letter_queue`: delete them from
+-- `queue_name` and send `bodies[i]` (see docs/architecture.md, "Messages"; `failed_at` is
+-- set here) with headers {"run_id", "pipeline", "step", "dead_letter": true}. Raises when a
+-- message is no longer owned.
+CREATE OR REPLACE FUNCTION orchestrator.dead_letter(
+    queue_name text, dead_letter_queue text, msg_ids bigint[], read_cts integer[], bodies jsonb[])
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n integer := coalesce(cardinality(msg_ids), 0);
+    now_ts timestamptz := clock_timestamp();
+    gone integer;
+BEGIN
+    IF n = 0 THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format(
+        'DELETE FROM %s q USING unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
+        ' WHERE q.msg_id = f.id AND q.read_ct = f.ct',
+        pgmq_ext.queue_table(queue_name))
+        USING msg_ids, read_cts;
+    GET DIAGNOSTICS gone = ROW_COUNT;
+    PERFORM orchestrator.check_owned(queue_name, 'dead-letter', n, gone);
+    PERFORM pgmq.send_batch(
+        dead_letter_queue,
+        ARRAY(SELECT b || jsonb_build_object('failed_at', now_ts) FROM unnest(bodies) AS b),
+        ARRAY(SELECT jsonb_build_object('run_id', b -> 'run_id', 'pipeline', b -> 'pipeline',
+                                        'step', b -> 'step', 'dead_letter', true)
+                FROM unnest(bodies) AS b));
+    RETURN n;
+END
+$$;
+
+-- Everything a batch ends with, in one call (one round trip): hand off the successes, retry
+-- or dead-letter the failures. The caller runs it in the transaction holding the claim and
+-- the handlers' writes, then commits.
+CREATE OR REPLACE FUNCTION orchestrator.complete(
+    pipeline text,
+    step text,
+    routes jsonb,
+    archive boolean,
+    dead_letter_queue text,
+    done_ids bigint[],
+    done_read_cts integer[],
+    done_run_ids uuid[],
+    done_outputs jsonb[],
+    retry_ids bigint[],
+    retry_read_cts integer[],
+    retry_delays double precision[],
+    retry_headers jsonb[],
+    dead_ids bigint[],
+    dead_read_cts integer[],
+    dead_bodies jsonb[],
+    OUT handed_off integer,
+    OUT sent integer,
+    OUT joins_completed integer,
+    OUT retried integer,
+    OUT dead_lettered integer
+)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    queue text := orchestrator.step_queue(pipeline, step);
+BEGIN
+    SELECT h.handed_off, h.sent, h.joins_completed INTO handed_off, sent, joins_completed
+      FROM orchestrator.hand_off(pipeline, step, routes, archive, done_ids, done_read_cts,
+                                 done_run_ids, done_outputs) AS h;
+    retried := orchestrator.retry_later(queue, retry_ids, retry_read_cts, retry_delays, retry_headers);
+    dead_lettered := orchestrator.dead_letter(queue, dead_letter_queue, dead_ids, dead_read_cts, dead_bodies);
+END
+$$;
