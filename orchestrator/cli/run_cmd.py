@@ -1,9 +1,493 @@
-"""Commands contributed by this module are registered in `register`."""
+"""`orchestrator run` (workers for the pipelines' steps) and `orchestrator send` (start runs).
+
+run loads and validates the pipeline files, imports the handlers of the selected steps, checks
+that the database holds the applied version of those pipelines, then runs one worker process
+or a supervisor of ``--workers N`` processes (`orchestrator.runtime.supervisor`).
+
+send starts runs from the shell: one JSON object as an argument or on stdin, or JSON lines
+from a file; it prints the run ids, one per line. Every payload is checked before anything is
+enqueued, and a file's runs are enqueued in one transaction: all or nothing.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from orchestrator.cli import add_dsn_option, add_pipelines_option, require_path
+from orchestrator.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from orchestrator.runtime.worker import StepPlan
+    from orchestrator.spec import Pipeline
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SEND_CHUNK = 1000
+"""Payloads per `start_many` call when sending a file (all in one transaction)."""
+PROGRESS_THRESHOLD = 1000
+"""Files with at least this many payloads show a progress bar (on a terminal)."""
+MAX_REPORTED_LINES = 20
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """No commands yet."""
+    """Add the `run` and `send` commands."""
+    _register_run(sub)
+    _register_send(sub)
+
+
+# -- argument types ----------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (1-65535), got {value}")
+    return value
+
+
+def _duration(text: str) -> float:
+    from orchestrator.spec.durations import parse_duration
+
+    try:
+        return parse_duration(_number_or_text(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _number_or_text(text: str) -> object:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+# -- run ---------------------------------------------------------------------------------------
+
+
+def _register_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run workers for the pipelines' steps",
+        description=(
+            "Consume the step queues of the pipelines and run their handlers. SIGTERM or "
+            "SIGINT stops reading and lets running handlers finish (up to --shutdown-timeout); "
+            "a second signal exits at once. Messages are never lost either way."
+        ),
+    )
+    add_dsn_option(run)
+    add_pipelines_option(run)
+    run.add_argument(
+        "--pipeline",
+        action="append",
+        default=[],
+        metavar="NAME",
+        dest="pipeline_names",
+        help="run only this pipeline (repeatable; default: all)",
+    )
+    run.add_argument(
+        "--step",
+        action="append",
+        default=[],
+        metavar="NAME",
+        dest="step_names",
+        help="run only this step, as STEP or PIPELINE.STEP (repeatable; default: all)",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="batches handled at once per step (default: each step's concurrency)",
+    )
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="worker processes (default: 1; handlers are Python, one process uses one core)",
+    )
+    run.add_argument(
+        "--drain",
+        action="store_true",
+        help="exit 0 once the selected queues hold no message (visible, in flight or delayed)",
+    )
+    run.add_argument(
+        "--shutdown-timeout",
+        type=_duration,
+        default=30.0,
+        metavar="S",
+        help="how long running handlers may take to finish after SIGTERM (default: 30s)",
+    )
+    run.add_argument(
+        "--metrics-port", type=_port, metavar="P", help="serve Prometheus metrics on this port"
+    )
+    run.add_argument(
+        "--log-format",
+        choices=["json", "text"],
+        help="log format (default: text on a terminal, JSON lines otherwise)",
+    )
+    run.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info", help="log level (default: info)"
+    )
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from orchestrator.db import resolve_dsn
+    from orchestrator.observe.logging import configure
+    from orchestrator.runtime.supervisor import WORKER_ENV
+
+    worker_index = os.environ.get(WORKER_ENV)
+    log_format = args.log_format or ("text" if sys.stderr.isatty() else "json")
+    configure(args.log_level.upper(), json_output=log_format == "json")
+    if worker_index is not None:
+        _tag_log_records("worker", worker_index)
+
+    loaded, selected = _load(args)
+    dsn = resolve_dsn(args.dsn)
+    # The database decides what may run: no handler is imported before the check passes.
+    running = {pipeline.name for pipeline, _ in selected}
+    asyncio.run(_preflight(dsn, [p for p in loaded if p.name in running]))
+    plans = _import_handlers(selected)
+
+    if args.workers > 1 and worker_index is None:
+        return _supervise(args, dsn, log_format, loaded)
+    return _work(args, dsn, plans, supervised=worker_index is not None)
+
+
+def _load(args: argparse.Namespace) -> tuple[list[Pipeline], list[tuple[Pipeline, str]]]:
+    """Valid pipelines, and the selected (pipeline, step) pairs."""
+    from orchestrator.spec import load_pipelines
+
+    folder = require_path(args.pipelines)
+    result = load_pipelines(folder)
+    result.raise_for_errors()
+    if not result.pipelines:
+        raise ConfigError(f"no pipeline files in {folder}")
+    return result.pipelines, select_steps(result.pipelines, args.pipeline_names, args.step_names)
+
+
+def select_steps(
+    pipelines: Sequence[Pipeline], pipeline_names: Sequence[str], step_names: Sequence[str]
+) -> list[tuple[Pipeline, str]]:
+    """The (pipeline, step) pairs chosen by --pipeline and --step; unknown names are a
+    UsageError listing the known ones."""
+    by_name = {p.name: p for p in pipelines}
+    unknown = [n for n in pipeline_names if n not in by_name]
+    if unknown:
+        raise UsageError(
+            f"unknown pipeline {_names(unknown)}; known pipelines: {_names(sorted(by_name))}"
+        )
+    chosen = [by_name[n] for n in dict.fromkeys(pipeline_names)] or list(pipelines)
+    pairs = [(p, step) for p in chosen for step in p.order]
+    if not step_names:
+        return pairs
+    picked = [(p, s) for p, s in pairs if s in step_names or f"{p.name}.{s}" in step_names]
+    matched = {s for _, s in picked} | {f"{p.name}.{s}" for p, s in picked}
+    unknown = [n for n in step_names if n not in matched]
+    if unknown:
+        known = sorted(f"{p.name}.{s}" for p, s in pairs)
+        raise UsageError(f"unknown step {_names(unknown)}; known steps: {_names(known)}")
+    return picked
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def _import_handlers(selected: list[tuple[Pipeline, str]]) -> list[StepPlan]:
+    from orchestrator.runtime.worker import StepPlan
+    from orchestrator.spec import HandlerError, inspect_handler
+
+    plans: list[StepPlan] = []
+    for pipeline, name in selected:
+        step = pipeline.step(name)
+        try:
+            handler = inspect_handler(step.handler)
+        except HandlerError as exc:
+            raise ConfigError(f"step {pipeline.name}.{name}: {exc}") from None
+        plans.append(StepPlan(pipeline, step, handler))
+    return plans
+
+
+async def _preflight(dsn: str, pipelines: list[Pipeline]) -> None:
+    from orchestrator.compiler import check_applied
+    from orchestrator.db import connect
+
+    conn = await connect(dsn)
+    try:
+        await check_applied(conn, pipelines)
+    finally:
+        await conn.close()
+
+
+def _work(args: argparse.Namespace, dsn: str, plans: list[StepPlan], *, supervised: bool) -> int:
+    from orchestrator.observe.metrics import MULTIPROC_ENV
+    from orchestrator.runtime.worker import WorkerConfig, run_worker
+
+    config = WorkerConfig(
+        dsn=dsn,
+        steps=tuple(plans),
+        concurrency=args.concurrency,
+        drain=args.drain,
+        shutdown_timeout=args.shutdown_timeout,
+        metrics_port=None if supervised else args.metrics_port,
+        supervised=supervised,
+        count_metrics=bool(os.environ.get(MULTIPROC_ENV)) and supervised,
+    )
+    return asyncio.run(run_worker(config))
+
+
+def _supervise(
+    args: argparse.Namespace, dsn: str, log_format: str, pipelines: list[Pipeline]
+) -> int:
+    from orchestrator.runtime.supervisor import run_supervisor
+
+    command = [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "run",
+        "--pipelines",
+        str(args.pipelines),
+        *(f"--pipeline={n}" for n in args.pipeline_names),
+        *(f"--step={n}" for n in args.step_names),
+        *([f"--concurrency={args.concurrency}"] if args.concurrency else []),
+        *(["--drain"] if args.drain else []),
+        f"--shutdown-timeout={args.shutdown_timeout}",
+        f"--log-format={log_format}",
+        f"--log-level={args.log_level}",
+        "--workers=1",
+    ]
+    # The DSN goes through the environment: a command line is visible to every local user.
+    env = {**os.environ, "DATABASE_URL": dsn}
+    return asyncio.run(
+        run_supervisor(
+            command,
+            args.workers,
+            env=env,
+            drain=args.drain,
+            metrics_port=args.metrics_port,
+            dsn=dsn,
+            pipelines=pipelines,
+        )
+    )
+
+
+def _tag_log_records(key: str, value: str) -> None:
+    """Put `key` on every log record of this process (e.g. the worker index)."""
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "_orchestrator", False):
+            handler.addFilter(_TagFilter(key, value))
+
+
+class _TagFilter(logging.Filter):
+    def __init__(self, key: str, value: str) -> None:
+        super().__init__()
+        self._key = key
+        self._value = value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, self._key, None) is None:
+            setattr(record, self._key, self._value)
+        return True
+
+
+# -- send --------------------------------------------------------------------------------------
+
+
+def _register_send(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    send = sub.add_parser(
+        "send",
+        help="start runs of a pipeline",
+        description=(
+            "Start runs of PIPELINE and print their run ids, one per line. The payload is a "
+            "JSON object: as an argument, '-' to read it from stdin, or --file with one object "
+            "per line (JSON lines; '-' reads them from stdin). Every payload is checked before "
+            "anything is sent, and a file's runs are sent in one transaction."
+        ),
+    )
+    add_dsn_option(send)
+    send.add_argument("pipeline", metavar="PIPELINE", help="name of an applied pipeline")
+    send.add_argument(
+        "payload", nargs="?", metavar="JSON", help="the payload (a JSON object), or - for stdin"
+    )
+    send.add_argument(
+        "--file", metavar="PATH", help="JSON lines file: one payload per line (- for stdin)"
+    )
+    send.add_argument(
+        "--delay",
+        type=_duration,
+        metavar="D",
+        help="start the runs after this long (seconds, or e.g. 30s, 5m)",
+    )
+    send.add_argument("--json", action="store_true", help="print the run ids as a JSON list")
+    send.set_defaults(func=_send)
+
+
+def _send(args: argparse.Namespace) -> int:
+    from orchestrator.db import resolve_dsn
+
+    if (args.payload is None) == (args.file is None):
+        raise UsageError("give one payload (JSON or -) or --file PATH")
+    if args.file is not None:
+        payloads = parse_json_lines(_read_input(args.file), _source_name(args.file))
+    else:
+        text = _read_input("-") if args.payload == "-" else args.payload.encode()
+        payloads = [_parse_one(text, "stdin" if args.payload == "-" else "payload")]
+    if not payloads:
+        print(
+            f"orchestrator: no payloads in {_source_name(args.file)}; nothing sent", file=sys.stderr
+        )
+        return 0
+    dsn = resolve_dsn(args.dsn)
+    run_ids = asyncio.run(_enqueue(dsn, args.pipeline, payloads, args.delay))
+    if args.json:
+        print(orjson.dumps([str(r) for r in run_ids]).decode())
+    else:
+        sys.stdout.write("".join(f"{r}\n" for r in run_ids))
+    return 0
+
+
+def _source_name(path: str | None) -> str:
+    return "stdin" if path in (None, "-") else str(path)
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+class PayloadError(ConfigError):
+    """A payload that cannot be sent; `line` and `column` locate it (1-based)."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None):
+        super().__init__(message)
+        self.line = line
+        self.column = column
+
+
+def parse_payload(text: bytes) -> dict[str, Any]:
+    """A payload from JSON text: a JSON object the runtime can send, else PayloadError."""
+    from orchestrator.runtime.handoff import PayloadError as Unsendable
+    from orchestrator.runtime.handoff import encode_object
+
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"not valid JSON: {exc.msg}", exc.lineno, exc.colno) from None
+    if not isinstance(value, dict):
+        raise PayloadError(f"the payload must be a JSON object, not {_json_type(value)}")
+    try:
+        encode_object(value, "the payload")  # size limit, NUL characters
+    except Unsendable as exc:
+        raise PayloadError(str(exc)) from None
+    return value
+
+
+def _parse_one(text: bytes, where: str) -> dict[str, Any]:
+    try:
+        return parse_payload(text)
+    except PayloadError as exc:
+        if exc.line is None:
+            raise
+        raise ConfigError(f"{where} at line {exc.line}, column {exc.column}: {exc}") from None
+
+
+def parse_json_lines(data: bytes, name: str) -> list[dict[str, Any]]:
+    """Every payload of a JSON lines file; raises ConfigError after reporting each bad line."""
+    payloads: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            payloads.append(parse_payload(line))
+        except PayloadError as exc:
+            problems.append(f"{name}:{number}:{exc.column or 1}: error: {exc}")
+    if problems:
+        for problem in problems[:MAX_REPORTED_LINES]:
+            print(problem, file=sys.stderr)
+        if len(problems) > MAX_REPORTED_LINES:
+            print(f"... and {len(problems) - MAX_REPORTED_LINES} more", file=sys.stderr)
+        noun = "line" if len(problems) == 1 else "lines"
+        raise ConfigError(f"{len(problems)} invalid {noun} in {name}; nothing was sent")
+    return payloads
+
+
+def _json_type(value: object) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+async def _enqueue(
+    dsn: str, pipeline: str, payloads: list[dict[str, Any]], delay: float | None
+) -> list[Any]:
+    from orchestrator.db import connect
+    from orchestrator.runtime.api import start, start_many
+
+    if len(payloads) == 1:
+        return [await start(pipeline, payloads[0], dsn=dsn, delay=delay)]
+    progress = _Progress(len(payloads)) if len(payloads) >= PROGRESS_THRESHOLD else None
+    conn = await connect(dsn)
+    try:
+        run_ids: list[Any] = []
+        async with conn.transaction():
+            for first in range(0, len(payloads), SEND_CHUNK):
+                chunk = payloads[first : first + SEND_CHUNK]
+                run_ids.extend(await start_many(pipeline, chunk, conn=conn, delay=delay))
+                if progress is not None:
+                    progress.show(len(run_ids))
+        return run_ids
+    finally:
+        if progress is not None:
+            progress.close()
+        await conn.close()
+
+
+class _Progress:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, total: int) -> None:
+        self._total = total
+        self._on = sys.stderr.isatty()
+
+    def show(self, done: int) -> None:
+        if not self._on:
+            return
+        filled = self.WIDTH * done // self._total
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        sys.stderr.write(f"\rsending [{bar}] {done:,}/{self._total:,}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._on:
+            sys.stderr.write("\r" + " " * (self.WIDTH + 40) + "\r")
+            sys.stderr.flush()
