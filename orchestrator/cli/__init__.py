@@ -15,9 +15,10 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from orchestrator.db.dsn import redact
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, UsageError
 
 # Modules that contribute subcommands, in the order `--help` lists them.
 COMMAND_MODULES = [
@@ -52,6 +53,14 @@ def add_pipelines_option(parser: argparse.ArgumentParser) -> None:
         default="pipelines",
         help="folder of pipeline YAML files (default: ./pipelines)",
     )
+
+
+def require_path(path: str | Path) -> Path:
+    """`path` as a Path; a missing file or folder is a usage error (exit 2)."""
+    found = Path(path)
+    if not found.exists():
+        raise UsageError(f"no such file or directory: {found}")
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from orchestrator.cli import add_dsn_option, add_pipelines_option
+from orchestrator.cli import add_dsn_option, add_pipelines_option, require_path
 from orchestrator.db.dsn import redact
 from orchestrator.errors import ConfigError, OrchestratorError
 
@@ -166,7 +166,7 @@ def _load(path: str) -> list[Pipeline]:
     """The pipelines under `path`; prints every diagnostic and raises when any file is bad."""
     from orchestrator.spec import load_pipelines
 
-    result = load_pipelines(path)
+    result = load_pipelines(require_path(path))
     if not result.ok:
         for diagnostic in result.diagnostics:
             print(diagnostic.format(), file=sys.stderr)

@@ -58,7 +58,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Creating a queue that exists changes nothing."
         ),
     )
-    create.add_argument("name", help="queue name: letters, digits and underscores, at most 47")
+    create.add_argument(
+        "name", type=_queue_name, help="queue name: letters, digits and underscores, at most 47"
+    )
     kind = create.add_mutually_exclusive_group()
     kind.add_argument("--unlogged", action="store_true", help="an UNLOGGED queue table")
     kind.add_argument("--partitioned", action="store_true", help="a partitioned queue")
@@ -78,19 +80,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     create.set_defaults(func=_create)
 
     drop = actions.add_parser("drop", help="drop a queue with its messages and archive")
-    drop.add_argument("name")
+    drop.add_argument("name", type=_queue_name)
     _options(drop)
     drop.set_defaults(func=_drop)
 
     purge = actions.add_parser("purge", help="delete every message of a queue (not its archive)")
-    purge.add_argument("name")
+    purge.add_argument("name", type=_queue_name)
     _options(purge, json_output=True)
     purge.set_defaults(func=_purge)
 
     metrics = actions.add_parser("metrics", help="length, ages and totals of one or every queue")
-    metrics.add_argument("name", nargs="?", help="one queue (default: every queue)")
+    metrics.add_argument(
+        "name", nargs="?", type=_queue_name, help="one queue (default: every queue)"
+    )
     _options(metrics, json_output=True)
     metrics.set_defaults(func=_metrics)
+
+
+def _queue_name(value: str) -> str:
+    """A queue name the layer accepts; refused before any SQL runs (usage error, exit 2)."""
+    from orchestrator.queue.client import InvalidQueueName, validate_queue_name
+
+    try:
+        return validate_queue_name(value)
+    except InvalidQueueName as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _options(parser: argparse.ArgumentParser, *, json_output: bool = False) -> None:

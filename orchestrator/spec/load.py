@@ -146,6 +146,10 @@ def load_text(text: str) -> Document:
         return _failed("file is empty; a pipeline file needs at least 'pipeline:' and 'steps:'")
     document = Document(data=None)
     document.data = _Converter(loader, document).convert(root, ())
+    if document.data is None and not document.problems:  # `---`, `~`, `null`
+        return _failed(
+            "the document is null; a pipeline file needs at least 'pipeline:' and 'steps:'"
+        )
     return document
 
 
