@@ -8,9 +8,15 @@ from __future__ import annotations
 
 
 class OrchestratorError(Exception):
-    """Base class: a problem the user can act on. `exit_code` is what the CLI returns."""
+    """Base class: a problem the user can act on. `exit_code` is what the CLI returns.
+
+    The CLI prints the message as ONE line, with control characters (a newline in a name the
+    user gave, say) escaped, so input can never forge lines of output; only errors that list
+    diagnostics, one per line, set `multiline`.
+    """
 
     exit_code = 1
+    multiline = False
 
 
 class UsageError(OrchestratorError):
@@ -21,6 +27,12 @@ class UsageError(OrchestratorError):
 
 class ConfigError(OrchestratorError):
     """The configuration (DSN, environment, pipeline files) is not usable."""
+
+
+class InvalidPipelineFiles(ConfigError):
+    """Pipeline files with errors: a count, then one diagnostic per line."""
+
+    multiline = True
 
 
 class DatabaseUnavailable(OrchestratorError):

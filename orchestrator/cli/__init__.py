@@ -55,6 +55,13 @@ def add_pipelines_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def one_line(text: str) -> str:
+    """`text` with control characters escaped (a newline becomes the two characters \\n)."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
+
 def require_path(path: str | Path) -> Path:
     """`path` as a Path; a missing file or folder is a usage error (exit 2)."""
     found = Path(path)
@@ -81,7 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = args.func(args)
     except OrchestratorError as exc:
-        print(f"orchestrator: error: {redact(str(exc))}", file=sys.stderr)
+        message = redact(str(exc))
+        if not exc.multiline:
+            message = one_line(message)
+        print(f"orchestrator: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("orchestrator: interrupted", file=sys.stderr)

@@ -58,9 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Creating a queue that exists changes nothing."
         ),
     )
-    create.add_argument(
-        "name", type=_queue_name, help="queue name: letters, digits and underscores, at most 47"
-    )
+    create.add_argument("name", help="queue name: letters, digits and underscores, at most 47")
     kind = create.add_mutually_exclusive_group()
     kind.add_argument("--unlogged", action="store_true", help="an UNLOGGED queue table")
     kind.add_argument("--partitioned", action="store_true", help="a partitioned queue")
@@ -80,31 +78,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     create.set_defaults(func=_create)
 
     drop = actions.add_parser("drop", help="drop a queue with its messages and archive")
-    drop.add_argument("name", type=_queue_name)
+    drop.add_argument("name")
     _options(drop)
     drop.set_defaults(func=_drop)
 
     purge = actions.add_parser("purge", help="delete every message of a queue (not its archive)")
-    purge.add_argument("name", type=_queue_name)
+    purge.add_argument("name")
     _options(purge, json_output=True)
     purge.set_defaults(func=_purge)
 
     metrics = actions.add_parser("metrics", help="length, ages and totals of one or every queue")
-    metrics.add_argument(
-        "name", nargs="?", type=_queue_name, help="one queue (default: every queue)"
-    )
+    metrics.add_argument("name", nargs="?", help="one queue (default: every queue)")
     _options(metrics, json_output=True)
     metrics.set_defaults(func=_metrics)
 
 
-def _queue_name(value: str) -> str:
-    """A queue name the layer accepts; refused before any SQL runs (usage error, exit 2)."""
-    from orchestrator.queue.client import InvalidQueueName, validate_queue_name
+def _checked_name(args: argparse.Namespace) -> None:
+    """Refuse a name the queue layer would refuse, before any SQL runs (exit 1)."""
+    from orchestrator.queue.client import validate_queue_name
 
-    try:
-        return validate_queue_name(value)
-    except InvalidQueueName as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    if args.name is not None:
+        validate_queue_name(args.name)
 
 
 def _options(parser: argparse.ArgumentParser, *, json_output: bool = False) -> None:
@@ -205,6 +199,8 @@ async def _exists(conn: asyncpg.Connection, name: str) -> bool:
 
 
 def _create(args: argparse.Namespace) -> int:
+    _checked_name(args)
+
     async def work(conn: asyncpg.Connection) -> bool:
         existed = await _exists(conn, args.name)
         if args.partitioned:
@@ -227,6 +223,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _drop(args: argparse.Namespace) -> int:
+    _checked_name(args)
     dropped = _with_connection(args, lambda c: c.fetchval("SELECT pgmq.drop_queue($1)", args.name))
     if not dropped:
         raise NotFound(f'queue "{args.name}" does not exist')
@@ -235,6 +232,7 @@ def _drop(args: argparse.Namespace) -> int:
 
 
 def _purge(args: argparse.Namespace) -> int:
+    _checked_name(args)
     count = _with_connection(args, lambda c: c.fetchval("SELECT pgmq.purge_queue($1)", args.name))
     name = args.name.lower()
     if args.json:
@@ -245,6 +243,8 @@ def _purge(args: argparse.Namespace) -> int:
 
 
 def _metrics(args: argparse.Namespace) -> int:
+    _checked_name(args)
+
     async def work(conn: asyncpg.Connection) -> list[asyncpg.Record]:
         if args.name is None:
             return list(await conn.fetch("SELECT * FROM pgmq.metrics_all()"))

@@ -35,6 +35,7 @@ from orchestrator.runtime.handoff import (
     encode_object,
     queries,
 )
+from orchestrator.spec.naming import is_valid_name
 
 __all__ = ["MAX_PAYLOAD_BYTES", "start", "start_many"]
 
@@ -67,6 +68,8 @@ async def start_many(
     """Start one run per payload, in one statement; returns the run ids in payload order."""
     if not isinstance(pipeline, str) or not pipeline:
         raise QueueError(f"pipeline must be a pipeline name, not {pipeline!r}")
+    if not is_valid_name(pipeline):  # refused before any SQL: names are data, never code
+        raise NotFound(f"pipeline {pipeline!r} is not applied; run orchestrator apply")
     if isinstance(payloads, Mapping | str | bytes):
         raise QueueError("start_many takes a list of payloads; use start() for one")
     texts = [_payload_text(p, i, len(payloads)) for i, p in enumerate(payloads)]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import InvalidPipelineFiles
 from orchestrator.spec.diagnostics import Diagnostic, format_all
 from orchestrator.spec.file_checks import FileReport, check_document, check_file
 from orchestrator.spec.files import as_paths, discover
@@ -50,7 +50,8 @@ class LoadResult:
         if self.diagnostics:
             count = len(self.diagnostics)
             noun = "error" if count == 1 else "errors"
-            raise ConfigError(f"{count} {noun} in pipeline files:\n{format_all(self.diagnostics)}")
+            message = f"{count} {noun} in pipeline files:\n{format_all(self.diagnostics)}"
+            raise InvalidPipelineFiles(message)
 
 
 def load_pipelines(

@@ -116,7 +116,10 @@ def test_errors_exit_1_with_detailed_exitcode(project: Path) -> None:
     assert done.stderr.startswith("orchestrator: error: cannot connect to ")
     assert "hunter2" not in done.stderr and "Traceback" not in done.stderr
     missing = run("plan", "--dsn", dead, "--pipelines", "nope", "--detailed-exitcode", cwd=project)
-    assert (missing.returncode, missing.stderr) == (1, "nope: error: no such file or directory\n")
+    assert (missing.returncode, missing.stderr) == (
+        1,
+        "orchestrator: error: no such file or directory: nope\n",
+    )
 
 
 async def test_destructive_changes_need_allow_destroy_and_yes(project: Path, dsn: str) -> None:

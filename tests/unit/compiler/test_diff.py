@@ -235,9 +235,9 @@ def test_join_state_of_a_step_that_is_no_longer_a_join() -> None:
 
 
 def test_storage_the_queue_layer_refuses() -> None:
-    with pytest.raises(ConfigError, match="partition interval \(30s\) must be at least 1m"):
+    with pytest.raises(ConfigError, match=r"partition interval \(30s\) must be at least 1m"):
         state(ORDERS.replace("steps:", "queues:\n  partitioned: {interval: 30s}\nsteps:"))
-    with pytest.raises(ConfigError, match="throttle must be at most"):
+    with pytest.raises(ConfigError, match=r"throttle \(30d\) must be at most"):
         state(ORDERS.replace("steps:", "queues:\n  notify: {throttle: 30d}\nsteps:"))
 
 
