@@ -32,10 +32,10 @@ COMMAND_MODULES = [
 
 
 class _Parser(argparse.ArgumentParser):
+    usage_exit_code = 2
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        # `plan --detailed-exitcode` reserves 2 for "changes pending": a usage error is 1 there.
-        code = 1 if "--detailed-exitcode" in sys.argv[1:] else 2
-        self.exit(code, f"{self.prog}: error: {message}\n")
+        self.exit(_Parser.usage_exit_code, f"{self.prog}: error: {message}\n")
 
 
 def add_dsn_option(parser: argparse.ArgumentParser) -> None:
@@ -84,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # `plan --detailed-exitcode` reserves 2 for "changes pending": a usage error is 1 there.
+    _Parser.usage_exit_code = 1 if "--detailed-exitcode" in arguments else 2
+    args = parser.parse_args(arguments)
     try:
         code = args.func(args)
     except OrchestratorError as exc:

@@ -16,7 +16,7 @@ import orjson
 from orchestrator.db.dsn import redact
 from orchestrator.errors import ConfigError, DatabaseUnavailable
 
-CONNECT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
 
 
 def _encode_jsonb(value: Any) -> bytes:
@@ -46,7 +46,10 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
-    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        reason = f"no answer within {CONNECT_TIMEOUT:g}s"
+    else:
+        reason = str(exc) or type(exc).__name__
     return DatabaseUnavailable(f"cannot connect to {redact(dsn)}: {redact(reason)}")
 
 
