@@ -1,26 +1,30 @@
-"""Queue benchmark: the queue layer (async client + `pgmq.*` functions) against plain SQL.
+"""Queue benchmark: the queue layer against plain SQL.
 
-Every workload runs twice per repeat, once through `orchestrator.queue.Queue` on a queue and
-once as hand-written SQL on a plain table with the same columns and indexes (msg_id identity
-primary key, an index on vt; default storage settings), on the same connections. The plain
-twins are prepared statements:
+Every workload runs once per side and repeat, on the same connections:
 
-- send:          INSERT ... VALUES (...) RETURNING msg_id
-- send_batch:    INSERT ... SELECT ... FROM unnest($1::jsonb[]) RETURNING msg_id
-- read + delete: UPDATE ... SET vt = ..., read_ct = read_ct + 1 WHERE msg_id =
-                 (SELECT ... ORDER BY msg_id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ...
-                 (several: msg_id = ANY (ARRAY(SELECT ... LIMIT n ...)));
-                 then DELETE ... WHERE msg_id = $1 (or = ANY ($1))
-- pop:           DELETE ... WHERE msg_id = (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED)
-                 RETURNING ... (several: = ANY (ARRAY(...)))
+- queue:     `orchestrator.queue.Queue` on the queue `bench`; its hot operations run the queue
+             layer's own statements (`pgmq_ext.statements()`), prepared;
+- functions: the same client with `statements=False` on the queue `bench_fn`, so every call is
+             a `pgmq.*` function call: what a SQL caller (and PGMQ's API) pays;
+- plain:     hand-written SQL on a plain table with the same columns and indexes (msg_id
+             identity primary key, an index on vt; default storage settings), as prepared
+             statements:
 
-Both tables exist side by side (the queue `bench`, the table `bench_plain`), each fresh and,
-for consuming workloads, prefilled, VACUUM ANALYZEd and checkpointed first. A workload then
-runs in rounds: a chunk of steps on every connection for one side, then the same for the
-other, alternating who goes first. Each side's rate is its messages over its time summed over
-all rounds, so a burst of load from elsewhere on the machine hits both sides alike. The
-producers + consumers run alternates whole runs and reports medians; the churn run alternates
-slices of 3,000 messages.
+  - send:          INSERT ... VALUES (...) RETURNING msg_id
+  - send_batch:    INSERT ... SELECT ... FROM unnest($1::jsonb[]) RETURNING msg_id
+  - read + delete: UPDATE ... SET vt = ..., read_ct = read_ct + 1 WHERE msg_id =
+                   (SELECT ... ORDER BY msg_id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ...
+                   (several: msg_id = ANY (ARRAY(SELECT ... LIMIT n ...)));
+                   then DELETE ... WHERE msg_id = $1 (or = ANY ($1))
+  - pop:           DELETE ... WHERE msg_id = (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED)
+                   RETURNING ... (several: = ANY (ARRAY(...)))
+
+The tables exist side by side, each fresh and, for consuming workloads, prefilled, VACUUM
+ANALYZEd and checkpointed first. A workload then runs in rounds: a chunk of steps on every
+connection for one side, then the same for the others, in alternating order. Each side's rate
+is its messages over its time summed over all rounds, so a burst of load from elsewhere on the
+machine hits every side alike. The producers + consumers run (queue and plain only) alternates
+whole runs and reports medians; the churn run alternates slices of 3,000 messages.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ from orchestrator.queue import Queue
 
 SECTION = "queue"
 QUEUE = "bench"
+QUEUE_FN = "bench_fn"
 PLAIN = "bench_plain"
+FUNCTIONS_NOTE = "via pgmq.* functions"
 
 PLAIN_DDL = f"""
 DROP TABLE IF EXISTS {PLAIN};
@@ -106,54 +112,62 @@ QUICK = Sizes(single=800, batched=10_000, churn=30_000, mixed=600, rounds=4, rep
 
 
 class Side:
-    """One side of a comparison: the queue through the client, or the plain table."""
+    """One side of a comparison: a queue through the client, or the plain table."""
 
-    def __init__(self, name: str, q: Queue) -> None:
+    def __init__(self, name: str, q: Queue, queue: str = QUEUE) -> None:
         self.name = name
         self.q = q
+        self.queue = queue
 
     @property
     def is_queue(self) -> bool:
-        return self.name == "queue"
+        return self.name != "plain"
 
     async def reset(self, conn: asyncpg.Connection) -> None:
         if self.is_queue:
-            await self.q.drop(QUEUE, conn=conn)
-            await self.q.create(QUEUE, conn=conn)
+            await self.q.drop(self.queue, conn=conn)
+            await self.q.create(self.queue, conn=conn)
         else:
             await conn.execute(PLAIN_DDL)
+
+    async def drop(self, conn: asyncpg.Connection) -> None:
+        if self.is_queue:
+            await self.q.drop(self.queue, conn=conn)
+        else:
+            await conn.execute(f"DROP TABLE IF EXISTS {PLAIN}")
 
     async def prefill(self, conn: asyncpg.Connection, count: int) -> None:
         for start in range(0, count, 1000):
             batch = [payload(n) for n in range(start, min(count, start + 1000))]
             await self.send_batch(conn, batch)
-        table = f"pgmq.q_{QUEUE}" if self.is_queue else PLAIN
+        table = f"pgmq.q_{self.queue}" if self.is_queue else PLAIN
         await conn.execute(f"VACUUM ANALYZE {table}")
 
     async def send(self, conn: asyncpg.Connection, message: Any) -> int:
         if self.is_queue:
-            return await self.q.send(QUEUE, message, conn=conn)
+            return await self.q.send(self.queue, message, conn=conn)
         msg_id: int = await conn.fetchval(P_SEND, message)
         return msg_id
 
     async def send_batch(self, conn: asyncpg.Connection, messages: list[Any]) -> list[int]:
         if self.is_queue:
-            return await self.q.send_batch(QUEUE, messages, conn=conn)
+            return await self.q.send_batch(self.queue, messages, conn=conn)
         return [r[0] for r in await conn.fetch(P_SEND_BATCH, messages)]
 
     async def read(self, conn: asyncpg.Connection, qty: int) -> list[tuple[int, Any]]:
         """(msg_id, message) of up to `qty` messages, hidden for 30 s."""
         if self.is_queue:
-            return [(m.msg_id, m.message) for m in await self.q.read(QUEUE, 30, qty, conn=conn)]
+            messages = await self.q.read(self.queue, 30, qty, conn=conn)
+            return [(m.msg_id, m.message) for m in messages]
         rows = await conn.fetch(P_READ_ONE if qty == 1 else P_READ_MANY, qty)
         return [(r[0], r[5]) for r in rows]
 
     async def delete(self, conn: asyncpg.Connection, ids: list[int]) -> None:
         if self.is_queue:
             if len(ids) == 1:
-                await self.q.delete(QUEUE, ids[0], conn=conn)
+                await self.q.delete(self.queue, ids[0], conn=conn)
             else:
-                await self.q.delete(QUEUE, ids, conn=conn)
+                await self.q.delete(self.queue, ids, conn=conn)
         elif len(ids) == 1:
             await conn.execute(P_DELETE, ids[0])
         else:
@@ -161,7 +175,7 @@ class Side:
 
     async def pop(self, conn: asyncpg.Connection, qty: int) -> int:
         if self.is_queue:
-            return len(await self.q.pop(QUEUE, qty, conn=conn))
+            return len(await self.q.pop(self.queue, qty, conn=conn))
         return len(await conn.fetch(P_POP_ONE if qty == 1 else P_POP_MANY, qty))
 
 
@@ -299,16 +313,20 @@ class Bench:
 
     async def __aenter__(self) -> Bench:
         self.conns = [await connect(self.dsn) for _ in range(8)]
-        q = Queue(self.conns[0])
-        self.sides = [Side("queue", q), Side("plain", q)]
+        queue = Side("queue", Queue(self.conns[0]))
+        functions = Side("functions", Queue(self.conns[0], statements=False), QUEUE_FN)
+        plain = Side("plain", queue.q)
+        self.all_sides = [queue, functions, plain]
+        self.sides = [queue, plain]  # for the producers + consumers and churn runs
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         for conn in self.conns:
             await conn.close()
 
-    def _order(self, turn: int) -> list[Side]:
-        return self.sides if turn % 2 == 0 else self.sides[::-1]
+    def _order(self, turn: int, sides: list[Side] | None = None) -> list[Side]:
+        sides = self.sides if sides is None else sides
+        return sides if turn % 2 == 0 else sides[::-1]
 
     async def _fresh(self, side: Side) -> None:
         await side.reset(self.conns[0])
@@ -316,24 +334,26 @@ class Bench:
 
     async def compare(
         self, name: str, form: str, conns: int, workload: Workload, total: int
-    ) -> Row:
+    ) -> list[Row]:
         """About `total` messages per side, in rounds: each round runs a chunk of steps on
-        every connection for one side, then for the other (alternating who goes first), so
-        both see the same machine load; rate = messages / time summed over the rounds."""
+        every connection for each side in turn (the order alternating), so all sides see the
+        same machine load; rate = messages / time summed over the rounds. One row for the
+        client and one for the functions, each against plain SQL."""
         rounds = self.sizes.rounds
         steps = max(1, total // (workload.per_step * rounds * conns))
-        for side in self.sides:
+        sides = self.all_sides
+        for side in sides:
             await side.reset(self.conns[0])
             if workload.consumes:
                 need = (rounds * steps + 2) * conns * workload.per_step
                 await side.prefill(self.conns[0], need)
-        for side in self.sides:  # warm up: prepare statements, compile functions (uncounted)
+        for side in sides:  # warm up: prepare statements, compile functions (uncounted)
             await asyncio.gather(*(workload.step(side, conn) for conn in self.conns[:conns]))
         await self.conns[0].execute("CHECKPOINT")
-        done = {"queue": 0, "plain": 0}
-        spent = {"queue": 0.0, "plain": 0.0}
+        done = dict.fromkeys((side.name for side in sides), 0)
+        spent = dict.fromkeys((side.name for side in sides), 0.0)
         for turn in range(rounds):
-            for side in self._order(turn):
+            for side in self._order(turn, sides):
 
                 async def work(conn: asyncpg.Connection, i: int, side: Side = side) -> int:
                     return sum([await workload.step(side, conn) for _ in range(steps)])
@@ -341,17 +361,27 @@ class Bench:
                 count, seconds = await run_workers(self.conns[:conns], work)
                 done[side.name] += count
                 spent[side.name] += seconds
-        row = Row(
-            SECTION,
-            name,
-            conns,
-            done["queue"] / spent["queue"],
-            done["plain"] / spent["plain"],
-            baseline_form=PLAIN_FORMS[form],
+        plain = done["plain"] / spent["plain"]
+        rows = [
+            Row(
+                SECTION,
+                name,
+                conns,
+                done[side] / spent[side],
+                plain,
+                baseline_form=PLAIN_FORMS[form],
+                note="" if side == "queue" else FUNCTIONS_NOTE,
+            )
+            for side in ("queue", "functions")
+        ]
+        self.log(
+            f"  {name} x{conns}: {rows[0].value:,.0f} (functions {rows[1].value:,.0f}) "
+            f"vs {plain:,.0f} msg/s"
         )
-        self.log(f"  {name} x{conns}: {row.value:,.0f} vs {row.baseline:,.0f} msg/s")
-        self.rows.append(row)
-        return row
+        self.rows.extend(rows)
+        for side in sides:  # keep the database small for the next workload
+            await side.drop(self.conns[0])
+        return rows
 
     async def compare_mixed(self, producers: int, consumers: int) -> None:
         results: dict[str, list[MixedResult]] = {"queue": [], "plain": []}
@@ -456,8 +486,8 @@ async def run(
             )
         await bench.compare_mixed(2, 2)
         await bench.compare_churn()
-        await bench.sides[0].q.drop(QUEUE, conn=bench.conns[0])
-        await bench.conns[0].execute(f"DROP TABLE IF EXISTS {PLAIN}")
+        for side in bench.all_sides:
+            await side.drop(bench.conns[0])
     return bench.rows
 
 
@@ -472,5 +502,5 @@ def baseline(rows: list[Row]) -> dict[str, float]:
     return {
         wanted[(row.workload, row.conns)]: row.baseline
         for row in rows
-        if (row.workload, row.conns) in wanted
+        if (row.workload, row.conns) in wanted and not row.note
     }

@@ -1,9 +1,17 @@
-"""`Queue`: the async client of the queue layer, a thin typed layer over `pgmq.*` calls.
+"""`Queue`: the async client of the queue layer, a thin typed layer over its SQL.
 
-Every call is one prepared statement (`queries.sql`) with typed parameters; asyncpg prepares
-each once per connection and reuses it. Every method takes an optional `conn=` so a caller can
-send, read or acknowledge inside a transaction of its own: the queue operation then commits or
-rolls back with the caller's other writes.
+Hot operations (send, send_batch, read, pop, delete, archive, set_vt) run the queue layer's own
+statements as prepared statements: the client fetches them once per queue from
+`pgmq_ext.statements()` (the builders the `pgmq.*` functions use, so the SQL is the same) and
+asyncpg prepares each once per connection, so PostgreSQL plans them once instead of on every
+call. The client makes the argument checks those functions make first, with their messages.
+Other calls, and every call on a database whose queue layer has no `pgmq_ext.statements()`
+(an older install, or the real pgmq extension), go through the `pgmq.*` functions
+(`queries.sql`), one prepared statement each.
+
+Every method takes an optional `conn=` so a caller can send, read or acknowledge inside a
+transaction of its own: the queue operation then commits or rolls back with the caller's other
+writes.
 
 Queue names are checked here, with the rule the SQL layer applies (1-47 ASCII letters, digits
 and underscores), so a bad name fails before any round trip. Errors the database reports are
@@ -21,8 +29,9 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from functools import cache
 from importlib.resources import files
+from operator import itemgetter
 from types import TracebackType
-from typing import Any, TypeAlias, overload
+from typing import Any, NoReturn, TypeAlias, overload
 
 import asyncpg
 import orjson
@@ -72,6 +81,17 @@ _READ = _Q["read"]
 _DELETE = _Q["delete"]
 _DELETE_MANY = _Q["delete_many"]
 
+# Statements of at most this many queues are kept per client (a client touching more queues
+# than that starts over, fetching them again).
+MAX_CACHED_QUEUES = 1000
+
+# A queue's statements by name (see pgmq_ext.statements()).
+Statements: TypeAlias = dict[str, str]
+
+# The statements that take several messages return them in scan order; the API returns them
+# oldest first (sorting here costs far less than a sort in the statement).
+_MSG_ID = itemgetter(0)
+
 # --- arguments ---------------------------------------------------------------------------
 
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_]{1,47}")
@@ -113,6 +133,28 @@ def _moment(value: datetime, what: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise QueueError(f"{what} must be a timezone-aware datetime, got {value!r}")
     return value
+
+
+def _whole(value: object) -> int | None:
+    """`value` as the integer asyncpg would send for an integer parameter, None when it is
+    no number (asyncpg then refuses it itself)."""
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    return None
+
+
+def _check_read(vt: object, qty: object) -> None:
+    """The checks of pgmq.read (and pop, with vt 0), with its messages."""
+    seconds = _whole(vt)
+    if vt is None or (seconds is not None and seconds < 0):
+        shown = "NULL" if vt is None else seconds
+        raise QueueError(f"vt must be a number of seconds >= 0, got {shown}")
+    count = _whole(qty)
+    if qty is None or (count is not None and count <= 0):
+        shown = "NULL" if qty is None else count
+        raise QueueError(f"qty must be a positive number of messages, got {shown}")
 
 
 def _json_texts(values: Sequence[JSON], what: str) -> list[str | None]:
@@ -164,6 +206,17 @@ def _translated(exc: asyncpg.PostgresError) -> Exception | None:
     return None
 
 
+def _raise_direct(exc: asyncpg.PostgresError, queue: str) -> NoReturn:
+    """Raise the error for a failed statement of `queue`: a missing table means the queue is
+    gone (said as the functions say it); others as the functions' errors are translated."""
+    if exc.sqlstate == "42P01":
+        raise QueueNotFound(f'queue "{queue}" does not exist') from exc
+    error = _translated(exc)
+    if error is None:
+        raise exc
+    raise error from exc
+
+
 # --- the client --------------------------------------------------------------------------
 
 
@@ -172,14 +225,21 @@ class Queue:
 
     `Queue(pool)` uses a pool you own; `await Queue.connect(dsn)` (or
     `async with Queue.connect(dsn) as q`) makes one with orchestrator's codecs and closes it
-    with the client.
+    with the client. `statements=False` sends every call through the `pgmq.*` functions, as
+    a SQL caller would (the benchmark compares both paths).
     """
 
-    __slots__ = ("_executor", "_owns_executor")
+    __slots__ = ("_executor", "_has_statements", "_owns_executor", "_statements")
 
-    def __init__(self, executor: Executor, *, owns_executor: bool = False) -> None:
+    def __init__(
+        self, executor: Executor, *, owns_executor: bool = False, statements: bool = True
+    ) -> None:
         self._executor = executor
         self._owns_executor = owns_executor
+        # Queue name as given -> its statements; filled on first use of each queue.
+        self._statements: dict[str, Statements] = {}
+        # Whether the database has pgmq_ext.statements(); None until first asked.
+        self._has_statements: bool | None = None if statements else False
 
     @classmethod
     def connect(
@@ -251,6 +311,56 @@ class Queue:
                 raise
             raise error from exc
 
+    async def _load(self, conn: Executor, queue: str) -> Statements | None:
+        """Fetch and keep the statements of `queue` (raises QueueNotFound for an unknown
+        queue); None when the database has none to give (then the functions are used)."""
+        if self._has_statements is None:
+            self._has_statements = bool(await self._fetchval(conn, _Q["has_statements"]))
+        if not self._has_statements:
+            return None
+        rows = await self._fetch(conn, _Q["statements"], queue)
+        statements: Statements = {name: sql for name, sql in rows}
+        if len(self._statements) >= MAX_CACHED_QUEUES:
+            self._statements.clear()
+        self._statements[queue] = statements
+        return statements
+
+    def _forget(self, queue: str) -> None:
+        """Drop the kept statements of `queue` (under every spelling of its name)."""
+        folded = queue.lower()
+        for name in [name for name in self._statements if name.lower() == folded]:
+            del self._statements[name]
+
+    async def _run(
+        self, conn: Executor, queue: str, statements: Statements, how: str, name: str, *args: Any
+    ) -> Any:
+        """Run statement `name` of `queue` with `how` (fetch, fetchval or execute).
+
+        The statement names the queue's table. When that table is gone (the queue was
+        dropped, perhaps created again since) the kept statements are dropped and, outside a
+        transaction, fetched again and run once more: that raises QueueNotFound with the
+        functions' message when the queue is gone for good. In a transaction the error has
+        aborted it, so the error is raised at once.
+        """
+        executor = self._executor if conn is None else conn
+        try:
+            return await getattr(executor, how)(statements[name], *args)
+        except (asyncpg.UndefinedTableError, asyncpg.InvalidCachedStatementError) as exc:
+            self._forget(queue)
+            in_transaction = not isinstance(executor, asyncpg.Pool) and bool(
+                executor.is_in_transaction()
+            )
+            fresh = None if in_transaction else await self._load(conn, queue)
+            if fresh is None:
+                _raise_direct(exc, queue)
+            statements = fresh
+        except asyncpg.PostgresError as exc:
+            _raise_direct(exc, queue)
+        try:
+            return await getattr(executor, how)(statements[name], *args)
+        except asyncpg.PostgresError as exc:
+            _raise_direct(exc, queue)
+
     # --- queues ------------------------------------------------------------------------
 
     async def create(self, queue: str, *, conn: Executor = None) -> None:
@@ -304,15 +414,28 @@ class Queue:
     ) -> int:
         """Send one message; returns its msg_id. `delay`: seconds, timedelta or datetime."""
         validate_queue_name(queue)
+        when: float | datetime
         if delay is None or delay == 0 or delay == _NO_TIME:
-            if headers is None:
-                return int(await self._fetchval(conn, _SEND, queue, message))
-            return int(await self._fetchval(conn, _SEND_HEADERS, queue, message, headers))
-        if isinstance(delay, datetime):
-            at = _moment(delay, "delay")
-            return int(await self._fetchval(conn, _Q["send_at"], queue, message, headers, at))
-        seconds = _seconds(delay, "delay")
-        return int(await self._fetchval(conn, _Q["send_after"], queue, message, headers, seconds))
+            name, when = "send", 0.0
+        elif isinstance(delay, datetime):
+            name, when = "send_at", _moment(delay, "delay")
+        else:
+            name, when = "send", _seconds(delay, "delay")
+        statements = self._statements.get(queue) or await self._load(conn, queue)
+        if statements is not None:
+            return int(
+                await self._run(conn, queue, statements, "fetchval", name, when, message, headers)
+            )
+        args: tuple[Any, ...]
+        if name == "send_at":
+            query, args = _Q["send_at"], (queue, message, headers, when)
+        elif when:
+            query, args = _Q["send_after"], (queue, message, headers, when)
+        elif headers is None:
+            query, args = _SEND, (queue, message)
+        else:
+            query, args = _SEND_HEADERS, (queue, message, headers)
+        return int(await self._fetchval(conn, query, *args))
 
     async def send_batch(
         self,
@@ -326,18 +449,27 @@ class Queue:
         """Send messages in one statement; returns their msg_ids in order."""
         validate_queue_name(queue)
         texts, header_texts = _batch_args(messages, headers)
+        when: float | datetime
         if delay is None or delay == 0 or delay == _NO_TIME:
-            if header_texts is None:
-                rows = await self._fetch(conn, _Q["send_batch"], queue, texts)
-            else:
-                rows = await self._fetch(conn, _Q["send_batch_headers"], queue, texts, header_texts)
+            name, when = "send_batch", 0.0
         elif isinstance(delay, datetime):
-            at = _moment(delay, "delay")
-            rows = await self._fetch(conn, _Q["send_batch_at"], queue, texts, header_texts, at)
+            name, when = "send_batch_at", _moment(delay, "delay")
         else:
-            seconds = _seconds(delay, "delay")
+            name, when = "send_batch", _seconds(delay, "delay")
+        statements = self._statements.get(queue) or await self._load(conn, queue)
+        if statements is not None:
+            args = (when, texts, header_texts)
+            rows = await self._run(conn, queue, statements, "fetch", name, *args)
+        elif name == "send_batch_at":
+            query = _Q["send_batch_at"]
+            rows = await self._fetch(conn, query, queue, texts, header_texts, when)
+        elif when:
             query = _Q["send_batch_after"]
-            rows = await self._fetch(conn, query, queue, texts, header_texts, seconds)
+            rows = await self._fetch(conn, query, queue, texts, header_texts, when)
+        elif header_texts is None:
+            rows = await self._fetch(conn, _Q["send_batch"], queue, texts)
+        else:
+            rows = await self._fetch(conn, _Q["send_batch_headers"], queue, texts, header_texts)
         return [row[0] for row in rows]
 
     # --- reading -------------------------------------------------------------------------
@@ -353,10 +485,26 @@ class Queue:
     ) -> list[Message]:
         """Up to `qty` visible messages, oldest first, each hidden from others for `vt` s."""
         validate_queue_name(queue)
-        if conditional is None:
-            rows = await self._fetch(conn, _READ, queue, vt, qty)
+        _check_read(vt, qty)
+        statements = self._statements.get(queue) or await self._load(conn, queue)
+        if statements is None:
+            if conditional is None:
+                rows = await self._fetch(conn, _READ, queue, vt, qty)
+            else:
+                rows = await self._fetch(conn, _Q["read_conditional"], queue, vt, qty, conditional)
+        elif conditional is None or conditional == {}:
+            if qty == 1:
+                rows = await self._run(conn, queue, statements, "fetch", "read", vt)
+            else:
+                rows = await self._run(conn, queue, statements, "fetch", "read_many", vt, qty)
+                rows.sort(key=_MSG_ID)
+        elif qty == 1:
+            name = "read_conditional"
+            rows = await self._run(conn, queue, statements, "fetch", name, vt, conditional)
         else:
-            rows = await self._fetch(conn, _Q["read_conditional"], queue, vt, qty, conditional)
+            name = "read_many_conditional"
+            rows = await self._run(conn, queue, statements, "fetch", name, vt, qty, conditional)
+            rows.sort(key=_MSG_ID)
         return [Message(*row) for row in rows]
 
     async def read_with_poll(
@@ -385,7 +533,16 @@ class Queue:
 
     async def pop(self, queue: str, qty: int = 1, *, conn: Executor = None) -> list[Message]:
         """Read and delete up to `qty` visible messages at once (at-most-once delivery)."""
-        rows = await self._fetch(conn, _Q["pop"], validate_queue_name(queue), qty)
+        validate_queue_name(queue)
+        _check_read(0, qty)
+        statements = self._statements.get(queue) or await self._load(conn, queue)
+        if statements is None:
+            rows = await self._fetch(conn, _Q["pop"], queue, qty)
+        elif qty == 1:
+            rows = await self._run(conn, queue, statements, "fetch", "pop")
+        else:
+            rows = await self._run(conn, queue, statements, "fetch", "pop_many", qty)
+            rows.sort(key=_MSG_ID)
         return [Message(*row) for row in rows]
 
     # --- acknowledging -------------------------------------------------------------------
@@ -403,11 +560,19 @@ class Queue:
     ) -> bool | list[int]:
         """Delete one message (-> whether it was there) or many (-> the ids deleted)."""
         validate_queue_name(queue)
-        if isinstance(msg_id, int):
-            return bool(await self._fetchval(conn, _DELETE, queue, msg_id))
-        if not msg_id:
+        many = not isinstance(msg_id, int)
+        if many and not msg_id:
             return []
-        rows = await self._fetch(conn, _DELETE_MANY, queue, msg_id)
+        statements = self._statements.get(queue) or await self._load(conn, queue)
+        if statements is None:
+            if not many:
+                return bool(await self._fetchval(conn, _DELETE, queue, msg_id))
+            rows = await self._fetch(conn, _DELETE_MANY, queue, msg_id)
+        elif not many:
+            status = await self._run(conn, queue, statements, "execute", "delete", msg_id)
+            return bool(status != "DELETE 0")
+        else:
+            rows = await self._run(conn, queue, statements, "fetch", "delete_many", msg_id)
         return [row[0] for row in rows]
 
     @overload
@@ -424,11 +589,19 @@ class Queue:
         """Move one message (-> whether it was there) or many (-> the ids moved) to the
         queue's archive."""
         validate_queue_name(queue)
-        if isinstance(msg_id, int):
-            return bool(await self._fetchval(conn, _Q["archive"], queue, msg_id))
-        if not msg_id:
+        many = not isinstance(msg_id, int)
+        if many and not msg_id:
             return []
-        rows = await self._fetch(conn, _Q["archive_many"], queue, msg_id)
+        statements = self._statements.get(queue) or await self._load(conn, queue)
+        if statements is None:
+            if not many:
+                return bool(await self._fetchval(conn, _Q["archive"], queue, msg_id))
+            rows = await self._fetch(conn, _Q["archive_many"], queue, msg_id)
+        elif not many:
+            moved = await self._run(conn, queue, statements, "fetchval", "archive", msg_id)
+            return moved is not None
+        else:
+            rows = await self._run(conn, queue, statements, "fetch", "archive_many", msg_id)
         return [row[0] for row in rows]
 
     @overload
@@ -453,10 +626,15 @@ class Queue:
         many = not isinstance(msg_id, int)
         when: datetime | float
         if isinstance(vt, datetime):
-            query, when = _Q["set_vt_many_at" if many else "set_vt_at"], _moment(vt, "vt")
+            name, when = ("set_vt_many_at" if many else "set_vt_at"), _moment(vt, "vt")
         else:
-            query, when = _Q["set_vt_many_after" if many else "set_vt_after"], _seconds(vt, "vt")
-        rows = await self._fetch(conn, query, queue, msg_id, when)
+            name, when = ("set_vt_many" if many else "set_vt"), _seconds(vt, "vt")
+        statements = self._statements.get(queue) or await self._load(conn, queue)
+        if statements is not None:
+            rows = await self._run(conn, queue, statements, "fetch", name, msg_id, when)
+        else:
+            query = _Q[name if isinstance(vt, datetime) else name + "_after"]
+            rows = await self._fetch(conn, query, queue, msg_id, when)
         messages = [Message(*row) for row in rows]
         if many:
             return messages

@@ -69,6 +69,43 @@ class Message:
 _MESSAGE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Message))
 Mapping.register(Message)
 
+# A read returns up to hundreds of messages per call, so building them is on the hot path. The
+# __init__ dataclass generates for a frozen class goes through object.__setattr__ field by
+# field; this one stores into the slots directly (same arguments, about twice as fast). The
+# instances stay frozen: assignment still raises.
+(
+    _set_msg_id,
+    _set_read_ct,
+    _set_enqueued_at,
+    _set_last_read_at,
+    _set_vt,
+    _set_message,
+    _set_headers,
+) = (vars(Message)[name].__set__ for name in _MESSAGE_FIELDS)
+
+
+def _message_init(
+    self: Message,
+    msg_id: int,
+    read_ct: int,
+    enqueued_at: datetime,
+    last_read_at: datetime | None,
+    vt: datetime,
+    message: JSON,
+    headers: JSON,
+) -> None:
+    _set_msg_id(self, msg_id)
+    _set_read_ct(self, read_ct)
+    _set_enqueued_at(self, enqueued_at)
+    _set_last_read_at(self, last_read_at)
+    _set_vt(self, vt)
+    _set_message(self, message)
+    _set_headers(self, headers)
+
+
+_message_init.__qualname__ = "Message.__init__"
+setattr(Message, "__init__", _message_init)  # noqa: B010 (mypy refuses a direct assignment)
+
 
 @dataclass(frozen=True, slots=True)
 class QueueMetrics:

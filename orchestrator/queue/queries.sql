@@ -1,11 +1,21 @@
 -- Queries of the async client (orchestrator.queue.client). Each query starts with a
 -- `-- name: <name>` line followed by a one-line description; client.py loads them by name.
+-- The hot operations run the statements `statements` returns when the database has them;
+-- the pgmq.* calls below are their fallback (and the path of everything else).
 -- Every argument is a parameter with an explicit type, so each query resolves to exactly one
 -- function overload and asyncpg can prepare it once per connection. Batches of jsonb travel
 -- as text[] (one JSON document per element) and are cast to jsonb[] by the server: a JSON
 -- array inside a Python list would otherwise read as another array dimension.
 -- A delay or visibility time in seconds becomes a timestamp on the server's clock
 -- (clock_timestamp(), as the integer overloads use), so a client clock never matters.
+
+-- name: has_statements
+-- Whether the queue layer can hand out its statements (not before that function existed).
+SELECT to_regprocedure('pgmq_ext.statements(text)') IS NOT NULL
+
+-- name: statements
+-- The statements of an existing queue: name -> SQL (see functions/09_statements.sql).
+SELECT name, sql FROM pgmq_ext.statements($1::text)
 
 -- name: create
 -- Create a queue (idempotent).

@@ -3,6 +3,8 @@
 -- Conventions for every function of the layer:
 -- * Identifiers reach dynamic SQL only through quote_ident()/format('%I'); values always go
 --   through EXECUTE ... USING, never into the statement text.
+-- * The statement builders (pgmq_ext.*_sql) take the SQL of their inputs as text: $n
+--   placeholders or expressions written in these files, never values.
 -- * Every object is schema-qualified (and functions set no search_path: a SET clause on a
 --   function costs a GUC save/restore on every call and prevents inlining). The functions are
 --   SECURITY INVOKER, so a caller's search_path can only ever run code with its own rights.
@@ -52,29 +54,38 @@ BEGIN
 END
 $$;
 
--- Quoted, schema-qualified name of an existing queue's table ('q' queue, 'a' archive).
--- This runs on every API call, so it is two string operations and one syscache probe
--- (to_regclass); no catalog scan. A name that cannot be a queue never matches a queue table,
--- and names are validated when a queue is created.
-CREATE OR REPLACE FUNCTION pgmq_ext.queue_table(queue_name text, prefix text DEFAULT 'q')
+-- Raise the error of an unknown queue (or of a NULL name). Only queue_table() calls it, on its
+-- error path.
+CREATE OR REPLACE FUNCTION pgmq_ext.no_such_queue(queue_name text)
 RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-DECLARE
-    tab text := 'pgmq.' || quote_ident(prefix || '_' || lower(queue_name COLLATE "C"));
 BEGIN
-    IF to_regclass(tab) IS NULL OR length(queue_name) > 47 THEN
-        IF queue_name IS NULL THEN
-            RAISE EXCEPTION 'queue name must not be null'
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        RAISE EXCEPTION 'queue "%" does not exist', queue_name
-            USING ERRCODE = 'undefined_table',
-                  HINT = 'Create it with pgmq.create(), or list queues with pgmq.list_queues().';
+    IF queue_name IS NULL THEN
+        RAISE EXCEPTION 'queue name must not be null'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN tab;
+    RAISE EXCEPTION 'queue "%" does not exist', queue_name
+        USING ERRCODE = 'undefined_table',
+              HINT = 'Create it with pgmq.create(), or list queues with pgmq.list_queues().';
 END
 $$;
+
+-- Quoted, schema-qualified name of an existing queue's table ('q' queue, 'a' archive).
+-- This runs on every API call, so it is a plain SQL expression that the planner inlines into
+-- the caller (no PL/pgSQL call): two string operations and one syscache probe (to_regclass),
+-- no catalog scan. A name that cannot be a queue never matches a queue table, and names are
+-- validated when a queue is created.
+CREATE OR REPLACE FUNCTION pgmq_ext.queue_table(queue_name text, prefix text DEFAULT 'q')
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE
+    WHEN length(queue_name) <= 47
+     AND to_regclass(
+            'pgmq.' || quote_ident(prefix || '_' || lower(queue_name COLLATE "C"))) IS NOT NULL
+    THEN 'pgmq.' || quote_ident(prefix || '_' || lower(queue_name COLLATE "C"))
+    ELSE pgmq_ext.no_such_queue(queue_name)
+END;
 
 -- Quoted name of a queue's archive table, for a queue already resolved by queue_table().
 CREATE OR REPLACE FUNCTION pgmq_ext.archive_table(queue_name text)

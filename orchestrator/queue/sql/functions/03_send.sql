@@ -33,15 +33,36 @@ BEGIN
 END
 $$;
 
--- INSERT of one message: $1 vt, $2 message, $3 headers.
-CREATE OR REPLACE FUNCTION pgmq_ext.send_sql(queue_name text)
+-- INSERT of one message: `vt` is the SQL of its visibility time, $2 the message, $3 its
+-- headers. The send() overloads pass vt as $1; pgmq_ext.statements() passes an expression.
+CREATE OR REPLACE FUNCTION pgmq_ext.send_sql(queue_name text, vt text)
 RETURNS text
 LANGUAGE sql STABLE
 RETURN format(
-    'INSERT INTO %s (vt, message, headers) VALUES ($1, $2, $3) RETURNING msg_id',
-    pgmq_ext.queue_table(queue_name));
+    'INSERT INTO %s (vt, message, headers) VALUES (%s, $2, $3) RETURNING msg_id',
+    pgmq_ext.queue_table(queue_name), vt);
 
--- INSERT of a batch, msg_ids returned in the order of `msgs`: $1 vt, $2 msgs, $3 headers.
+-- The INSERT the send() overloads run: $1 vt, $2 message, $3 headers.
+CREATE OR REPLACE FUNCTION pgmq_ext.send_sql(queue_name text)
+RETURNS text
+LANGUAGE sql STABLE
+RETURN pgmq_ext.send_sql(queue_name, '$1');
+
+-- INSERT of a batch, msg_ids returned in the order of the messages: `vt`, `msgs` and `headers`
+-- are the SQL of the visibility time and of the two jsonb arrays (headers may be NULL).
+CREATE OR REPLACE FUNCTION pgmq_ext.send_batch_sql(
+    queue_name text, vt text, msgs text, headers text
+)
+RETURNS text
+LANGUAGE sql STABLE
+RETURN format(
+    'INSERT INTO %s (vt, message, headers) '
+    'SELECT %s, m.message, m.headers FROM unnest(%s, %s) AS m (message, headers) '
+    'RETURNING msg_id',
+    pgmq_ext.queue_table(queue_name), vt, msgs, headers);
+
+-- The INSERT the send_batch() overloads run, after checking the batch: $1 vt, $2 msgs,
+-- $3 headers.
 CREATE OR REPLACE FUNCTION pgmq_ext.send_batch_sql(queue_name text, msgs jsonb[], headers jsonb[])
 RETURNS text
 LANGUAGE plpgsql STABLE
@@ -57,11 +78,7 @@ BEGIN
             cardinality(msgs), cardinality(headers)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN format(
-        'INSERT INTO %s (vt, message, headers) '
-        'SELECT $1, m.message, m.headers FROM unnest($2::jsonb[], $3::jsonb[]) AS m (message, headers) '
-        'RETURNING msg_id',
-        pgmq_ext.queue_table(queue_name));
+    RETURN pgmq_ext.send_batch_sql(queue_name, '$1', '$2::jsonb[]', '$3::jsonb[]');
 END
 $$;
 

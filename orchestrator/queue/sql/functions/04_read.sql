@@ -31,24 +31,36 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE WHEN qty = 1 THEN statement
             ELSE 'WITH r AS (' || statement || ') SELECT * FROM r ORDER BY msg_id' END;
 
--- The read statement for a queue: $1 now, $2 new vt, $3 qty, $4 conditional.
+-- The UPDATE of a read, returning the messages in the order the scan found them. Its inputs
+-- are SQL: `now` (the time visibility is judged by, recorded as last_read_at), `vt` (the new
+-- visibility time), `lim` (how many) and, when `filtered`, `cond` (a jsonb the message must
+-- contain).
 -- The rows are picked and locked in an ARRAY() subquery and updated by msg_id = ANY(...):
 -- PostgreSQL plans this shape in half the time of a CTE joined to the UPDATE, and planning is
 -- most of a dynamic statement's cost. A message a concurrent reader took between the pick and
 -- the update cannot be lost or doubled: we hold its row lock.
--- The containment filter is left out for an empty condition ('{}' would also drop messages
--- that are not JSON objects).
+CREATE OR REPLACE FUNCTION pgmq_ext.read_sql(
+    queue_name text, filtered boolean, now text, vt text, lim text, cond text
+)
+RETURNS text
+LANGUAGE sql STABLE
+RETURN format(
+    'UPDATE %1$s q SET vt = %3$s, read_ct = q.read_ct + 1, last_read_at = %2$s'
+    ' WHERE q.msg_id = ANY (ARRAY('
+    'SELECT msg_id FROM %1$s WHERE vt <= %2$s%5$s ORDER BY msg_id LIMIT %4$s FOR UPDATE SKIP LOCKED))'
+    ' RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers',
+    pgmq_ext.queue_table(queue_name), now, vt, lim,
+    CASE WHEN filtered THEN ' AND message @> ' || cond ELSE '' END);
+
+-- The statement read() runs, oldest message first: $1 now, $2 new vt, $3 qty, $4 conditional.
+-- The containment filter is left out for an empty condition ('{}' would also drop messages that
+-- are not JSON objects).
 CREATE OR REPLACE FUNCTION pgmq_ext.read_sql(queue_name text, qty integer, conditional jsonb)
 RETURNS text
 LANGUAGE sql STABLE
 RETURN pgmq_ext.sorted_by_msg_id(
-    format(
-        'UPDATE %1$s q SET vt = $2, read_ct = q.read_ct + 1, last_read_at = $1'
-        ' WHERE q.msg_id = ANY (ARRAY('
-        'SELECT msg_id FROM %1$s WHERE vt <= $1%2$s ORDER BY msg_id LIMIT $3 FOR UPDATE SKIP LOCKED))'
-        ' RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers',
-        pgmq_ext.queue_table(queue_name),
-        CASE WHEN conditional IS NULL OR conditional = '{}' THEN '' ELSE ' AND message @> $4' END),
+    pgmq_ext.read_sql(
+        queue_name, NOT (conditional IS NULL OR conditional = '{}'), '$1', '$2', '$3', '$4'),
     qty);
 
 CREATE OR REPLACE FUNCTION pgmq.read(queue_name text, vt integer, qty integer, conditional jsonb DEFAULT '{}')
@@ -108,6 +120,17 @@ BEGIN
 END
 $$;
 
+-- Read and delete at once: the DELETE of up to `lim` visible messages, returning them in the
+-- order the scan found them; `now` and `lim` are SQL.
+CREATE OR REPLACE FUNCTION pgmq_ext.pop_sql(queue_name text, now text, lim text)
+RETURNS text
+LANGUAGE sql STABLE
+RETURN format(
+    'DELETE FROM %1$s q WHERE q.msg_id = ANY (ARRAY('
+    'SELECT msg_id FROM %1$s WHERE vt <= %2$s ORDER BY msg_id LIMIT %3$s FOR UPDATE SKIP LOCKED))'
+    ' RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers',
+    pgmq_ext.queue_table(queue_name), now, lim);
+
 -- Read and delete at once (at-most-once delivery): up to `qty` visible messages, oldest first.
 CREATE OR REPLACE FUNCTION pgmq.pop(queue_name text, qty integer DEFAULT 1)
 RETURNS SETOF pgmq.message_record
@@ -115,13 +138,7 @@ LANGUAGE plpgsql
 AS $$
 BEGIN
     PERFORM pgmq_ext.check_read(0, qty);
-    RETURN QUERY EXECUTE pgmq_ext.sorted_by_msg_id(
-        format(
-            'DELETE FROM %1$s q WHERE q.msg_id = ANY (ARRAY('
-            'SELECT msg_id FROM %1$s WHERE vt <= $1 ORDER BY msg_id LIMIT $2 FOR UPDATE SKIP LOCKED))'
-            ' RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers',
-            pgmq_ext.queue_table(queue_name)),
-        qty)
+    RETURN QUERY EXECUTE pgmq_ext.sorted_by_msg_id(pgmq_ext.pop_sql(queue_name, '$1', '$2'), qty)
         USING clock_timestamp(), qty;
 END
 $$;
@@ -129,15 +146,21 @@ $$;
 -- set_vt: make messages visible at a new time (seconds from now, or a timestamp), e.g. to
 -- extend a lease or schedule a retry. Returns the updated messages.
 
--- UPDATE of vt: $1 msg_id or msg_ids, $2 new vt.
-CREATE OR REPLACE FUNCTION pgmq_ext.set_vt_sql(queue_name text, many boolean)
+-- UPDATE of vt: $1 msg_id or msg_ids (`many`), `vt` the SQL of the new visibility time.
+CREATE OR REPLACE FUNCTION pgmq_ext.set_vt_sql(queue_name text, many boolean, vt text)
 RETURNS text
 LANGUAGE sql STABLE
 RETURN format(
-    'UPDATE %s SET vt = $2 WHERE msg_id %s'
+    'UPDATE %s SET vt = %s WHERE msg_id %s'
     ' RETURNING msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers',
-    pgmq_ext.queue_table(queue_name),
+    pgmq_ext.queue_table(queue_name), vt,
     CASE WHEN many THEN '= ANY ($1)' ELSE '= $1' END);
+
+-- The UPDATE the set_vt() overloads run: $1 msg_id or msg_ids, $2 new vt.
+CREATE OR REPLACE FUNCTION pgmq_ext.set_vt_sql(queue_name text, many boolean)
+RETURNS text
+LANGUAGE sql STABLE
+RETURN pgmq_ext.set_vt_sql(queue_name, many, '$2');
 
 CREATE OR REPLACE FUNCTION pgmq.set_vt(queue_name text, msg_id bigint, vt integer)
 RETURNS SETOF pgmq.message_record

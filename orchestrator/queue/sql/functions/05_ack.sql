@@ -1,5 +1,14 @@
 -- Acknowledging: delete() and archive(), for one message or many.
 
+-- DELETE of messages: $1 msg_id, or (`many`) msg_ids returning those deleted.
+CREATE OR REPLACE FUNCTION pgmq_ext.delete_sql(queue_name text, many boolean)
+RETURNS text
+LANGUAGE sql STABLE
+RETURN format(
+    CASE WHEN many THEN 'DELETE FROM %s WHERE msg_id = ANY ($1) RETURNING msg_id'
+         ELSE 'DELETE FROM %s WHERE msg_id = $1' END,
+    pgmq_ext.queue_table(queue_name));
+
 CREATE OR REPLACE FUNCTION pgmq.delete(queue_name text, msg_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -7,8 +16,7 @@ AS $$
 DECLARE
     deleted bigint;
 BEGIN
-    EXECUTE format('DELETE FROM %s WHERE msg_id = $1', pgmq_ext.queue_table(queue_name))
-        USING msg_id;
+    EXECUTE pgmq_ext.delete_sql(queue_name, false) USING msg_id;
     GET DIAGNOSTICS deleted = ROW_COUNT;
     RETURN deleted > 0;
 END
@@ -20,9 +28,7 @@ RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE format(
-        'DELETE FROM %s WHERE msg_id = ANY ($1) RETURNING msg_id', pgmq_ext.queue_table(queue_name))
-        USING msg_ids;
+    RETURN QUERY EXECUTE pgmq_ext.delete_sql(queue_name, true) USING msg_ids;
 END
 $$;
 
