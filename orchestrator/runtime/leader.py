@@ -26,8 +26,12 @@ from typing import Any
 import asyncpg
 
 from orchestrator.db import connect
-from orchestrator.runtime.retry import reconnect_delay
-from orchestrator.runtime.wakeup import Connect, close_quietly, wait_for_any, wait_for_event
+from orchestrator.runtime.wakeup import (
+    Connect,
+    close_quietly,
+    keep_connected,
+    wait_for_any,
+)
 from orchestrator.spec import Pipeline
 
 _log = logging.getLogger(__name__)
@@ -97,21 +101,8 @@ class Leader:
         """Hold locks and run jobs until `stopping` is set, reconnecting with backoff."""
         if not self._jobs:
             return
-        failures = 0
-        while not stopping.is_set():
-            try:
-                await self._session(stopping)
-                failures = 0
-            except Exception as exc:  # the connection failed: locks are gone with it
-                failures += 1
-                delay = reconnect_delay(failures)
-                self._log.warning(
-                    "upkeep connection down (%s: %s); reconnecting in %.1fs",
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                await wait_for_event(stopping, delay)
+        # When the connection fails its session locks are gone with it: start over.
+        await keep_connected(self._session, stopping, self._log, "upkeep")
 
     async def _session(self, stopping: asyncio.Event) -> None:
         conn = await self._connect(self._dsn)

@@ -50,6 +50,32 @@ def insert_channel(queue: str) -> str:
     return notify_channel(queue)
 
 
+async def keep_connected(
+    session: Callable[[asyncio.Event], Awaitable[None]],
+    stopping: asyncio.Event,
+    log: logging.Logger | logging.LoggerAdapter[Any],
+    what: str,
+) -> None:
+    """Run `session` over and over until `stopping` is set; after a failure of its dedicated
+    connection, log it and wait a backoff delay (capped exponential with jitter)."""
+    failures = 0
+    while not stopping.is_set():
+        try:
+            await session(stopping)
+            failures = 0
+        except Exception as exc:  # any failure of the link: log, back off, reconnect
+            failures += 1
+            delay = reconnect_delay(failures)
+            log.warning(
+                "%s connection down (%s: %s); reconnecting in %.1fs",
+                what,
+                type(exc).__name__,
+                exc,
+                delay,
+            )
+            await wait_for_event(stopping, delay)
+
+
 async def wait_for_event(event: asyncio.Event, timeout: float) -> bool:
     """Wait until `event` is set or `timeout` passes; True when it was set."""
     if event.is_set():
@@ -105,21 +131,7 @@ class WakeupListener:
         """Listen until `stopping` is set, reconnecting with backoff whenever the link drops."""
         if not self._by_channel:
             return
-        failures = 0
-        while not stopping.is_set():
-            try:
-                await self._session(stopping)
-                failures = 0
-            except Exception as exc:  # any failure of the link: log, back off, reconnect
-                failures += 1
-                delay = reconnect_delay(failures)
-                self._log.warning(
-                    "wake-up connection down (%s: %s); reconnecting in %.1fs",
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                await wait_for_event(stopping, delay)
+        await keep_connected(self._session, stopping, self._log, "wake-up")
 
     async def _session(self, stopping: asyncio.Event) -> None:
         conn = await self._connect(self._dsn)
