@@ -80,9 +80,15 @@ def test_bad_option_values_are_usage_errors(
     assert message in result.stderr
 
 
-def test_a_handler_that_does_not_import_is_one_line(project: Project) -> None:
+async def test_a_handler_that_does_not_import_is_one_line(project: Project, dsn: str) -> None:
+    # Handlers are imported only once the database holds the applied pipeline.
     project.write_pipeline("chain", CHAIN.replace("handlers.mod:step", "handlers.gone:step", 1))
-    result = project.cli("run", "--dsn", "postgresql://127.0.0.1:1/x")
+    conn: asyncpg.Connection = await connect(dsn)
+    try:
+        await provision(conn, project.pipelines())
+    finally:
+        await conn.close()
+    result = project.cli("run", "--dsn", dsn, "--drain")
     assert result.returncode == 1
     line = _one_line_error(result.stderr)
     assert "step chain.first: cannot import 'handlers.gone'" in line
