@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
 from orchestrator.db import connect
+from orchestrator.ops.maintain import maintain_all
+from orchestrator.ops.schedules import fire_due
 from orchestrator.runtime.wakeup import (
     Connect,
     close_quietly,
@@ -153,20 +153,10 @@ class Leader:
 
 
 def upkeep_jobs(pipelines: Iterable[Pipeline], *, schedules: bool = True) -> list[UpkeepJob]:
-    """The standard jobs: maintenance (partitions, archive retention, join cleanup) and each
-    pipeline's schedules.
-
-    Both come from `orchestrator.ops` when it is installed; without `ops.maintain` only the
-    queue layer's partition upkeep runs, without `ops.schedules` no schedule fires (each
-    logged once, here).
-    """
-    maintain_all = _optional("orchestrator.ops.maintain", "maintain_all")
-    if maintain_all is not None:
-        jobs = [UpkeepJob("maintenance", MAINTENANCE_INTERVAL, maintain_all)]
-    else:
-        jobs = [UpkeepJob("partition maintenance", MAINTENANCE_INTERVAL, _maintain_partitions)]
-    fire_due = _optional("orchestrator.ops.schedules", "fire_due") if schedules else None
-    if fire_due is not None:
+    """The standard jobs: maintenance (partitions, archive retention, join cleanup) once per
+    database, and each pipeline's schedules (unless `schedules` is false, as when draining)."""
+    jobs = [UpkeepJob("maintenance", MAINTENANCE_INTERVAL, maintain_all)]
+    if schedules:
         jobs += [_schedule_job(p, fire_due) for p in pipelines if p.schedules]
     return jobs
 
@@ -182,31 +172,3 @@ def _schedule_job(pipeline: Pipeline, fire_due: Callable[..., Awaitable[object]]
         lock=lock_key(f"schedules {pipeline.name}"),
         timeout=60.0,
     )
-
-
-async def _maintain_partitions(conn: asyncpg.Connection) -> None:
-    from orchestrator.queue.maintenance import maintain
-
-    report = await maintain(conn)
-    for action in report.created + report.dropped:
-        _log.info(
-            "partition %s %s (queue %s)", action.partition_name, action.action, action.queue_name
-        )
-    for action in report.problems:
-        _log.warning(
-            "partition maintenance of %s %s: %s", action.queue_name, action.action, action.detail
-        )
-
-
-def _optional(module: str, attribute: str) -> Callable[..., Awaitable[Any]] | None:
-    try:
-        loaded = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not (module == exc.name or module.startswith(exc.name + ".")):
-            raise  # the module exists but one of its own imports is broken
-        _log.info("%s is not installed: skipping %s", module, attribute)
-        return None
-    function = getattr(loaded, attribute, None)
-    if function is None:
-        _log.info("%s has no %s: skipping it", module, attribute)
-    return function
