@@ -3,7 +3,10 @@
 
 Runs in one transaction under a transaction-level advisory lock, like the queue layer's
 installer: two installers at once serialize, and an up-to-date database is left unchanged.
-Version 1 is the first; later versions will add numbered files under `sql/migrations/`.
+Version 1 is `sql/schema.sql`; every later version is a numbered file
+`sql/migrations/NNNN_<what>.sql` (0002 and up), applied in order, each recorded in
+`orchestrator.schema_version`. Numbers may have gaps; a fresh install runs schema.sql and then
+every migration, so a fresh and an upgraded database end identical.
 """
 
 from __future__ import annotations
@@ -17,7 +20,21 @@ import asyncpg
 
 # pg_advisory_xact_lock key of this installer: the bytes of "orchstin" as a bigint.
 INSTALL_LOCK_KEY = int.from_bytes(b"orchstin", "big", signed=True)
-VERSION = 1
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    """(number, name, sql) of every `sql/migrations/NNNN_*.sql`, in number order."""
+    folder = files("orchestrator.store") / "sql" / "migrations"
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql") and entry.name[:4].isdigit():
+            found.append((int(entry.name[:4]), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+VERSION = max([1, *(number for number, _, _ in _migrations())])
 
 
 @dataclass(frozen=True)
@@ -75,6 +92,16 @@ async def install(conn: asyncpg.Connection) -> StoreInstallResult:
                 "fresh install",
             )
             action = "installed"
+            current = 1
+        for number, name, sql in _migrations():
+            if number > current:
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO orchestrator.schema_version (version, name) VALUES ($1, $2)",
+                    number,
+                    name,
+                )
+                action = "installed" if action == "installed" else "upgraded"
         checksum = functions_sha256()
         recorded = await conn.fetchval(
             "SELECT functions_sha256 FROM orchestrator.schema_version WHERE version = $1", VERSION
