@@ -94,7 +94,7 @@ def _print_json(data: Any) -> None:
 
 
 def _colour() -> bool:
-    from orchestrator.ops.format import colour_enabled
+    from orchestrator.cli.format import colour_enabled
 
     return colour_enabled(sys.stdout)
 
@@ -134,8 +134,8 @@ def _register_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _status(args: argparse.Namespace) -> int:
+    from orchestrator.cli.views import status_text
     from orchestrator.ops.status import collect_status
-    from orchestrator.ops.views import status_text
 
     hashes = _local_hashes(args.pipelines)
     interactive = sys.stdout.isatty()
@@ -264,9 +264,9 @@ def _filters(parser: argparse.ArgumentParser) -> None:
 
 
 def _dlq_list(args: argparse.Namespace) -> int:
+    from orchestrator.cli.views import dead_letters_text
     from orchestrator.ops.applied import applied_pipeline
     from orchestrator.ops.dlq import Filter, count_dead_letters, list_dead_letters
-    from orchestrator.ops.views import dead_letters_text
 
     where = Filter(step=args.step, error=args.error, since=args.since)
 
@@ -289,8 +289,8 @@ def _dlq_list(args: argparse.Namespace) -> int:
 
 
 def _dlq_show(args: argparse.Namespace) -> int:
+    from orchestrator.cli.views import dead_letter_text
     from orchestrator.ops.dlq import get_dead_letter, parse_id
-    from orchestrator.ops.views import dead_letter_text
 
     pipeline = args.first if args.second is not None else args.pipeline
     if args.second is not None and args.pipeline and args.pipeline != pipeline:
@@ -309,9 +309,9 @@ def _dlq_show(args: argparse.Namespace) -> int:
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
+    from orchestrator.cli.progress import Progress
+    from orchestrator.cli.views import replay_text
     from orchestrator.ops.dlq import Filter, parse_ids, replay_dead_letters
-    from orchestrator.ops.progress import Progress
-    from orchestrator.ops.views import replay_text
 
     ids = parse_ids(args.ids) if args.ids else None
     if args.all and (ids or args.step or args.error):
@@ -342,10 +342,10 @@ def _dlq_replay(args: argparse.Namespace) -> int:
 
 
 def _dlq_purge(args: argparse.Namespace) -> int:
+    from orchestrator.cli.format import count
+    from orchestrator.cli.progress import Progress
     from orchestrator.ops.applied import applied_pipeline
     from orchestrator.ops.dlq import Filter, count_dead_letters, purge_dead_letters
-    from orchestrator.ops.format import count
-    from orchestrator.ops.progress import Progress
     from orchestrator.spec.durations import format_duration
 
     ask = not args.yes
@@ -408,8 +408,8 @@ def _register_trace(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _trace(args: argparse.Namespace) -> int:
+    from orchestrator.cli.views import trace_text
     from orchestrator.ops.trace import parse_run_id, trace_run
-    from orchestrator.ops.views import trace_text
 
     run_id = parse_run_id(args.run_id)  # a malformed id fails before connecting
 
@@ -442,8 +442,8 @@ def _register_maintain(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _maintain(args: argparse.Namespace) -> int:
+    from orchestrator.cli.views import maintain_text
     from orchestrator.ops.maintain import maintain_all
-    from orchestrator.ops.views import maintain_text
 
     async def work(conn: asyncpg.Connection) -> int:
         report = await maintain_all(conn)

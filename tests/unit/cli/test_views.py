@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from orchestrator.cli.views import status_text
 from orchestrator.ops.schedules import NextTick
 from orchestrator.ops.status import PipelineStatus, QueueNumbers, StatusReport, StepStatus
-from orchestrator.ops.views import status_text
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 

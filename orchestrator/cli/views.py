@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from orchestrator.ops.dlq import DeadLetter, ReplayReport
-from orchestrator.ops.format import (
+from orchestrator.cli.format import (
     Cell,
     age,
     count,
@@ -21,6 +20,7 @@ from orchestrator.ops.format import (
     table,
     timestamp,
 )
+from orchestrator.ops.dlq import DeadLetter, ReplayReport
 from orchestrator.ops.maintain import MaintainReport
 from orchestrator.ops.schedules import NextTick
 from orchestrator.ops.status import DEAD_TUPLE_ALERT, PipelineStatus, StatusReport, StepStatus
@@ -198,7 +198,13 @@ def _ids(ids: Sequence[int]) -> str:
 def trace_text(trace: Trace, *, colour: bool = False) -> str:
     """The run's messages in time order, their errors, and the joins still waiting."""
     start = min((e.sent for e in trace.entries if e.sent), default=None)
-    state_style = {"done": "green", "failed": "red", "running": "yellow", "waiting": "yellow"}
+    state_style = {
+        "done": "green",
+        "failed": "red",
+        "running": "yellow",
+        "waiting": "yellow",
+        "unknown": "yellow",
+    }
     head = (
         f"run {trace.run_id}  "
         + paint(trace.state, state_style.get(trace.state), colour)
@@ -219,6 +225,11 @@ def trace_text(trace: Trace, *, colour: bool = False) -> str:
                 + f" ({err.get('at', '?')}): {err.get('type') or '?'}: "
                 + shorten(str(err.get("message") or ""), 120)
             )
+    if trace.unrecorded:
+        lines.append(
+            f"  unknown: no record of step {', '.join(trace.unrecorded)} "
+            "(not reached, or done and not archived)"
+        )
     for j in trace.joins:
         if j.completed_at is None:
             lines.append(
