@@ -33,7 +33,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix orchestrator tests bench pipelines
 
 test: lint
-	$(BIN)/orchestrator validate pipelines
+	$(BIN)/orchestrator validate --import-handlers pipelines
 	$(BIN)/pytest -q -m "not faults"
 
 bench: $(STAMP)

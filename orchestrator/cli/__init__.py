@@ -185,13 +185,21 @@ def _database_error(exc: Exception) -> OrchestratorError | None:
     asyncpg = sys.modules.get("asyncpg")
     if asyncpg is None or not isinstance(exc, asyncpg.PostgresError):
         return None
-    first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
     if getattr(exc, "sqlstate", None) == "42501":
-        return OrchestratorError(
-            f"{first}; the role lacks grants: the pipelines' owner can give them with "
-            "`orchestrator apply --grant ROLE`"
-        )
-    return OrchestratorError(f"database error: {first}")
+        return privileges_missing(exc)
+    return OrchestratorError(f"database error: {_first_line(exc)}")
+
+
+def privileges_missing(exc: BaseException) -> OrchestratorError:
+    """'permission denied for ...' with what to do about it."""
+    return OrchestratorError(
+        f"{_first_line(exc)}: this role lacks grants; the pipelines' owner gives them with "
+        "`orchestrator apply --grant ROLE`"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
 
 
 def _configure_logging(verbose: int) -> None:

@@ -73,6 +73,9 @@ def _common(parser: argparse.ArgumentParser, *, json_output: bool = True) -> Non
 
 def _run(args: argparse.Namespace, work: Work) -> int:
     """Connect, run `work` with database errors translated to one-line errors, disconnect."""
+    import asyncpg
+
+    from orchestrator.cli import privileges_missing
     from orchestrator.db import connect, resolve_dsn
     from orchestrator.ops.queries import translated_errors
 
@@ -80,7 +83,10 @@ def _run(args: argparse.Namespace, work: Work) -> int:
         conn = await connect(resolve_dsn(args.dsn))
         try:
             async with translated_errors():
-                return await work(conn)
+                try:
+                    return await work(conn)
+                except asyncpg.InsufficientPrivilegeError as exc:
+                    raise privileges_missing(exc) from None
         finally:
             await conn.close()
 
@@ -124,6 +130,9 @@ def _register_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="refresh every SECONDS (default 2) until interrupted",
     )
     status.add_argument(
+        "--wide", action="store_true", help="every column, however wide the terminal"
+    )
+    status.add_argument(
         "--window",
         type=positive_duration,
         default=60.0,
@@ -150,7 +159,7 @@ def _status(args: argparse.Namespace) -> int:
         else:
             if args.watch and interactive:
                 sys.stdout.write("\x1b[H\x1b[2J")
-            print(status_text(report, colour=_colour()))
+            print(status_text(report, colour=_colour(), width=_width(args.wide)))
             if args.watch and not interactive:
                 print()
         sys.stdout.flush()
@@ -168,6 +177,15 @@ def _status(args: argparse.Namespace) -> int:
         if args.watch:
             return 0  # the way to leave --watch
         raise
+
+
+def _width(wide: bool) -> int | None:
+    """The terminal's width, None (no limit) for --wide or when stdout is not a terminal."""
+    if wide or not sys.stdout.isatty():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns
 
 
 def _local_hashes(folder: str) -> dict[str, str] | None:
