@@ -22,10 +22,16 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
-from orchestrator.cli.options import GLOBAL_OPTIONS, add_global_options, finish_parser
+from orchestrator.cli.options import (
+    GLOBAL_OPTIONS,
+    add_global_options,
+    apply_environment,
+    finish_parser,
+)
 from orchestrator.cli.output import Scrubbed, secrets_of
 from orchestrator.db.dsn import redact
 from orchestrator.errors import OrchestratorError, UsageError
@@ -64,7 +70,11 @@ def _usage_message(message: str) -> str:
         return f"unknown {noun}: it looks like a database DSN; pass it as --dsn DSN"
     from orchestrator.spec.suggest import did_you_mean
 
-    return f"unknown {noun} '{word}'{did_you_mean(word, names)}; choose from {', '.join(names)}"
+    # The word is repeated only when it is close to a known one: a word that is nothing like a
+    # command may be something pasted in the wrong place, a password say.
+    hint = did_you_mean(word, names)
+    said = f" '{word}'{hint}" if hint else ""
+    return f"unknown {noun}{said}; choose from {', '.join(names)}"
 
 
 def _add_option(parser: argparse.ArgumentParser, dest: str) -> None:
@@ -113,7 +123,9 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
+@cache
 def build_parser() -> argparse.ArgumentParser:
+    """The whole parser, built once per process (`apply_environment` runs per parse)."""
     parser = _Parser(
         prog="orchestrator",
         description="Postgres-native declarative pipeline orchestrator.",
@@ -156,7 +168,9 @@ def _main(arguments: list[str]) -> int:
     # `plan --detailed-exitcode` reserves 2 for "changes pending": a usage error is 1 there.
     _Parser.usage_exit_code = 1 if "--detailed-exitcode" in arguments else 2
     try:
-        args = build_parser().parse_args(arguments)
+        parser = build_parser()
+        apply_environment(parser)
+        args = parser.parse_args(arguments)
         _configure_logging(args.verbose)
         code = args.func(args)
     except OrchestratorError as exc:

@@ -107,12 +107,31 @@ def _from_env(option: GlobalOption) -> Any:
 
 
 def finish_parser(parser: argparse.ArgumentParser) -> None:
-    """Give every command the global options and every other `--option` its variable."""
+    """Give every command the global options, and every other `--option` its variable (named
+    in its help; read by `apply_environment`)."""
     for command in leaf_parsers(parser):
         for action in command._actions:
             if action.dest in GLOBAL_DESTS:
                 action.default = argparse.SUPPRESS
         add_global_options(command, top_level=False)
+        for action in command._actions:
+            name = env_name(action)
+            if name is not None:
+                action.help = f"{action.help or ''} [env: ${name}]".strip()
+                _BASE_DEFAULTS[id(action)] = action.default
+
+
+_BASE_DEFAULTS: dict[int, Any] = {}
+"""The declared default of each option that reads a variable (a parser is built once)."""
+
+
+def apply_environment(parser: argparse.ArgumentParser) -> None:
+    """Set every default from the environment as it is now (the parser is reused)."""
+    for action in parser._actions:
+        option = next((o for o in GLOBAL_OPTIONS if o.dest == action.dest), None)
+        if option is not None and option.dest != "dsn":
+            action.default = _from_env(option)
+    for command in leaf_parsers(parser):
         for action in command._actions:
             _read_environment(command, action)
 
@@ -140,11 +159,11 @@ def env_name(action: argparse.Action) -> str | None:
 
 def _read_environment(parser: argparse.ArgumentParser, action: argparse.Action) -> None:
     name = env_name(action)
-    if name is None:
+    if name is None or id(action) not in _BASE_DEFAULTS:
         return
-    action.help = f"{action.help or ''} [env: ${name}]".strip()
     value = os.environ.get(name)
     if value is None:
+        action.default = _BASE_DEFAULTS[id(action)]
         return
     if isinstance(action, argparse._StoreTrueAction):
         try:

@@ -109,7 +109,7 @@ def _postmaster(pgdata: Path) -> Any:
         return None
     try:
         return PostmasterInfo.read_from_pgdata(pgdata)
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError, AssertionError):  # a server still writing the file
         return None
 
 
