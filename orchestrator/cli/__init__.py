@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from orchestrator.cli.options import (
-    GLOBAL_OPTIONS,
+    add_global_option,
     add_global_options,
     apply_environment,
+    environment_errors,
     finish_parser,
 )
 from orchestrator.cli.output import Scrubbed, secrets_of
@@ -77,23 +78,14 @@ def _usage_message(message: str) -> str:
     return f"unknown {noun}{said}; choose from {', '.join(names)}"
 
 
-def _add_option(parser: argparse.ArgumentParser, dest: str) -> None:
-    option = next(o for o in GLOBAL_OPTIONS if o.dest == dest)
-    if not any(flag in parser._option_string_actions for flag in option.flags):
-        kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": option.help}
-        if option.metavar:
-            kwargs["metavar"] = option.metavar
-        parser.add_argument(*option.flags, **kwargs)
-
-
 def add_dsn_option(parser: argparse.ArgumentParser) -> None:
     """`--dsn` on a command (every command has it anyway; kept for the modules that say so)."""
-    _add_option(parser, "dsn")
+    add_global_option(parser, "dsn", top_level=False)
 
 
 def add_pipelines_option(parser: argparse.ArgumentParser) -> None:
     """`--pipelines` on a command (every command has it anyway)."""
-    _add_option(parser, "pipelines")
+    add_global_option(parser, "pipelines", top_level=False)
 
 
 def one_line(text: str) -> str:
@@ -130,9 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="orchestrator",
         description="Postgres-native declarative pipeline orchestrator.",
         epilog=(
-            "Global options go before or after the command. Every --option also reads "
-            "ORCHESTRATOR_<OPTION> from the environment (shown as [env: ...] in each command's "
-            "--help); the command line wins. Exit codes: 0 ok, 1 failed, 2 usage, "
+            "Global options go before or after the command. Every other --option reads "
+            "ORCHESTRATOR_<COMMAND>_<OPTION> from the environment (shown as [env: ...] in each "
+            "command's --help); the command line wins. Exit codes: 0 ok, 1 failed, 2 usage, "
             "3 database unavailable, 4 database not prepared, 130 interrupted."
         ),
     )
@@ -171,6 +163,8 @@ def _main(arguments: list[str]) -> int:
         parser = build_parser()
         apply_environment(parser)
         args = parser.parse_args(arguments)
+        for problem in environment_errors(args):
+            parser.error(problem)
         _configure_logging(args.verbose)
         code = args.func(args)
     except OrchestratorError as exc:

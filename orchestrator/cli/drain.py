@@ -25,31 +25,40 @@ async def with_drain_progress(
     work: Awaitable[int], dsn: str, queues: Mapping[str, str], ends: Sequence[str]
 ) -> int:
     """Await `work`, showing the drain of `queues` (step label -> queue) meanwhile; nothing is
-    shown when `queues` is empty."""
+    shown when `queues` is empty. The first reading is taken before the work starts, the last
+    one after it ends, so the final line counts every message the drain handled."""
     if not queues:
         return await work
-    watcher = asyncio.create_task(_watch(dsn, queues, ends))
-    try:
-        return await work
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError, OrchestratorError):
-            await watcher
-
-
-async def _watch(dsn: str, queues: Mapping[str, str], ends: Sequence[str]) -> None:
     from orchestrator.queue import Queue
 
-    progress = Progress("drain", total=0, every=0)
     async with Queue.connect(dsn, min_size=1, max_size=1) as client:
         first = await _readings(client, queues.values())
+        stop = asyncio.Event()
+        progress = Progress("drain", total=0, every=0)
+        watcher = asyncio.create_task(_watch(client, first, queues, ends, progress, stop))
         try:
-            while True:
-                await asyncio.sleep(EVERY)
-                now = await _readings(client, queues.values())
-                _show(progress, first, now, queues, ends)
+            return await work
         finally:
+            stop.set()
+            with contextlib.suppress(OrchestratorError, OSError):
+                await watcher
             progress.finish()
+
+
+async def _watch(
+    client: Any,
+    first: Mapping[str, tuple[int, int]],
+    queues: Mapping[str, str],
+    ends: Sequence[str],
+    progress: Progress,
+    stop: asyncio.Event,
+) -> None:
+    """Show the progress every EVERY seconds, and once more when `stop` is set."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), EVERY)
+        now = await _readings(client, queues.values())
+        _show(progress, first, now, queues, ends)
 
 
 async def _readings(client: Any, queues: Any) -> dict[str, tuple[int, int]]:

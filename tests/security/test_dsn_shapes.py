@@ -15,7 +15,6 @@ before the command).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
