@@ -14,10 +14,11 @@ help:
 	@echo "make faults  the large fault-injection suite"
 	@echo "make schema  regenerate schemas/pipeline.schema.json"
 
+# setuptools warns about every editable install in a banner that hides what make does: not here.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.cli import add_dsn_option, add_pipelines_option
+from orchestrator.cli.arguments import duration, positive_duration, positive_int
 from orchestrator.errors import OrchestratorError, UsageError
 
 if TYPE_CHECKING:
@@ -28,40 +29,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _register_dlq(sub)
     _register_trace(sub)
     _register_maintain(sub)
-
-
-# -- argument types ------------------------------------------------------------------------
-
-
-def duration(text: str) -> float:
-    """A duration argument (30s, 5m, 2h, 7d, '1 day', or plain seconds) in seconds."""
-    from orchestrator.spec.durations import parse_duration
-
-    try:
-        return parse_duration(float(text) if _is_number(text) else text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def positive_duration(text: str) -> float:
-    seconds = duration(text)
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"must be longer than 0 (got {text!r})")
-    return seconds
-
-
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text!r}")
-    return int(text)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _common(parser: argparse.ArgumentParser, *, json_output: bool = True) -> None:

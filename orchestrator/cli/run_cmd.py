@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from orchestrator.cli import add_dsn_option, add_pipelines_option, require_path
+from orchestrator.cli.arguments import duration, port, positive_int
 from orchestrator.errors import ConfigError, NotFound, OrchestratorError, UsageError
 
 if TYPE_CHECKING:
@@ -43,42 +44,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `run` and `send` commands."""
     _register_run(sub)
     _register_send(sub)
-
-
-# -- argument types ----------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number (1-65535), got {value}")
-    return value
-
-
-def _duration(text: str) -> float:
-    from orchestrator.spec.durations import parse_duration
-
-    try:
-        return parse_duration(_number_or_text(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _number_or_text(text: str) -> object:
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -114,13 +79,13 @@ def _register_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     run.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="batches handled at once per step (default: each step's concurrency)",
     )
     run.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="worker processes (default: 1; handlers are Python, one process uses one core)",
@@ -132,13 +97,13 @@ def _register_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     run.add_argument(
         "--shutdown-timeout",
-        type=_duration,
+        type=duration,
         default=30.0,
         metavar="S",
         help="how long running handlers may take to finish after SIGTERM (default: 30s)",
     )
     run.add_argument(
-        "--metrics-port", type=_port, metavar="P", help="serve Prometheus metrics on this port"
+        "--metrics-port", type=port, metavar="P", help="serve Prometheus metrics on this port"
     )
     run.add_argument(
         "--log-format",
@@ -360,7 +325,7 @@ def _register_send(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     send.add_argument(
         "--delay",
-        type=_duration,
+        type=duration,
         metavar="D",
         help="start the runs after this long (seconds, or e.g. 30s, 5m)",
     )
@@ -372,7 +337,7 @@ def _register_send(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     send.add_argument(
         "--timeout",
-        type=_duration,
+        type=duration,
         metavar="S",
         help="with --wait: give up after this long (exit 1; default: wait until they end)",
     )
