@@ -151,6 +151,8 @@ def _kind(info: QueueInfo) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from orchestrator.cli.format import timestamp
+
     queues = _with_queue(args, lambda q: q.list_queues())
     if args.json:
         _print_json([dataclasses.asdict(q) for q in queues])
@@ -160,7 +162,7 @@ def _list(args: argparse.Namespace) -> int:
         width = max(len("QUEUE"), *(len(q.queue_name) for q in queues))
         print(f"{'QUEUE':<{width}}  {'KIND':<11}  CREATED")
         for q in queues:
-            created = q.created_at.isoformat(timespec="seconds")
+            created = timestamp(q.created_at)
             print(f"{q.queue_name:<{width}}  {_kind(q):<11}  {created}")
     return 0
 
