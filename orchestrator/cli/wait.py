@@ -13,10 +13,14 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import orjson
 
 from orchestrator.errors import NotFound
+
+if TYPE_CHECKING:
+    import asyncpg
 
 FIRST_POLL = 0.1
 LAST_POLL = 1.0
@@ -61,7 +65,7 @@ async def _follow(
         await conn.close()
 
 
-async def _state(conn: object, pipeline: str, run_id: str) -> str:
+async def _state(conn: asyncpg.Connection, pipeline: str, run_id: str) -> str:
     from orchestrator.ops.trace import trace_run
 
     try:
