@@ -128,8 +128,9 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"run takes no positional arguments; to run only some pipelines: {flags}")
     worker_index = os.environ.get(WORKER_ENV)
     log_format = args.log_format or ("text" if sys.stderr.isatty() else "json")
-    level = "debug" if args.verbose > 1 else args.log_level  # -vv: debug, as every command
-    configure(level.upper(), json_output=log_format == "json")
+    if args.verbose > 1:  # -vv: debug, as for every command (and for the worker processes)
+        args.log_level = "debug"
+    configure(args.log_level.upper(), json_output=log_format == "json")
     if worker_index is not None:
         _tag_log_records("worker", worker_index)
 
