@@ -27,7 +27,6 @@ from orchestrator.compiler.catalog import (
     ActualQueue,
     Catalog,
     Depth,
-    Layers,
     read_catalog,
     read_depth,
 )
@@ -43,6 +42,7 @@ from orchestrator.compiler.render import render
 from orchestrator.compiler.spec_diff import spec_changes
 from orchestrator.errors import ConfigError
 from orchestrator.spec import naming
+from orchestrator.state import Layers
 
 if TYPE_CHECKING:
     import asyncpg

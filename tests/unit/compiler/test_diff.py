@@ -9,11 +9,9 @@ import pytest
 
 from orchestrator.compiler.catalog import (
     ActualQueue,
-    AppliedPipeline,
     Catalog,
     Depth,
     JoinCount,
-    Layers,
 )
 from orchestrator.compiler.desired import (
     DesiredState,
@@ -27,6 +25,7 @@ from orchestrator.compiler.spec_diff import spec_changes
 from orchestrator.errors import ConfigError
 from orchestrator.queue import sqlfiles
 from orchestrator.spec import parse_pipeline
+from orchestrator.state import AppliedRecord, Layers
 from orchestrator.store.install import VERSION as STORE_VERSION
 
 ORDERS = """
@@ -79,7 +78,7 @@ def applied_catalog(desired: DesiredState, **changes: object) -> Catalog:
         layers=CURRENT,
         queues={name: actual(q) for name, q in desired.queues.items()},
         applied={
-            name: AppliedPipeline(name, p.spec, p.spec_hash, p.entry_step, datetime.now(UTC))
+            name: AppliedRecord(name, p.spec, p.spec_hash, p.entry_step, datetime.now(UTC))
             for name, p in desired.pipelines.items()
         },
     )

@@ -142,3 +142,11 @@ SELECT pgmq.enable_notify_insert($1::text, $2::integer)
 -- name: disable_notify_insert
 -- Stop the insert notifications of a queue.
 SELECT pgmq.disable_notify_insert($1::text)
+
+-- name: run_maintenance
+-- Partition upkeep of one queue: what was created, attached and dropped.
+SELECT * FROM pgmq_ext.run_maintenance($1::text)
+
+-- name: partitioned_queues
+-- Names of the partitioned queues, in name order.
+SELECT queue_name FROM pgmq_ext.partition_config ORDER BY queue_name
