@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from orchestrator.compiler.desired import KEEP_THRESHOLD, Partitioning, Storage
+from orchestrator.compiler.desired import KEEP_THRESHOLD, PartitionLayout, Storage
 from orchestrator.compiler.render import render
 from orchestrator.db.named_sql import named_queries
 from orchestrator.state import AppliedRecord, Layers, read_applied_records, read_layers
@@ -130,13 +130,13 @@ def _throttle(row: asyncpg.Record) -> int | None:
         return None
 
 
-async def read_partitions(conn: asyncpg.Connection) -> dict[str, Partitioning]:
-    """Partitioning of every partitioned queue, by queue name."""
+async def read_partitions(conn: asyncpg.Connection) -> dict[str, PartitionLayout]:
+    """PartitionLayout of every partitioned queue, by queue name."""
     result = {}
     for row in await conn.fetch(_Q["partitions"]):
         retention = float(row["retention"])
         keep = row["by"] != "msg_id" and retention >= KEEP_THRESHOLD
-        result[row["name"]] = Partitioning(
+        result[row["name"]] = PartitionLayout(
             row["by"], float(row["interval"]), None if keep else retention
         )
     return result

@@ -15,7 +15,7 @@ from orchestrator.compiler.catalog import (
 )
 from orchestrator.compiler.desired import (
     DesiredState,
-    Partitioning,
+    PartitionLayout,
     QueueState,
     Storage,
     desired_state,
@@ -259,5 +259,5 @@ def test_spec_changes_in_words() -> None:
 
 
 def test_partitioning_words() -> None:
-    assert Partitioning("time", 86400.0, None).describe() == "partitioned by 1d, keep forever"
+    assert PartitionLayout("time", 86400.0, None).describe() == "partitioned by 1d, keep forever"
     assert Storage(notify_ms=0).describe() == "notify on every insert"

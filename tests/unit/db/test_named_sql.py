@@ -18,6 +18,8 @@ from orchestrator.db.named_sql import named_queries, parse_queries
 
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = (
+    "orchestrator.db",
+    "orchestrator.store",
     "orchestrator.queue",
     "orchestrator.runtime",
     "orchestrator.ops",
