@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv demo test lint format unit bench faults schema db-stop clean
+.PHONY: help venv demo test lint format unit bench faults schema db-stop clean test-matrix
 
 help:
 	@echo "make demo    run the work-order pipeline end to end on the embedded PostgreSQL"
@@ -12,6 +12,7 @@ help:
 	@echo "make lint    ruff, mypy and import contracts only"
 	@echo "make bench   queue and runtime benchmarks (ratios against plain SQL)"
 	@echo "make faults  the large fault-injection suite"
+	@echo "make test-matrix  queue, compiler and runtime suites on PostgreSQL 15, 16 and 18"
 	@echo "make schema  regenerate schemas/pipeline.schema.json"
 
 $(STAMP): pyproject.toml
@@ -38,6 +39,9 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+test-matrix: $(STAMP)
+	$(BIN)/python -m tests.matrix
 
 faults: $(STAMP)
 	$(BIN)/pytest -q -m faults tests/faults
