@@ -4,13 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv demo test lint format unit bench faults schema db-stop clean test-matrix
+.PHONY: help venv demo test lint format unit bench faults schema db-stop clean test-matrix bench-fleet
 
 help:
 	@echo "make demo    run the work-order pipeline end to end on the embedded PostgreSQL"
 	@echo "make test    lint, type-check, validate pipelines and run the test suite"
 	@echo "make lint    ruff, mypy and import contracts only"
 	@echo "make bench   queue and runtime benchmarks (ratios against plain SQL)"
+	@echo "make bench-fleet  what 20 idle workers on 50 steps cost PostgreSQL"
 	@echo "make faults  the large fault-injection suite"
 	@echo "make test-matrix  queue, compiler and runtime suites on PostgreSQL 15, 16 and 18"
 	@echo "make schema  regenerate schemas/pipeline.schema.json"
@@ -39,6 +40,9 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+bench-fleet: $(STAMP)
+	$(BIN)/python -m bench.fleet
 
 test-matrix: $(STAMP)
 	$(BIN)/python -m tests.matrix
