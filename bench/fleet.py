@@ -61,9 +61,9 @@ def _pipelines(folder: Path, steps: int) -> list[str]:
     return names
 
 
-def noop(payload: dict[str, object]) -> dict[str, object]:
+async def noop(payload: dict[str, object], ctx: object) -> None:
     """The fleet's handler (never called: nothing is sent)."""
-    return payload
+    return None
 
 
 def _children(pid: int) -> list[int]:
