@@ -197,7 +197,7 @@ def _interval(text: str) -> int | str:
 async def _owner(client: Queue, queue: str) -> str | None:
     """The applied pipeline whose step or dead letters use `queue`, None when none does (or
     the database has no applied pipelines)."""
-    from orchestrator.ops.applied import applied_pipelines
+    from orchestrator.state import applied_pipelines
 
     async with client.transaction() as conn:
         try:

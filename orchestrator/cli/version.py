@@ -49,11 +49,11 @@ def _configured_database(dsn: str | None) -> str | None:
 
 async def _installed(dsn: str) -> tuple[int | None, int | None]:
     from orchestrator.db import connect
-    from orchestrator.queue.install import installed_version as queue_version
-    from orchestrator.store.install import installed_version as store_version
+    from orchestrator.state import read_layers
 
     conn = await connect(dsn, timeout=VERSION_TIMEOUT)
     try:
-        return await queue_version(conn), await store_version(conn)
+        layers = await read_layers(conn)
     finally:
         await conn.close()
+    return layers.queue_version, layers.store_version
