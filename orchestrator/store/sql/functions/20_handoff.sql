@@ -72,6 +72,26 @@ AS $$
     SELECT orchestrator.extend_lease(queue_name, msg_ids, read_cts, 0)
 $$;
 
+-- Mark an owned message as run alone at read `read_ct` (headers.isolated), committed before its
+-- handler starts: when that read too is lost, the next read knows the message itself ended its
+-- worker (see docs/architecture.md, "Poison messages"). Returns whether it was still owned.
+CREATE OR REPLACE FUNCTION orchestrator.isolate(queue_name text, msg_id bigint, read_ct integer)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    moved integer;
+BEGIN
+    EXECUTE format(
+        'UPDATE %s q SET headers = coalesce(q.headers, ''{}''::jsonb) || jsonb_build_object(''isolated'', $2)'
+        ' WHERE q.msg_id = $1 AND q.read_ct = $2',
+        pgmq_ext.queue_table(queue_name))
+        USING msg_id, read_ct;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    RETURN moved = 1;
+END
+$$;
+
 -- Raise the error of a lost lease when `done` of `wanted` messages were still owned.
 CREATE OR REPLACE FUNCTION orchestrator.check_owned(queue_name text, what text, wanted integer, done integer)
 RETURNS void
