@@ -30,10 +30,11 @@ queue is busy, each batch's `complete` call reads the next batch too.
 
 Suspects run alone: a message whose previous read ended without a recorded outcome (its worker
 died, its batch was rolled back or given back) is marked, committed, as run alone at this read
-(``headers.isolated``) and runs in a batch of one, after its batch-mates' batch. A message
-that kills its process therefore costs its batch-mates at most one extra attempt, and is
-dead-lettered (WorkerLost) once it has been read more than ``max_attempts`` times and its last
-lost read ran alone.
+(``headers.isolated``) and runs in a batch of one, after its batch-mates' batch; other suspects
+of the same read are given back unread (read_ct one less) for later reads. A message that kills
+its process therefore costs its batch-mates at most one extra attempt, and is dead-lettered
+(WorkerLost) once it has been read more than ``max_attempts`` times and its last lost read ran
+alone.
 
 Idle loops wait for `wake()` or `poll_interval`; after a wake-up they also read once more a
 notification throttle window later, so messages whose notification was throttled are not left
@@ -268,23 +269,27 @@ class StepConsumer:
     async def _dispatch(
         self, session: Session, messages: list[Message], stopping: asyncio.Event
     ) -> list[Message]:
-        """Hand off `messages`: together, except suspects, which then run one by one."""
+        """Hand off `messages`: together, except suspects. The first suspect runs alone after
+        the others' batch; the rest are given back unread, for later reads to take one by one
+        (each run alone exposes no other message to its crash)."""
         suspects = [m for m in messages if is_suspect(m)]
         if not suspects:
             return await self._batches.run(session, messages, stopping=stopping)
+        if session.tx is not None:
+            await session.rollback()  # the read-ahead's transaction: nothing in it yet
+        suspect, others = suspects[0], suspects[1:]
+        if others:
+            await handoff.unread(session.conn, self.queue, others)
         healthy = [m for m in messages if not is_suspect(m)]
         if healthy:
             await self._batches.run(session, healthy, stopping=None)
-        elif session.tx is not None:
-            await session.rollback()  # the read-ahead's empty transaction
-        for m in suspects:
-            if await handoff.isolate(session.conn, self.queue, m):
-                self._log.info(
-                    "message %d read again after a lost attempt (read %d): it runs alone",
-                    m.msg_id,
-                    m.read_ct,
-                )
-                await self._batches.run(session, [m], stopping=None)
+        if await handoff.isolate(session.conn, self.queue, suspect):
+            self._log.info(
+                "message %d read again after a lost attempt (read %d): it runs alone",
+                suspect.msg_id,
+                suspect.read_ct,
+            )
+            await self._batches.run(session, [suspect], stopping=None)
         return []
 
     def _idle_timeout(self) -> float:

@@ -435,6 +435,15 @@ async def isolate(conn: Any, queue: str, message: Message) -> bool:
     return owned
 
 
+async def unread(conn: Any, queue: str, messages: Iterable[Message]) -> int:
+    """Give owned messages back as if this read never happened (outside a transaction)."""
+    ids, cts = _fence(messages)
+    if not ids:
+        return 0
+    given: int = await conn.fetchval(_Q["unread"], queue, ids, cts)
+    return given
+
+
 async def release(conn: Any, queue: str, messages: Iterable[Message]) -> int:
     """Make owned messages visible at once (outside their batch's transaction)."""
     ids, cts = _fence(messages)
