@@ -174,7 +174,7 @@ class Message:
         """From a `read` row of `queue`: (msg_id, read_ct, message text, headers text).
         Never raises: a body that cannot be decoded is kept as text (`undecodable`)."""
         try:
-            headers = decode(row[3])
+            headers = _decode_headers(row[3])
         except UndecodableJson:
             headers = None
         if not isinstance(headers, dict):
@@ -184,6 +184,17 @@ class Message:
             return cls(row[0], row[1], decode(row[2]), headers, run_id)
         except UndecodableJson as exc:
             return cls(row[0], row[1], row[2], headers, run_id, undecodable=str(exc))
+
+
+def _decode_headers(text: str | None) -> Any:
+    """Headers are the runtime's own (no number beyond 64 bits): orjson alone, the exact
+    decoder only when orjson refuses."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return jsontext.loads(text)
 
 
 _FOREIGN_RUNS = uuid.UUID("5d1c1a43-54c7-4f0c-9f3e-6f7a0b3f6a2e")
