@@ -10,10 +10,10 @@ What a run does at each step is written in its payload (``plan``): sleep, hang p
 step's timeout for the first N attempts, fail transiently for the first N attempts, fail for
 good (``Fail`` or exhausting its attempts), be poison (``poison``: end the process, ask for an
 impossible retry delay, return an output over the payload limit), or announce its first
-attempt by writing the worker's pid to a file (so a test can kill exactly the process that is inside a batch). The
-test therefore knows, before anything runs, which runs must complete and which must end in
-the dead-letter queue; `verify` checks exactly that, and `Figures` carries what the large
-variants report.
+attempt by writing the worker's pid to a file (so a test can kill exactly the process that is
+inside a batch). The test therefore knows, before anything runs, which runs must complete
+and which must end in the dead-letter queue; `verify` checks exactly that, and `Figures`
+carries what the large variants report.
 """
 
 from __future__ import annotations
