@@ -448,20 +448,21 @@ async def isolate(conn: Any, queue: str, message: Message) -> bool:
 
 async def unread(conn: Any, queue: str, messages: Iterable[Message]) -> int:
     """Give owned messages back as if this read never happened (outside a transaction)."""
-    ids, cts = _fence(messages)
-    if not ids:
-        return 0
-    given: int = await conn.fetchval(_Q["unread"], queue, ids, cts)
-    return given
+    return await _fenced(conn, "unread", queue, messages)
 
 
 async def release(conn: Any, queue: str, messages: Iterable[Message]) -> int:
     """Make owned messages visible at once (outside their batch's transaction)."""
+    return await _fenced(conn, "release", queue, messages)
+
+
+async def _fenced(conn: Any, query: str, queue: str, messages: Iterable[Message]) -> int:
+    """Run fenced query `query` on `messages`; how many were still owned."""
     ids, cts = _fence(messages)
     if not ids:
         return 0
-    released: int = await conn.fetchval(_Q["release"], queue, ids, cts)
-    return released
+    count: int = await conn.fetchval(_Q[query], queue, ids, cts)
+    return count
 
 
 def _fence(messages: Iterable[Message]) -> tuple[list[int], list[int]]:
