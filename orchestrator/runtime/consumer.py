@@ -57,7 +57,7 @@ from typing import Any
 
 import asyncpg
 
-from orchestrator.errors import QueueMissing
+from orchestrator.errors import QueueMissing, TooManyAbandoned
 from orchestrator.observe.logging import step_logger
 from orchestrator.runtime import handoff
 from orchestrator.runtime.attempt import Invoker
@@ -75,6 +75,10 @@ RECHECK_MARGIN = 0.02
 
 LINGER = 0.3
 """Seconds an idle loop keeps its connection after an empty read, waiting for a wake-up."""
+
+ABANDONED_PER_LOOP = 2
+"""Abandoned ``def`` handler calls per loop of the step a worker tolerates before it stops
+to be replaced: past that, the stuck threads cost more than a new process."""
 
 
 class StepConsumer:
@@ -193,7 +197,7 @@ class StepConsumer:
         while not stopping.is_set():
             try:
                 rings = await self._consume(stopping, healthy)
-            except QueueMissing:
+            except (QueueMissing, TooManyAbandoned):
                 raise
             except Exception as exc:
                 if is_missing_queue(exc):
@@ -245,6 +249,7 @@ class StepConsumer:
             else:
                 if stopping.is_set():
                     return rings
+                self._check_abandoned()  # between batches: nothing held
                 messages = await self._read(session.conn)
                 healthy()
                 if not messages:
@@ -259,6 +264,10 @@ class StepConsumer:
             finally:
                 self._in_flight -= len(messages)
             self._in_flight += len(following)
+            if following and self._too_many_abandoned():
+                await self._give_back_unread(session, following)
+                self._in_flight -= len(following)
+                following = []
 
     async def _read(self, conn: Connection) -> list[Message]:
         """The step's read path: one batch, autocommit (the one place a step reads)."""
@@ -275,11 +284,8 @@ class StepConsumer:
         suspects = [m for m in messages if is_suspect(m)]
         if not suspects:
             return await self._batches.run(session, messages, stopping=stopping)
-        if session.tx is not None:
-            await session.rollback()  # the read-ahead's transaction: nothing in it yet
         suspect, others = suspects[0], suspects[1:]
-        if others:
-            await handoff.unread(session.conn, self.queue, others)
+        await self._give_back_unread(session, others)
         healthy = [m for m in messages if not is_suspect(m)]
         if healthy:
             await self._batches.run(session, healthy, stopping=None)
@@ -291,6 +297,23 @@ class StepConsumer:
             )
             await self._batches.run(session, [suspect], stopping=None)
         return []
+
+    def _too_many_abandoned(self) -> bool:
+        return self.abandoned > ABANDONED_PER_LOOP * self.concurrency
+
+    def _check_abandoned(self) -> None:
+        """Stop (to be replaced) once too many timed-out ``def`` calls still run here."""
+        if self._too_many_abandoned():
+            raise TooManyAbandoned(
+                f"step {self.target.pipeline}.{self.target.step}: {self.abandoned} handler "
+                "calls past their timeout still run in this worker; stopping it so that it "
+                "is replaced"
+            )
+
+    async def _give_back_unread(self, session: Session, messages: list[Message]) -> None:
+        """Messages read ahead and not started: back to the queue, their read undone."""
+        await session.rollback()  # the read-ahead itself committed with the last batch
+        await handoff.unread(session.conn, self.queue, messages)
 
     def _idle_timeout(self) -> float:
         """Seconds an idle loop waits for a wake-up: the poll interval, or less when the

@@ -30,7 +30,7 @@ from typing import Any
 import asyncpg
 
 from orchestrator.db import create_pool
-from orchestrator.errors import ConfigError, QueueMissing
+from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.observe.logging import step_logger
 from orchestrator.runtime.leader import Leader, upkeep_jobs
 from orchestrator.runtime.pgconn import SESSION_SETTINGS
@@ -236,8 +236,9 @@ class Worker:
         self._failed = True
         if error is None:
             _log.error("%s stopped unexpectedly; stopping the worker", task.get_name())
-        elif isinstance(error, QueueMissing):
-            # Restarting cannot fix it: one line, and the exit code of an unprepared database.
+        elif isinstance(error, OrchestratorError):
+            # A missing queue (exit 4: restarting cannot fix it) or too many stuck handler
+            # threads (exit 1: a new process can): one line, no traceback.
             self._failed_code = error.exit_code
             _log.error("%s; stopping the worker", error)
         else:
