@@ -13,11 +13,11 @@ Every method takes an optional `conn=` so a caller can send, read or acknowledge
 transaction of its own: the queue operation then commits or rolls back with the caller's other
 writes.
 
-Queue names are checked here, with the rule the SQL layer applies (1-47 ASCII letters, digits
-and underscores), so a bad name fails before any round trip. Errors the database reports are
-translated at this boundary: an unknown queue raises `QueueNotFound`, a refused argument
-`QueueError`, a database without the queue layer `SchemaMissing`; anything else (a lost
-connection, a serialization failure) propagates unchanged.
+Queue names are checked here, with the rule the SQL layer applies (1-47 ASCII letters,
+digits, underscores and hyphens, no `--`), so a bad name fails before any round trip. Errors
+the database reports are translated at this boundary: an unknown queue raises `QueueNotFound`,
+a refused argument `QueueError`, a database without the queue layer `SchemaMissing`; anything
+else (a lost connection, a serialization failure) propagates unchanged.
 """
 
 from __future__ import annotations
@@ -94,12 +94,14 @@ _MSG_ID = itemgetter(0)
 
 # --- arguments ---------------------------------------------------------------------------
 
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9_]{1,47}")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,47}")
+# What PGMQ itself refuses in a queue name, refused with its text.
+_PGMQ_REFUSED = ("$", ";", "--", "'")
 
 
 def validate_queue_name(queue: object) -> str:
     """Return `queue` if the queue layer accepts it as a name, else raise InvalidQueueName."""
-    if type(queue) is str and _QUEUE_NAME.fullmatch(queue) is not None:
+    if type(queue) is str and _QUEUE_NAME.fullmatch(queue) is not None and "--" not in queue:
         return queue
     raise InvalidQueueName(_name_problem(queue))
 
@@ -111,10 +113,12 @@ def _name_problem(queue: object) -> str:
         return "queue name must not be empty"
     if len(queue) > MAX_QUEUE_NAME_LENGTH:
         return (
-            f"queue name {queue[:60]!r} is too long: {len(queue)} characters, "
-            f"at most {MAX_QUEUE_NAME_LENGTH}"
+            f"queue name is too long, maximum length is {MAX_QUEUE_NAME_LENGTH} characters: "
+            f"{queue[:60]!r} has {len(queue)}"
         )
-    return f"invalid queue name {queue!r}: use only letters a-z, digits and underscores"
+    if any(bad in queue for bad in _PGMQ_REFUSED):
+        return f"queue name contains invalid characters: $, ;, --, or \\' (got {queue[:60]!r})"
+    return f"invalid queue name {queue!r}: use only letters a-z, digits, underscores and hyphens"
 
 
 def _seconds(value: int | float | timedelta, what: str) -> float:
@@ -172,14 +176,14 @@ def _batch_args(
 ) -> tuple[list[str | None], list[str | None] | None]:
     texts = _json_texts(messages, "messages")
     if not texts:
-        raise QueueError("send_batch needs at least one message")
+        raise QueueError("msgs cannot be NULL or empty: send_batch needs at least one message")
     if headers is None:
         return texts, None
     header_texts = _json_texts(headers, "headers")
     if len(header_texts) != len(texts):
         raise QueueError(
-            f"send_batch got {len(texts)} messages but {len(header_texts)} headers; "
-            "pass one header per message"
+            f"headers array length ({len(header_texts)}) must match msgs array length "
+            f"({len(texts)}): pass one header per message"
         )
     return texts, header_texts
 
