@@ -113,7 +113,7 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pgmq.list_notify_insert_throttles() l WHERE l.queue_name = qname) THEN
         RAISE EXCEPTION 'Queue "%" does not have notify_insert enabled. Enable it first using pgmq.enable_notify_insert()', queue_name
-            USING ERRCODE = 'object_not_in_prerequisite_state';
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pgmq.enable_notify_insert(queue_name, throttle_interval_ms);
 END
