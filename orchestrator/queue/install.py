@@ -7,7 +7,8 @@ migrations; then the function files are re-applied when they changed since the l
 Running `install` on an up-to-date database changes nothing.
 
 A database where the real `pgmq` extension is installed is left alone, and so is a `pgmq`
-schema this installer did not create (PGMQ installed from its SQL files, say).
+schema this installer did not create (PGMQ installed from its SQL files, say), unless the
+caller asks to adopt it (`adopt=True`, see `orchestrator.queue.adopt`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from orchestrator.queue import sqlfiles
 # pg_advisory_xact_lock key of the installer: the bytes of "orchqins" as a bigint.
 INSTALL_LOCK_KEY = int.from_bytes(b"orchqins", "big", signed=True)
 
-Action = Literal["installed", "upgraded", "refreshed", "unchanged", "extension"]
+Action = Literal["installed", "upgraded", "refreshed", "unchanged", "extension", "adopted"]
 
 
 @dataclass(frozen=True)
@@ -34,15 +35,18 @@ class InstallResult:
     action: Action
     version: int | None = None
     previous_version: int | None = None
+    report: tuple[str, ...] = ()  # what an adoption kept and changed
 
     @property
     def changed(self) -> bool:
-        return self.action in ("installed", "upgraded", "refreshed")
+        return self.action in ("installed", "upgraded", "refreshed", "adopted")
 
     def message(self) -> str:
         """One line for people, as `orchestrator install` prints it."""
         if self.action == "installed":
             return f"installed queue layer version {self.version}"
+        if self.action == "adopted":
+            return "\n".join([*self.report, f"adopted; queue layer version {self.version}"])
         if self.action == "upgraded":
             return f"upgraded from {self.previous_version} to {self.version}"
         if self.action == "refreshed":
@@ -52,12 +56,13 @@ class InstallResult:
         return "the pgmq extension is installed in this database; leaving it alone"
 
 
-async def install(conn: asyncpg.Connection) -> InstallResult:
-    """Install or upgrade the queue layer through `conn`; idempotent and safe to run at once."""
+async def install(conn: asyncpg.Connection, *, adopt: bool = False) -> InstallResult:
+    """Install or upgrade the queue layer through `conn`; idempotent and safe to run at once.
+    `adopt`: take over a PGMQ found in the database instead of leaving it alone."""
     try:
         async with conn.transaction(isolation="read_committed"):
             await conn.execute("SELECT pg_advisory_xact_lock($1)", INSTALL_LOCK_KEY)
-            return await _install_locked(conn)
+            return await _install_locked(conn, adopt)
     except asyncpg.InsufficientPrivilegeError as exc:
         raise ConfigError(
             f"cannot install the queue layer: {exc}; run it as a role allowed to create schemas"
@@ -69,13 +74,13 @@ async def install(conn: asyncpg.Connection) -> InstallResult:
         ) from None
 
 
-async def install_dsn(dsn: str) -> InstallResult:
+async def install_dsn(dsn: str, *, adopt: bool = False) -> InstallResult:
     """Connect to `dsn`, install, disconnect."""
     from orchestrator.db import connect
 
     conn = await connect(dsn)
     try:
-        return await install(conn)
+        return await install(conn, adopt=adopt)
     finally:
         await conn.close()
 
@@ -99,11 +104,14 @@ async def installed_version(conn: asyncpg.Connection) -> int | None:
     return version
 
 
-async def _install_locked(conn: asyncpg.Connection) -> InstallResult:
-    if await has_pgmq_extension(conn):
+async def _install_locked(conn: asyncpg.Connection, adopt: bool) -> InstallResult:
+    extension = await has_pgmq_extension(conn)
+    if extension and not adopt:
         return InstallResult("extension")
     current = await installed_version(conn)
     latest = sqlfiles.latest_version()
+    if current is None and adopt and (extension or await _has_foreign_pgmq(conn)):
+        return await _adopt(conn, extension)
     if current is None:
         await _fresh_install(conn)
         return InstallResult("installed", latest)
@@ -129,7 +137,8 @@ async def _fresh_install(conn: asyncpg.Connection) -> None:
     if taken and "pgmq" in taken:
         raise ConfigError(
             "schema pgmq exists but was not created by orchestrator (PGMQ installed from its "
-            "SQL files?); leaving it alone. Drop it or use another database."
+            "SQL files?); leaving it alone. Adopt it with `orchestrator install --adopt`, drop "
+            "it or use another database."
         )
     if taken:
         raise ConfigError(
@@ -139,6 +148,20 @@ async def _fresh_install(conn: asyncpg.Connection) -> None:
     await conn.execute(sqlfiles.schema_sql())
     await _record_version(conn, sqlfiles.latest_version(), "fresh install")
     await _apply_functions_if_changed(conn, sqlfiles.latest_version())
+
+
+async def _has_foreign_pgmq(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval("SELECT to_regnamespace('pgmq') IS NOT NULL"))
+
+
+async def _adopt(conn: asyncpg.Connection, extension: bool) -> InstallResult:
+    """Take over the PGMQ in the database (see orchestrator.queue.adopt)."""
+    from orchestrator.queue import adopt
+
+    found = await adopt.set_aside(conn, extension=extension)
+    await _fresh_install(conn)
+    await adopt.bring_back(conn)
+    return InstallResult("adopted", sqlfiles.latest_version(), report=tuple(found.lines()))
 
 
 async def _record_version(conn: asyncpg.Connection, version: int, name: str) -> None:

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from orchestrator.db import connect
+from tests.integration.queue.helpers import pgmq_sql
 
 # PGMQ's trigger function: ours is pgmq_ext.notify_insert(), not part of the API.
 NOT_API = {"notify_queue_listeners"}
@@ -23,11 +24,6 @@ SIGNATURES = """
      WHERE p.pronamespace = 'pgmq'::regnamespace AND p.proname NOT LIKE '\\_%'
      ORDER BY 1, 2
 """
-
-
-def pgmq_sql() -> str:
-    """PGMQ 1.13's SQL as the `pgmq` package ships it."""
-    return (files("pgmq.sql") / "pgmq.sql").read_text(encoding="utf-8")
 
 
 async def install_pgmq(dsn: str) -> None:
