@@ -267,3 +267,16 @@ def _plan_nodes(node: dict[str, Any]) -> list[tuple[str, str | None]]:
     for child in node.get("Plans", []):
         found += _plan_nodes(child)
     return found
+
+
+@pytest.mark.parametrize("function", READS)
+async def test_heads_behind_a_long_blocked_group_are_found(
+    conn: asyncpg.Connection, fifo_queue: str, function: str
+) -> None:
+    """The oldest visible messages all belong to a group whose head is in flight: the heads
+    of the other groups lie far behind them, and are still found (and none of the blocked
+    group)."""
+    m = await _send(conn, fifo_queue, ["a"] * 300 + ["b", "c"])
+    assert await _read(conn, "read_grouped_head", fifo_queue, 1) == [m[0]]
+    assert await _read(conn, function, fifo_queue, 1) == [m[300]]
+    assert await _read(conn, function, fifo_queue, 5) == [m[301]]

@@ -11,10 +11,13 @@
 -- vt runs out is again its group's head, delivered before the rest of the group.
 --
 -- Cost. PGMQ aggregates over the whole queue table on every grouped read. Here, with the
--- group index (create_fifo_index: a btree on (group key, msg_id)), the heads come from a
--- skip scan: one index probe per group (a recursive CTE), then the following messages of the
--- chosen groups from an index range each. The cost grows with the number of groups, not with
--- the number of messages waiting in them. Without the index a read aggregates, like PGMQ.
+-- group index (create_fifo_index: a btree on (group key, msg_id)), a read first looks at the
+-- oldest visible messages (a few times qty of them): one whose group has no older message is
+-- a head (one index probe each). That finds the heads when they are near the front, as they
+-- are unless whole groups ahead are blocked. Otherwise the heads come from a skip scan: one
+-- index probe per group (a recursive CTE). The messages behind the chosen heads come from an
+-- index range each. The cost never grows with the number of messages waiting in a group,
+-- only, at worst, with the number of groups. Without the index a read aggregates, like PGMQ.
 
 -- The SQL of a message's group key (columns of table alias `alias`, none for ''); the group
 -- index is on this expression, so the planner matches it.
@@ -79,6 +82,22 @@ RETURN format(
     END,
     tab);
 
+-- Lock the heads among the $3 oldest visible messages, up to $2 of them, oldest first: $1
+-- now. Returns (head msg_ids, group keys, how many messages were looked at); when that count
+-- is $3 there may be more heads further on. Needs the group index (the "no older message in
+-- the group" probe).
+CREATE OR REPLACE FUNCTION pgmq_ext.near_group_heads_sql(tab text)
+RETURNS text
+LANGUAGE sql STABLE
+RETURN format(
+    'WITH c AS MATERIALIZED (SELECT q.msg_id FROM %1$s q WHERE q.vt <= $1 ORDER BY q.msg_id LIMIT $3) '
+    'SELECT array_agg(h.msg_id ORDER BY h.msg_id), array_agg(h.k ORDER BY h.msg_id), '
+    '(SELECT count(*) FROM c) FROM ('
+    'SELECT q.msg_id, %2$s AS k FROM c JOIN %1$s q ON q.msg_id = c.msg_id '
+    'WHERE q.vt <= $1 AND NOT EXISTS (SELECT 1 FROM %1$s e WHERE %3$s = %2$s AND e.msg_id < q.msg_id) '
+    'ORDER BY q.msg_id LIMIT $2 FOR UPDATE OF q SKIP LOCKED) h',
+    tab, pgmq_ext.group_key_sql('q'), pgmq_ext.group_key_sql('e'));
+
 -- The messages a grouped read would take beyond the locked heads, with the heads: $1 head
 -- msg_ids, $2 their group keys (head order), $3 qty, $4 now. Behind each head, its group's
 -- following messages up to the first one that is not visible. Returns (msg_id, group
@@ -136,9 +155,16 @@ DECLARE
     prios bigint[];
     ranks bigint[];
     locked bigint[];
+    looked bigint;
 BEGIN
     PERFORM pgmq_ext.check_read(vt, qty);
-    EXECUTE pgmq_ext.group_heads_sql(tab, indexed) INTO heads, keys USING now_ts, qty;
+    IF indexed THEN
+        EXECUTE pgmq_ext.near_group_heads_sql(tab) INTO heads, keys, looked
+            USING now_ts, qty, 8 * qty + 64;
+    END IF;
+    IF NOT indexed OR (coalesce(cardinality(heads), 0) < qty AND looked = 8 * qty + 64) THEN
+        EXECUTE pgmq_ext.group_heads_sql(tab, indexed) INTO heads, keys USING now_ts, qty;
+    END IF;
     IF heads IS NULL THEN
         RETURN;
     END IF;
