@@ -4,7 +4,9 @@ bindings and insert notifications, is taken over in place without losing a row."
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -131,3 +133,84 @@ async def test_without_adopt_a_foreign_pgmq_is_left_alone(pgmq_db: asyncpg.Conne
     with pytest.raises(ConfigError, match="orchestrator install --adopt"):
         await install(pgmq_db)
     assert await queue_state(pgmq_db) == before
+
+
+PGMQ_CONTROL = """\
+comment = 'PGMQ 1.13 (its SQL, as the pgmq Python package ships it), for the adoption tests'
+default_version = '1.13.0'
+relocatable = false
+schema = pgmq
+superuser = false
+"""
+
+
+async def _extension_dir(conn: asyncpg.Connection) -> Path | None:
+    """The server's extension directory when this process can write to it, else None."""
+    share = await conn.fetchval("SELECT setting FROM pg_config WHERE name = 'SHAREDIR'")
+    folder = Path(share) / "extension" if share else None
+    if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK):
+        return None
+    return folder
+
+
+@pytest.fixture
+async def pgmq_extension_db(
+    new_database: Callable[[], Awaitable[str]],
+) -> AsyncIterator[asyncpg.Connection]:
+    """A database with PGMQ 1.13 installed as an extension (CREATE EXTENSION pgmq), its control
+    and SQL files placed in the server's extension directory."""
+    conn = await connect(await new_database())
+    folder = await _extension_dir(conn)
+    if folder is None:
+        await conn.close()
+        pytest.skip("the server's extension directory is not writable from here")
+    (folder / "pgmq.control").write_text(PGMQ_CONTROL, encoding="utf-8")
+    (folder / "pgmq--1.13.0.sql").write_text(pgmq_sql(), encoding="utf-8")
+    await conn.execute("CREATE EXTENSION pgmq")
+    await conn.execute("SELECT pgmq.create('jobs'), pgmq.create_unlogged('fast')")
+    await conn.execute(
+        "SELECT pgmq.send_batch('jobs', $1::jsonb[], $2::jsonb[])",
+        [{"n": i} for i in range(4)],
+        [{"x-pgmq-group": "g"} for _ in range(4)],
+    )
+    await conn.execute("SELECT pgmq.send('fast', '{\"f\": 1}'::jsonb)")
+    await conn.execute("SELECT * FROM pgmq.read('jobs', 600, 1)")
+    await conn.execute("SELECT pgmq.archive('jobs', 2::bigint)")
+    await conn.execute("SELECT pgmq.enable_notify_insert('jobs', 100)")
+    await conn.execute("SELECT pgmq.bind_topic('jobs.#', 'jobs')")
+    yield conn
+    await conn.close()
+
+
+async def test_adopt_the_pgmq_extension_without_losing_a_row(
+    pgmq_extension_db: asyncpg.Connection,
+) -> None:
+    conn = pgmq_extension_db
+    tables = ("q_jobs", "a_jobs", "q_fast")
+    before = {
+        t: [tuple(r) for r in await conn.fetch(f"SELECT * FROM pgmq.{t} ORDER BY 1")]
+        for t in tables
+    }
+    assert (await install(conn)).action == "extension"  # left alone without --adopt
+
+    result = await install(conn, adopt=True)
+
+    assert result.action == "adopted"
+    assert "adopting the pgmq extension in schema pgmq:" in result.message()
+    assert await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'pgmq'") == 0
+    after = {
+        t: [tuple(r) for r in await conn.fetch(f"SELECT * FROM pgmq.{t} ORDER BY 1")]
+        for t in tables
+    }
+    # Column order of the archive is PGMQ's; compare by name.
+    assert after["a_jobs"] == before["a_jobs"]
+    assert after["q_jobs"] == before["q_jobs"] and after["q_fast"] == before["q_fast"]
+    assert [
+        r["msg_id"] for r in await conn.fetch("SELECT * FROM pgmq.read_grouped('jobs', 30, 5)")
+    ] == []
+    await conn.execute("SELECT pgmq.delete('jobs', 1::bigint)")
+    got = await conn.fetch("SELECT * FROM pgmq.read_grouped('jobs', 30, 5)")
+    assert [r["msg_id"] for r in got] == [3, 4]
+    assert await conn.fetchval("SELECT pgmq.send_topic('jobs.x', '{}'::jsonb)") == 1
+    throttles = await conn.fetch("SELECT * FROM pgmq.list_notify_insert_throttles()")
+    assert [(r["queue_name"], r["throttle_interval_ms"]) for r in throttles] == [("jobs", 100)]
