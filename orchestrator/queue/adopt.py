@@ -62,8 +62,9 @@ class AdoptionPlan:
         return out
 
     def refusal(self) -> str:
-        problems = "\n".join(f"  {p}" for p in self.problems)
-        return f"cannot adopt the PGMQ in this database; nothing was changed:\n{problems}"
+        """One line: every problem, separated by semicolons."""
+        problems = "; ".join(self.problems)
+        return f"cannot adopt the PGMQ in this database (nothing was changed): {problems}"
 
 
 async def plan(conn: asyncpg.Connection, *, extension: bool = False) -> AdoptionPlan:

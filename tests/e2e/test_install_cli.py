@@ -75,6 +75,35 @@ async def test_install_refuses_a_foreign_pgmq_schema(empty_dsn: str) -> None:
         await conn.close()
 
 
+async def test_install_adopt_takes_over_pgmq(empty_dsn: str) -> None:
+    from tests.integration.queue.helpers import pgmq_sql
+
+    conn = await connect(empty_dsn)
+    try:
+        await conn.execute(pgmq_sql())
+        await conn.execute("SELECT pgmq.create('order-events'), pgmq.create('bad name')")
+        await conn.execute("SELECT pgmq.send('order-events', '{\"a\": 1}'::jsonb)")
+        refused = _run("install", "--adopt", "--dsn", empty_dsn)
+        assert (refused.returncode, refused.stdout) == (1, "")
+        assert _one_error_line(refused) == (
+            "cannot adopt the PGMQ in this database (nothing was changed): queue 'bad name': "
+            "a name the queue layer refuses (invalid queue name 'bad name': use only letters "
+            "a-z, digits, underscores and hyphens)"
+        )
+        await conn.execute("SELECT pgmq.drop_queue('bad name')")
+        adopted = _run("install", "--adopt", "--dsn", empty_dsn)
+        assert (adopted.returncode, adopted.stderr) == (0, "")
+        assert adopted.stdout.splitlines() == [
+            "adopting PGMQ installed from its SQL files in schema pgmq:",
+            "  keep queue order-events (plain): 1 messages, 0 archived",
+            "  replace PGMQ's functions and types with the queue layer's; add schema pgmq_ext",
+            f"adopted; queue layer version {LATEST}",
+        ]
+        assert await conn.fetchval('SELECT message FROM pgmq."q_order-events"') == {"a": 1}
+    finally:
+        await conn.close()
+
+
 async def test_queue_commands(empty_dsn: str) -> None:
     missing = _run("queue", "list", "--dsn", empty_dsn)
     assert missing.returncode == 4

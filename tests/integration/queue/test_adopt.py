@@ -122,7 +122,8 @@ async def test_refuses_what_it_cannot_convert_and_changes_nothing(
     with pytest.raises(AdoptionRefused) as info:
         await install(conn, adopt=True)
     message = str(info.value)
-    assert message.startswith("cannot adopt the PGMQ in this database; nothing was changed:")
+    assert message.startswith("cannot adopt the PGMQ in this database (nothing was changed): ")
+    assert "\n" not in message
     assert "pgmq.my_table: not a PGMQ object" in message
     assert "queue parts: partitioned (pg_partman) or its tables are missing" in message
     assert (await queue_state(conn), await _rows(conn)) == before
