@@ -75,7 +75,9 @@ async def test_install_refuses_a_foreign_pgmq_schema(empty_dsn: str) -> None:
         await conn.close()
 
 
-async def test_install_adopt_takes_over_pgmq(empty_dsn: str) -> None:
+async def test_install_adopt_takes_over_pgmq(empty_dsn: str, tmp_path: Path) -> None:
+    """Adopt a PGMQ, then apply pipelines and run them on top, as a user would."""
+    from tests.badinput.support import cli, write_project
     from tests.integration.queue.helpers import pgmq_sql
 
     conn = await connect(empty_dsn)
@@ -100,6 +102,15 @@ async def test_install_adopt_takes_over_pgmq(empty_dsn: str) -> None:
             f"adopted; queue layer version {LATEST}",
         ]
         assert await conn.fetchval('SELECT message FROM pgmq."q_order-events"') == {"a": 1}
+        root = write_project(tmp_path)
+        applied = cli("apply", "--yes", "--dsn", empty_dsn, cwd=root, timeout=120)
+        assert applied.code == 0, applied.text
+        sent = cli("send", "orders", '{"n": 1}', "--dsn", empty_dsn, cwd=root)
+        assert sent.code == 0, sent.text
+        ran = cli("run", "--drain", "--dsn", empty_dsn, cwd=root, timeout=120)
+        assert ran.code == 0, ran.text
+        assert await conn.fetchval("SELECT count(*) FROM pgmq.a_orders__ship") == 1
+        assert await conn.fetchval('SELECT count(*) FROM pgmq."q_order-events"') == 1
     finally:
         await conn.close()
 
