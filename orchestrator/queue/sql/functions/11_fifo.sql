@@ -156,13 +156,14 @@ DECLARE
     ranks bigint[];
     locked bigint[];
     looked bigint;
+    near bigint := 8 * qty::bigint + 64;  -- oldest visible messages to look at for heads
 BEGIN
     PERFORM pgmq_ext.check_read(vt, qty);
     IF indexed THEN
         EXECUTE pgmq_ext.near_group_heads_sql(tab) INTO heads, keys, looked
-            USING now_ts, qty, 8 * qty + 64;
+            USING now_ts, qty, near;
     END IF;
-    IF NOT indexed OR (coalesce(cardinality(heads), 0) < qty AND looked = 8 * qty + 64) THEN
+    IF NOT indexed OR (coalesce(cardinality(heads), 0) < qty AND looked = near) THEN
         EXECUTE pgmq_ext.group_heads_sql(tab, indexed) INTO heads, keys USING now_ts, qty;
     END IF;
     IF heads IS NULL THEN
