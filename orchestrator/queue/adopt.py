@@ -24,8 +24,11 @@ from importlib.resources import files
 
 import asyncpg
 
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import ConfigError
 from orchestrator.queue.client import InvalidQueueName, validate_queue_name
+
+_Q = named_queries("orchestrator.queue")
 
 
 class AdoptionRefused(ConfigError):
@@ -33,7 +36,8 @@ class AdoptionRefused(ConfigError):
 
 
 @cache
-def _sql(name: str) -> str:
+def _script(name: str) -> str:
+    """One of the adoption's scripts, `sql/adopt/<name>.sql`."""
     return (files("orchestrator.queue") / "sql" / "adopt" / f"{name}.sql").read_text("utf-8")
 
 
@@ -70,25 +74,23 @@ class AdoptionPlan:
 async def plan(conn: asyncpg.Connection, *, extension: bool = False) -> AdoptionPlan:
     """Read what adoption would keep and what stops it; changes nothing."""
     found = AdoptionPlan(extension=extension)
-    if await conn.fetchval("SELECT to_regclass('pgmq.meta')") is None:
+    if not await conn.fetchval(_Q["adopt_has_meta"]):
         found.problems.append("schema pgmq has no table meta: this is not PGMQ")
         return found
-    if await conn.fetchval("SELECT to_regnamespace('pgmq_ext')") is not None:
+    if await conn.fetchval(_Q["adopt_has_pgmq_ext"]):
         found.problems.append("schema pgmq_ext exists already: a failed or foreign install?")
-    for row in await conn.fetch(_sql("queues")):
+    for row in await conn.fetch(_Q["adopt_queues"]):
         await _plan_queue(conn, found, row)
     found.problems += [
         f"{name}: not a PGMQ object; move or drop it first"
-        for name in [r["name"] for r in await conn.fetch(_sql("strays"))]
+        for name in [r["name"] for r in await conn.fetch(_Q["adopt_strays"])]
     ]
-    if await conn.fetchval("SELECT to_regclass('pgmq.topic_bindings')") is not None:
-        query = "SELECT pattern, queue_name FROM pgmq.topic_bindings ORDER BY 1, 2"
-        found.bindings = [f"{r[0]} -> {r[1].lower()}" for r in await conn.fetch(query)]
-    if await conn.fetchval("SELECT to_regclass('pgmq.notify_insert_throttle')") is not None:
-        query = (
-            "SELECT queue_name, throttle_interval_ms FROM pgmq.notify_insert_throttle ORDER BY 1"
-        )
-        found.throttles = [f"{r[0].lower()} ({r[1]} ms)" for r in await conn.fetch(query)]
+    if await conn.fetchval(_Q["adopt_has_bindings"]):
+        rows = await conn.fetch(_Q["adopt_bindings"])
+        found.bindings = [f"{pattern} -> {queue}" for pattern, queue in rows]
+    if await conn.fetchval(_Q["adopt_has_throttles"]):
+        rows = await conn.fetch(_Q["adopt_throttles"])
+        found.throttles = [f"{queue} ({ms} ms)" for queue, ms in rows]
     return found
 
 
@@ -110,9 +112,7 @@ async def _plan_queue(conn: asyncpg.Connection, found: AdoptionPlan, row: asyncp
         return
     counts = []
     for prefix in ("q", "a"):
-        query = await conn.fetchval(
-            "SELECT format('SELECT count(*) FROM pgmq.%I', $1::text)", f"{prefix}_{name}"
-        )
+        query = await conn.fetchval(_Q["adopt_count_sql"], f"{prefix}_{name}")
         counts.append(await conn.fetchval(query))
     kind = "unlogged" if row["is_unlogged"] else "plain"
     found.queues.append(f"{name} ({kind}): {counts[0]} messages, {counts[1]} archived")
@@ -124,11 +124,11 @@ async def set_aside(conn: asyncpg.Connection, *, extension: bool) -> AdoptionPla
     if found.problems:
         raise AdoptionRefused(found.refusal())
     if extension:
-        await conn.execute(_sql("detach_extension"))
-    await conn.execute(_sql("set_aside"))
+        await conn.execute(_script("detach_extension"))
+    await conn.execute(_script("set_aside"))
     return found
 
 
 async def bring_back(conn: asyncpg.Connection) -> None:
     """Step 4 (see the module): the queues back into the queue layer's schema pgmq."""
-    await conn.execute(_sql("bring_back"))
+    await conn.execute(_script("bring_back"))
