@@ -36,6 +36,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     add_dsn_option(install)
+    install.add_argument(
+        "--adopt",
+        action="store_true",
+        help="take over a PGMQ already in the database (installed from its SQL files or as "
+        "the extension) in one transaction, keeping every queue and message; prints what it "
+        "kept and changed, or refuses with a report and changes nothing",
+    )
     install.set_defaults(func=_install)
 
     queue = sub.add_parser(
@@ -116,7 +123,7 @@ def _install(args: argparse.Namespace) -> int:
 
     dsn = resolve_dsn(args.dsn)
     try:
-        result = asyncio.run(install_dsn(dsn))
+        result = asyncio.run(install_dsn(dsn, adopt=args.adopt))
     except asyncpg.PostgresError as exc:
         raise QueueError(f"cannot install the queue layer: {_one_line(exc)}") from None
     print(result.message())
