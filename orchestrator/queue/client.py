@@ -186,7 +186,7 @@ _REFUSED = {"42P07"}  # duplicate_table: a queue's table name taken by another o
 def _translated(exc: asyncpg.PostgresError) -> Exception | None:
     """The orchestrator error for a database error of a queue call, None to re-raise it."""
     code: str = exc.sqlstate or ""
-    message = str(exc)
+    message = str(exc.args[0]) if exc.args else str(exc)  # the message, not asyncpg's HINT lines
     if code == "42P01":
         return QueueNotFound(message)
     if code.startswith("22") or code in _REFUSED:
