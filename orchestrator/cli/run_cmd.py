@@ -138,8 +138,8 @@ def _run(args: argparse.Namespace) -> int:
     dsn = resolve_dsn(args.dsn)
     # The database decides what may run: no handler is imported before the check passes.
     running = {pipeline.name for pipeline, _ in selected}
-    queues = [pipeline.step(name).queue for pipeline, name in selected]
-    asyncio.run(_preflight(dsn, [p for p in loaded if p.name in running], queues))
+    step_queues = [pipeline.step(name).queue for pipeline, name in selected]
+    asyncio.run(_preflight(dsn, [p for p in loaded if p.name in running], step_queues))
     plans = _import_handlers(selected)
 
     show = args.drain and worker_index is None and sys.stderr.isatty()
