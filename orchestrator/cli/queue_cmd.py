@@ -36,6 +36,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Idempotent; a database with the real pgmq extension is left alone."
         ),
     )
+    install.add_argument(
+        "--adopt",
+        action="store_true",
+        help="take over a PGMQ already in the database (installed from its SQL files or as "
+        "the extension) in one transaction, keeping every queue and message; prints what it "
+        "kept and changed, or refuses with a report and changes nothing",
+    )
     install.set_defaults(func=_install)
 
     queue = sub.add_parser(
@@ -114,7 +121,7 @@ def _install(args: argparse.Namespace) -> int:
     from orchestrator.db import resolve_dsn
     from orchestrator.queue.install import install_dsn
 
-    result = asyncio.run(install_dsn(resolve_dsn(args.dsn)))
+    result = asyncio.run(install_dsn(resolve_dsn(args.dsn), adopt=args.adopt))
     print(result.message())
     return 0
 
