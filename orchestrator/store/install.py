@@ -87,8 +87,7 @@ async def install(conn: asyncpg.Connection) -> StoreInstallResult:
         if current is None:
             await conn.execute(_read("schema.sql"))
             await conn.execute(
-                "INSERT INTO orchestrator.schema_version (version, name) VALUES ($1, $2)",
-                VERSION,
+                "INSERT INTO orchestrator.schema_version (version, name) VALUES (1, $1)",
                 "fresh install",
             )
             action = "installed"

@@ -152,6 +152,7 @@ $$;
 -- `archive` is false) and send each output to every route. `routes` lists the successors:
 -- [{"step": "<name>", "delay": <seconds>, "expects": null | ["<predecessor>", ...]}]; a
 -- route with `expects` is a join (see arrive()). Raises when a message is no longer owned.
+-- Outputs of cancelled runs go nowhere (see orchestrator.cancelled_among()).
 CREATE OR REPLACE FUNCTION orchestrator.hand_off(
     pipeline text,
     step text,
@@ -176,6 +177,7 @@ DECLARE
     parent_headers jsonb[];
     route jsonb;
     base jsonb;
+    cancelled uuid[];
 BEGIN
     handed_off := 0;
     sent := 0;
@@ -205,6 +207,18 @@ BEGIN
     handed_off := n;
     IF jsonb_array_length(routes) = 0 THEN
         RETURN;
+    END IF;
+    -- Runs cancelled by now send nothing further (their messages are archived all the same).
+    cancelled := orchestrator.cancelled_among(run_ids);
+    IF cardinality(cancelled) > 0 THEN
+        SELECT array_agg(k.id ORDER BY k.i), array_agg(k.run ORDER BY k.i), array_agg(k.output ORDER BY k.i)
+          INTO msg_ids, run_ids, outputs
+          FROM unnest(msg_ids, run_ids, outputs) WITH ORDINALITY AS k (id, run, output, i)
+         WHERE k.run <> ALL (cancelled);
+        n := coalesce(cardinality(msg_ids), 0);
+        IF n = 0 THEN
+            RETURN;
+        END IF;
     END IF;
     parent_headers := ARRAY(
         SELECT m.headers
@@ -293,6 +307,46 @@ BEGIN
 END
 $$;
 
+-- Failed attempts of cancelled runs get no retry: delete those messages (fenced) and return
+-- the retries left, with how many were dropped.
+CREATE OR REPLACE FUNCTION orchestrator.drop_cancelled(
+    queue_name text, msg_ids bigint[], read_cts integer[], delays double precision[], headers jsonb[],
+    OUT gone integer, OUT ids bigint[], OUT read_cts_left integer[],
+    OUT delays_left double precision[], OUT headers_left jsonb[])
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    cancelled uuid[] := orchestrator.cancelled_among(ARRAY(
+        SELECT (h ->> 'run_id')::uuid FROM unnest(headers) AS h
+         WHERE h ->> 'run_id' ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'));
+    doomed bigint[];
+BEGIN
+    gone := 0;
+    ids := msg_ids;
+    read_cts_left := read_cts;
+    delays_left := delays;
+    headers_left := headers;
+    IF cardinality(cancelled) = 0 THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(k.id) FILTER (WHERE k.dead),
+           coalesce(array_agg(k.id ORDER BY k.i) FILTER (WHERE NOT k.dead), '{}'),
+           coalesce(array_agg(k.ct ORDER BY k.i) FILTER (WHERE NOT k.dead), '{}'),
+           coalesce(array_agg(k.delay ORDER BY k.i) FILTER (WHERE NOT k.dead), '{}'),
+           coalesce(array_agg(k.h ORDER BY k.i) FILTER (WHERE NOT k.dead), '{}')
+      INTO doomed, ids, read_cts_left, delays_left, headers_left
+      FROM (SELECT u.*, coalesce(u.h ->> 'run_id' = ANY (cancelled::text[]), false) AS dead
+              FROM unnest(msg_ids, read_cts, delays, headers) WITH ORDINALITY AS u (id, ct, delay, h, i)
+           ) AS k;
+    EXECUTE format(
+        'DELETE FROM %s q USING unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
+        ' WHERE q.msg_id = f.id AND q.read_ct = f.ct AND q.msg_id = ANY ($3)',
+        pgmq_ext.queue_table(queue_name))
+        USING msg_ids, read_cts, doomed;
+    GET DIAGNOSTICS gone = ROW_COUNT;
+END
+$$;
+
 -- Everything a batch ends with, in one call (one round trip): hand off the successes, retry
 -- or dead-letter the failures. The caller runs it in the transaction holding the claim and
 -- the handlers' writes, then commits.
@@ -323,10 +377,16 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     queue text := orchestrator.step_queue(pipeline, step);
+    dropped integer;
 BEGIN
     SELECT h.handed_off, h.sent, h.joins_completed INTO handed_off, sent, joins_completed
       FROM orchestrator.hand_off(pipeline, step, routes, archive, done_ids, done_read_cts,
                                  done_run_ids, done_outputs) AS h;
+    IF cardinality(retry_ids) > 0 THEN
+        SELECT d.gone, d.ids, d.read_cts_left, d.delays_left, d.headers_left
+          INTO dropped, retry_ids, retry_read_cts, retry_delays, retry_headers
+          FROM orchestrator.drop_cancelled(queue, retry_ids, retry_read_cts, retry_delays, retry_headers) AS d;
+    END IF;
     retried := orchestrator.retry_later(queue, retry_ids, retry_read_cts, retry_delays, retry_headers);
     dead_lettered := orchestrator.dead_letter(queue, dead_letter_queue, dead_ids, dead_read_cts, dead_bodies);
 END
