@@ -67,6 +67,7 @@ import asyncpg
 from orchestrator.observe.logging import step_logger
 from orchestrator.runtime import handoff
 from orchestrator.runtime.context import SavepointConnection, StepContext
+from orchestrator.runtime.flow import Admission, FlowGate
 from orchestrator.runtime.handoff import Completion, Message, Outcomes, PayloadError, StepTarget
 from orchestrator.runtime.retry import decide, reconnect_delay
 from orchestrator.spec.handlers import HandlerInfo
@@ -179,6 +180,7 @@ class StepConsumer:
         self._recheck_at: float | None = None
         self._in_flight = 0
         self._executor: ThreadPoolExecutor | None = None
+        self.flow = FlowGate(pipeline, step, self.vt_seconds)
 
     # -- the interface ---------------------------------------------------------------------
 
@@ -256,6 +258,7 @@ class StepConsumer:
         async with self._pool.acquire() as conn:
             session = _Session(conn)
             conn.add_termination_listener(session.watch.closed)
+            admission: Admission | None = None
             try:
                 following: list[Message] = []
                 while True:
@@ -267,9 +270,10 @@ class StepConsumer:
                             return rings
                         if self._recheck_at is not None and time.monotonic() >= self._recheck_at:
                             self._recheck_at = None
-                        messages = await handoff.read(
-                            conn, self.queue, self.vt_seconds, self.batch_size
-                        )
+                        admission = await self.flow.admit(conn, self.batch_size, stopping)
+                        if admission is None:
+                            return rings
+                        messages = await self._read(conn, admission)
                         healthy()
                         if not messages:
                             timeout = self._idle_timeout()
@@ -282,11 +286,21 @@ class StepConsumer:
                         following = await self._batch(session, messages, stopping=stopping)
                     finally:
                         self._in_flight -= len(messages)
+                        await self.flow.release(conn, admission)
+                        admission = None
                     self._in_flight += len(following)
             finally:
                 # A connection the pool already took back (it was closed) refuses this.
                 with contextlib.suppress(asyncpg.InterfaceError):
                     conn.remove_termination_listener(session.watch.closed)
+
+    async def _read(self, conn: Any, admission: Admission) -> list[Message]:
+        """Read what the flow gate admitted; its unused tokens and slots go back at once."""
+        try:
+            return await self.flow.read(conn, self.queue, self.vt_seconds, admission)
+        except BaseException:
+            await self.flow.release(conn, admission)
+            raise
 
     def _idle_timeout(self) -> float:
         """Seconds an idle loop waits for a wake-up: the poll interval, or less when the
@@ -352,7 +366,9 @@ class StepConsumer:
             if lease.lost is not None:
                 raise _LeaseLost(lease.lost)
             if not run.whole_rollback:
-                read_next = stopping is not None and not stopping.is_set()
+                read_next = (
+                    stopping is not None and not stopping.is_set() and self.flow.may_read_ahead()
+                )
                 next_batch = (self.vt_seconds, self.batch_size) if read_next else None
                 try:
                     done, following = await handoff.complete(

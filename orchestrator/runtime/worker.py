@@ -32,6 +32,7 @@ import asyncpg
 from orchestrator.db import create_pool
 from orchestrator.errors import ConfigError
 from orchestrator.observe.logging import step_logger
+from orchestrator.runtime.flow import FLOW_CHANNEL
 from orchestrator.runtime.leader import Leader, upkeep_jobs
 from orchestrator.runtime.wakeup import WakeupListener, wait_for_event
 from orchestrator.spec import HandlerInfo, Pipeline, ResolvedStep
@@ -153,6 +154,7 @@ class Worker:
     async def _serve(self, pool: asyncpg.Pool) -> None:
         self.consumers = [self._consumer(pool, plan) for plan in self.config.steps]
         listener = WakeupListener(self.config.dsn, self.consumers)
+        listener.also_listen(FLOW_CHANNEL, self._flow_notified)
         leader = Leader(
             self.config.dsn, upkeep_jobs(self.config.pipelines, schedules=not self.config.drain)
         )
@@ -182,6 +184,10 @@ class Worker:
         finally:
             await _cancel_all(consumer_tasks | side_tasks, RELEASE_TIMEOUT)
             self._report(consumer_tasks)
+
+    def _flow_notified(self, payload: str) -> None:
+        for consumer in self.consumers:
+            consumer.flow.wake(payload)
 
     def _consumer(self, pool: asyncpg.Pool, plan: StepPlan) -> Any:
         from orchestrator.runtime.consumer import StepConsumer

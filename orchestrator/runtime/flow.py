@@ -1,0 +1,238 @@
+"""Flow control on the read path: what a step's read loop asks before it reads a batch.
+
+One `FlowGate` per step and process, shared by the step's loops. Before a read, a loop calls
+`admit(conn, wanted, stopping)`; it returns how many messages the loop may read, after
+waiting as long as it must, with no transaction open:
+
+- **pause**: a paused step (``orchestrator.paused_steps``) is not read. Looked up at most once
+  a second per step and process, so a pause takes effect within a second; a NOTIFY on
+  ``orchestrator_flow`` makes a resume take effect at once.
+- **max_waiting** of a successor (backpressure): while the successor's queue holds more
+  visible messages than its cap, this step does not read (its own messages stay in its queue);
+  checked once a second while waiting. A successor drains whatever its own successors do, and
+  the steps of a pipeline form a DAG, so waits always end at a step with no successor: two
+  branches never wait on each other (a join waits on its own successors, never on its
+  predecessors). The queue may exceed its cap by one batch per reader of each predecessor,
+  since each checks before it reads.
+- **max_in_flight**: slots (``orchestrator.flow_slots``) taken before the read, one per
+  message, given back after the batch's hand-off (or, for a SIGKILLed worker, when their
+  lease of one visibility timeout runs out). A loop without a slot waits for the NOTIFY of a
+  freed slot, polling once a second at most.
+- **rate_limit**: tokens taken before the read in one ``UPDATE ... RETURNING``
+  (``orchestrator.take_tokens``); with none granted it sleeps until the next token is due, as
+  the database computed. The loops of a step in one process ask one at a time.
+- **group_by**: the read itself takes only the head of each group
+  (``orchestrator.read_grouped``): a group's messages run one at a time in send order, and a
+  retrying message holds its group until it succeeds or is dead-lettered.
+
+Tokens and slots a read did not use are given back at once. A step with none of these keys
+pays only the once-a-second pause lookup, and keeps reading ahead in its hand-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from orchestrator.runtime import handoff
+from orchestrator.runtime.handoff import Message
+from orchestrator.runtime.wakeup import wait_for_any
+from orchestrator.spec.flow import group_key_path
+from orchestrator.spec.models import Pipeline, ResolvedStep
+
+FLOW_CHANNEL = "orchestrator_flow"
+"""Channel of freed slots, pauses and resumes (payload: slot name or 'pipeline.step')."""
+
+CHECK_INTERVAL = 1.0
+"""Seconds between lookups of a pause or a full successor queue, and between slot polls."""
+
+_Q = handoff.queries()
+
+
+@dataclass
+class Admission:
+    """What a loop may read: `qty` messages, with the tokens and slots taken for them."""
+
+    qty: int
+    tokens: int = 0
+    slots: list[int] = field(default_factory=list)
+    used: int = 0
+
+
+@dataclass(frozen=True)
+class _Limit:
+    name: str
+    rate: float
+    burst: float
+
+
+class FlowGate:
+    """Flow control of one step in one process; see the module docstring."""
+
+    def __init__(self, pipeline: Pipeline, step: ResolvedStep, lease_seconds: float) -> None:
+        self.pipeline = pipeline.name
+        self.step = step.name
+        self._key = f"{pipeline.name}.{step.name}"
+        limit = step.rate_limit
+        self._limit = (
+            None
+            if limit is None
+            else _Limit(limit.bucket(pipeline.name, step.name), limit.per_second, limit.burst)
+        )
+        self._slots = step.max_in_flight
+        self._group = group_key_path(step.group_by) if step.group_by else None
+        self._caps = [
+            (pipeline.queue_name(s), cap)
+            for s in step.successors
+            if (cap := pipeline.step(s).max_waiting) is not None
+        ]
+        self._lease = lease_seconds
+        self._holder = uuid.uuid4()
+        self._tokens_lock = asyncio.Lock()
+        self._bell = asyncio.Event()
+        self._paused = False
+        self._paused_checked = -CHECK_INTERVAL
+        self.waiting_for: str | None = None
+        """What the step waits for now ('paused', 'backpressure', 'slot', 'token'), or None."""
+
+    @property
+    def limited(self) -> bool:
+        """True when a limit applies: reads go through `admit`, never ahead in a hand-off."""
+        return bool(self._limit or self._slots or self._group or self._caps)
+
+    def names(self) -> set[str]:
+        """Notification payloads that concern this gate."""
+        return {self._key, f"{self.pipeline}."}
+
+    def wake(self, payload: str = "") -> None:
+        """A NOTIFY on FLOW_CHANNEL (or a local release): waiting loops look again now."""
+        if payload and payload not in self.names():
+            return
+        if payload.startswith(f"{self.pipeline}."):
+            self._paused_checked = -CHECK_INTERVAL  # a pause or resume: look it up again
+        self._bell.set()
+
+    def may_read_ahead(self) -> bool:
+        """A hand-off may read the next batch itself: no limit, and known not paused."""
+        fresh = time.monotonic() - self._paused_checked < CHECK_INTERVAL
+        return not self.limited and fresh and not self._paused
+
+    async def admit(self, conn: Any, wanted: int, stopping: asyncio.Event) -> Admission | None:
+        """Wait until up to `wanted` messages may be read; None when `stopping` was set."""
+        while not stopping.is_set():
+            wait = await self._hold_back(conn)
+            if wait is None:
+                admission = await self._take(conn, wanted, stopping)
+                if admission is not None:
+                    self.waiting_for = None
+                    return admission
+                continue
+            await self._sleep(stopping, wait)
+        return None
+
+    async def read(self, conn: Any, queue: str, vt: int, admission: Admission) -> list[Message]:
+        """Read at most what `admission` allows; give back what the read did not use."""
+        if self._group is None:
+            messages = await handoff.read(conn, queue, vt, admission.qty)
+        else:
+            rows = await conn.fetch(_Q["read_grouped"], queue, vt, admission.qty, self._group)
+            messages = [Message.from_row(row, queue) for row in rows]
+        admission.used = len(messages)
+        if admission.tokens > admission.used:
+            await conn.execute(
+                _Q["give_tokens"], self._limit_name, admission.tokens - admission.used
+            )
+        if len(admission.slots) > admission.used:
+            await self._give_slots(conn, admission.slots[admission.used :])
+            admission.slots = admission.slots[: admission.used]
+        return messages
+
+    async def release(self, conn: Any, admission: Admission | None) -> None:
+        """The batch is over: give its slots back (a broken connection leaves them to expire)."""
+        if admission is None or not admission.slots:
+            return
+        slots, admission.slots = admission.slots, []
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await self._give_slots(conn, slots)
+
+    # -- the checks ------------------------------------------------------------------------
+
+    async def _hold_back(self, conn: Any) -> float | None:
+        """Seconds to wait before looking again when paused or held back; None: go on."""
+        if await self._is_paused(conn):
+            self.waiting_for = "paused"
+            return CHECK_INTERVAL
+        for queue, cap in self._caps:
+            if await conn.fetchval(_Q["visible_depth"], queue, cap) > cap:
+                self.waiting_for = "backpressure"
+                return CHECK_INTERVAL
+        return None
+
+    async def _is_paused(self, conn: Any) -> bool:
+        now = time.monotonic()
+        if now - self._paused_checked >= CHECK_INTERVAL:
+            self._paused = (
+                await conn.fetchval(_Q["paused_since"], self.pipeline, self.step) is not None
+            )
+            self._paused_checked = now
+        return self._paused
+
+    async def _take(self, conn: Any, wanted: int, stopping: asyncio.Event) -> Admission | None:
+        """Slots, then tokens; None (after waiting) when none could be had."""
+        slots: list[int] = []
+        if self._slots:
+            slots = list(
+                await conn.fetchval(
+                    _Q["take_slots"], self._key, self._slots, wanted, self._holder, self._lease
+                )
+            )
+            if not slots:
+                self.waiting_for = "slot"
+                await self._sleep(stopping, CHECK_INTERVAL)
+                return None
+            wanted = len(slots)
+        if self._limit is None:
+            return Admission(wanted, 0, slots)
+        granted = await self._tokens(conn, wanted, stopping)
+        if granted < len(slots):
+            await self._give_slots(conn, slots[granted:])
+            slots = slots[:granted]
+        return Admission(granted, granted, slots) if granted else None
+
+    async def _tokens(self, conn: Any, wanted: int, stopping: asyncio.Event) -> int:
+        """Tokens for up to `wanted` messages, sleeping until one is due; 0 when stopping."""
+        assert self._limit is not None
+        async with self._tokens_lock:
+            while not stopping.is_set():
+                row = await conn.fetchrow(
+                    _Q["take_tokens"], self._limit.name, self._limit.rate, self._limit.burst, wanted
+                )
+                if row["granted"]:
+                    return int(row["granted"])
+                self.waiting_for = "token"
+                await _sleep_unless(stopping, float(row["wait"]))
+        return 0
+
+    @property
+    def _limit_name(self) -> str:
+        assert self._limit is not None
+        return self._limit.name
+
+    async def _give_slots(self, conn: Any, slots: list[int]) -> None:
+        await conn.fetchval(_Q["give_slots"], self._key, slots, self._holder)
+        self._bell.set()  # loops of this process waiting for a slot look again at once
+
+    async def _sleep(self, stopping: asyncio.Event, seconds: float) -> None:
+        self._bell.clear()
+        await wait_for_any((stopping, self._bell), seconds)
+
+
+async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), max(seconds, 0.001))
