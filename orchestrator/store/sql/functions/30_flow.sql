@@ -340,8 +340,8 @@ BEGIN
         outcome := 'unknown';
         RETURN;
     END IF;
-    INSERT INTO orchestrator.cancelled_runs (run_id, pipeline, cancelled_by, removed)
-    VALUES (run_id, pipeline, coalesce(by_whom, session_user), removed);
+    INSERT INTO orchestrator.cancelled_runs (run_id, pipeline, cancelled_at, cancelled_by, removed)
+    VALUES (run_id, pipeline, clock_timestamp(), coalesce(by_whom, session_user), removed);
     outcome := 'cancelled';
 END
 $$;
