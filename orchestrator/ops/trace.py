@@ -19,6 +19,7 @@ import asyncpg
 from orchestrator.errors import NotFound, OrchestratorError
 from orchestrator.ops.applied import AppliedPipeline, applied_pipelines
 from orchestrator.ops.dlq import DeadLetter
+from orchestrator.ops.flow import Cancellation, run_cancellation
 from orchestrator.ops.queries import query
 
 _END = datetime.max.replace(tzinfo=UTC)
@@ -121,6 +122,7 @@ class Trace:
     measured_at: datetime
     entries: tuple[TraceEntry, ...]
     joins: tuple[JoinState, ...]
+    cancelled: Cancellation | None = None
 
     @property
     def pipelines(self) -> tuple[str, ...]:
@@ -130,7 +132,10 @@ class Trace:
 
     @property
     def state(self) -> str:
-        """running (messages pending), failed (dead letters, nothing pending) or done."""
+        """running (messages pending), cancelled, failed (dead letters, nothing pending) or
+        done."""
+        if self.cancelled is not None and not any(e.state == "in flight" for e in self.entries):
+            return "cancelled"
         if any(e.state in PENDING for e in self.entries):
             return "running"
         if any(e.state == "dead letter" for e in self.entries):
@@ -147,6 +152,7 @@ class Trace:
             "measured_at": self.measured_at.isoformat(),
             "messages": [e.to_json() for e in self.entries],
             "joins": [j.to_json() for j in self.joins],
+            "cancelled": self.cancelled.to_json() if self.cancelled else None,
         }
 
 
@@ -166,14 +172,17 @@ async def trace_run(
     joins = [_join(r) for r in await conn.fetch(query("run_joins"), run)]
     known = {p.name for p in applied}
     joins = [j for j in joins if j.pipeline in known]
-    if not entries and not joins:
+    cancelled = await run_cancellation(conn, run)
+    if cancelled is not None and cancelled.pipeline not in known:
+        cancelled = None
+    if not entries and not joins and cancelled is None:
         raise NotFound(
             f"no run {run} in the queues, archives or dead letters of "
             f"{'pipeline ' + ', '.join(sorted(known)) if pipelines else 'any applied pipeline'} "
             "(a finished run is gone when its pipeline does not archive, or after the archive "
             "retention)"
         )
-    return Trace(run, measured_at, tuple(entries), tuple(joins))
+    return Trace(run, measured_at, tuple(entries), tuple(joins), cancelled)
 
 
 @dataclass(frozen=True)

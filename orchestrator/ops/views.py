@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from orchestrator.ops.dlq import DeadLetter, ReplayReport
+from orchestrator.ops.flow import StepFlow
 from orchestrator.ops.format import (
     Cell,
     age,
@@ -68,6 +69,9 @@ def _pipeline_block(p: PipelineStatus, report: StatusReport, window: str, colour
     rows = [_step_row(s) for s in p.steps]
     lines = [head, table(headers, rows, right=range(1, 12), colour=colour, indent="  ")]
     lines.append("  " + _dead_letter_line(p, colour))
+    lines += ["  " + _flow_line(f, colour) for f in p.flow]
+    if p.cancelled_runs:
+        lines.append(f"  cancelled runs: {p.cancelled_runs}")
     lines += ["  " + _schedule_line(t, report.measured_at, colour) for t in p.schedules]
     return "\n".join(lines)
 
@@ -92,6 +96,11 @@ def _step_row(s: StepStatus) -> list[Cell]:
         Cell(size(n.table_bytes)),
         Cell(percent(share), "yellow" if share is not None and share > DEAD_TUPLE_ALERT else None),
     ]
+
+
+def _flow_line(f: StepFlow, colour: bool) -> str:
+    text = "flow " + f.describe()
+    return paint(text, "yellow", colour) if f.paused_since is not None else text
 
 
 def _dead_letter_line(p: PipelineStatus, colour: bool) -> str:
@@ -198,7 +207,13 @@ def _ids(ids: Sequence[int]) -> str:
 def trace_text(trace: Trace, *, colour: bool = False) -> str:
     """The run's messages in time order, their errors, and the joins still waiting."""
     start = min((e.sent for e in trace.entries if e.sent), default=None)
-    state_style = {"done": "green", "failed": "red", "running": "yellow", "waiting": "yellow"}
+    state_style = {
+        "done": "green",
+        "failed": "red",
+        "running": "yellow",
+        "waiting": "yellow",
+        "cancelled": "red",
+    }
     head = (
         f"run {trace.run_id}  "
         + paint(trace.state, state_style.get(trace.state), colour)
@@ -207,6 +222,13 @@ def trace_text(trace: Trace, *, colour: bool = False) -> str:
     )
     rows = [_trace_row(e, start) for e in trace.entries]
     lines = [head]
+    if trace.cancelled is not None:
+        c = trace.cancelled
+        lines.append(
+            "  "
+            + paint("cancelled", "red", colour)
+            + f" {timestamp(c.at)} by {c.by} ({c.removed} waiting message(s) removed)"
+        )
     if rows:
         headers = ("step", "msg", "state", "sent", "started", "finished", "took", "attempts")
         lines.append(table(headers, rows, right=(1, 3, 4, 5, 6, 7), colour=colour, indent="  "))

@@ -116,3 +116,15 @@ UPDATE orchestrator.schedules
 -- Start one run of pipeline $1 per payload $2 (JSON text), each with extra headers $3.
 SELECT run_id
   FROM orchestrator.start_runs($1, $2::text[]::jsonb[], $3::text[]::jsonb[]) AS run_id;
+
+-- name: flow
+-- Flow control per step of the applied pipelines $1 (all when NULL): pauses and limits at work.
+SELECT * FROM orchestrator.ops_flow($1::text[]);
+
+-- name: cancelled_counts
+-- Cancelled runs per pipeline of $1 (all when NULL).
+SELECT pipeline, cancelled FROM orchestrator.ops_cancelled_counts($1::text[]);
+
+-- name: run_cancelled
+-- Whether run $1 was cancelled: when, by whom, how many waiting messages were removed.
+SELECT pipeline, cancelled_at, cancelled_by, removed FROM orchestrator.cancelled_runs WHERE run_id = $1::uuid;
