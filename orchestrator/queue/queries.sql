@@ -142,3 +142,76 @@ SELECT pgmq.enable_notify_insert($1::text, $2::integer)
 -- name: disable_notify_insert
 -- Stop the insert notifications of a queue.
 SELECT pgmq.disable_notify_insert($1::text)
+
+-- name: read_grouped
+-- FIFO groups, SQS style: consecutive messages of the oldest group first, then the next.
+SELECT * FROM pgmq.read_grouped($1::text, $2::integer, $3::integer)
+
+-- name: read_grouped_rr
+-- FIFO groups, layered round-robin: each group's head, then each group's second message...
+SELECT * FROM pgmq.read_grouped_rr($1::text, $2::integer, $3::integer)
+
+-- name: read_grouped_head
+-- FIFO groups: at most one message per group, the heads of up to $3 groups.
+SELECT * FROM pgmq.read_grouped_head($1::text, $2::integer, $3::integer)
+
+-- name: read_grouped_with_poll
+-- read_grouped, waiting up to $4 s (polling every $5 ms) for a message.
+SELECT * FROM pgmq.read_grouped_with_poll($1::text, $2::integer, $3::integer, $4::integer, $5::integer)
+
+-- name: read_grouped_rr_with_poll
+-- read_grouped_rr, waiting up to $4 s (polling every $5 ms) for a message.
+SELECT * FROM pgmq.read_grouped_rr_with_poll($1::text, $2::integer, $3::integer, $4::integer, $5::integer)
+
+-- name: read_grouped_head_with_poll
+-- read_grouped_head, waiting up to $4 s (polling every $5 ms) for a message.
+SELECT * FROM pgmq.read_grouped_head_with_poll($1::text, $2::integer, $3::integer, $4::integer, $5::integer)
+
+-- name: create_fifo_index
+-- The group index that keeps grouped reads cheap at any depth (idempotent).
+SELECT pgmq.create_fifo_index($1::text)
+
+-- name: create_fifo_indexes_all
+-- The group index on every queue.
+SELECT pgmq.create_fifo_indexes_all()
+
+-- name: bind_topic
+-- Route messages whose routing key matches pattern $1 to queue $2 (idempotent).
+SELECT pgmq.bind_topic($1::text, $2::text)
+
+-- name: unbind_topic
+-- Remove a binding; whether there was one.
+SELECT pgmq.unbind_topic($1::text, $2::text)
+
+-- name: send_topic
+-- Send one message (headers may be NULL) to every queue bound to routing key $1, after $4 s.
+SELECT pgmq.send_topic($1::text, $2::jsonb, $3::jsonb, $4::integer)
+
+-- name: send_batch_topic
+-- Send a batch to every queue bound to routing key $1, visible $4 s from now.
+SELECT queue_name, msg_id FROM pgmq.send_batch_topic($1::text, $2::text[]::jsonb[], $3::text[]::jsonb[],
+    clock_timestamp() + make_interval(secs => $4::float8))
+
+-- name: send_batch_topic_at
+-- Send a batch to every queue bound to routing key $1, visible at the timestamp $4.
+SELECT queue_name, msg_id FROM pgmq.send_batch_topic($1::text, $2::text[]::jsonb[], $3::text[]::jsonb[], $4::timestamptz)
+
+-- name: list_topic_bindings
+-- Every topic binding, newest first.
+SELECT pattern, queue_name, bound_at, compiled_regex FROM pgmq.list_topic_bindings()
+
+-- name: list_topic_bindings_of
+-- The topic bindings of queue $1, newest first.
+SELECT pattern, queue_name, bound_at, compiled_regex FROM pgmq.list_topic_bindings($1::text)
+
+-- name: test_routing
+-- The bindings routing key $1 matches, sending nothing.
+SELECT pattern, queue_name, compiled_regex FROM pgmq.test_routing($1::text)
+
+-- name: list_notify_insert_throttles
+-- Queues with insert notifications, their throttle and when they last notified.
+SELECT queue_name, throttle_interval_ms, last_notified_at FROM pgmq.list_notify_insert_throttles()
+
+-- name: update_notify_insert
+-- Change the throttle of a queue whose insert notifications are on.
+SELECT pgmq.update_notify_insert($1::text, $2::integer)

@@ -147,7 +147,7 @@ async def test_queue_commands(empty_dsn: str) -> None:
     bad = _run("queue", "create", "a; drop table x", "--dsn", empty_dsn)
     assert bad.returncode == 1
     assert _one_error_line(bad) == (
-        "invalid queue name 'a; drop table x': use only letters a-z, digits and underscores"
+        "queue name contains invalid characters: $, ;, --, or \\' (got 'a; drop table x')"
     )
     bad_interval = _run(
         "queue", "create", "p2", "--partitioned", "--partition-interval", "0", "--dsn", empty_dsn

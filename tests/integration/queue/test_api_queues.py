@@ -339,7 +339,7 @@ async def test_validate_queue_name(conn: asyncpg.Connection) -> None:
         conn,
         "SELECT pgmq.validate_queue_name($1)",
         "x" * 48,
-        match="too long: 48 characters, at most 47",
+        match="^queue name is too long, maximum length is 47 characters: .* has 48",
         sqlstate="22023",
     )
     await expect_error(
