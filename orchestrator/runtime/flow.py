@@ -21,9 +21,12 @@ waiting as long as it must, with no transaction open:
 - **rate_limit**: tokens taken before the read in one ``UPDATE ... RETURNING``
   (``orchestrator.take_tokens``); with none granted it sleeps until the next token is due, as
   the database computed. The loops of a step in one process ask one at a time.
-- **group_by**: the read itself takes only the head of each group
-  (``orchestrator.read_grouped``): a group's messages run one at a time in send order, and a
-  retrying message holds its group until it succeeds or is dead-lettered.
+- **group_by**: the hand-off (and `start`) put the payload's value at the key path in the
+  queue layer's FIFO group header, ``x-pgmq-group``; the read takes only the head of each
+  group (``pgmq.read_grouped_head``), a group's oldest message, and only when it is visible:
+  a group's messages run one at a time in send order, and a retrying message (its vt in the
+  future) holds its group until it succeeds or is dead-lettered. Messages without the key
+  share the queue layer's default group.
 
 Tokens and slots a read did not use are given back at once. A step with none of these keys
 pays only the once-a-second pause lookup, and keeps reading ahead in its hand-off.
@@ -43,7 +46,6 @@ import asyncpg
 from orchestrator.runtime import handoff
 from orchestrator.runtime.handoff import Message
 from orchestrator.runtime.wakeup import wait_for_any
-from orchestrator.spec.flow import group_key_path
 from orchestrator.spec.models import Pipeline, ResolvedStep
 
 FLOW_CHANNEL = "orchestrator_flow"
@@ -86,7 +88,7 @@ class FlowGate:
             else _Limit(limit.bucket(pipeline.name, step.name), limit.per_second, limit.burst)
         )
         self._slots = step.max_in_flight
-        self._group = group_key_path(step.group_by) if step.group_by else None
+        self._group = step.group_by
         self._caps = [
             (pipeline.queue_name(s), cap)
             for s in step.successors
@@ -141,7 +143,7 @@ class FlowGate:
         if self._group is None:
             messages = await handoff.read(conn, queue, vt, admission.qty)
         else:
-            rows = await conn.fetch(_Q["read_grouped"], queue, vt, admission.qty, self._group)
+            rows = await conn.fetch(_Q["read_grouped"], queue, vt, admission.qty)
             messages = [Message.from_row(row, queue) for row in rows]
         admission.used = len(messages)
         if admission.tokens > admission.used:

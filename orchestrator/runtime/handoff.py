@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from orchestrator.errors import QueueError
+from orchestrator.spec.flow import group_key_path
 from orchestrator.spec.models import Pipeline, ResolvedStep
 
 MAX_PAYLOAD_BYTES = 1 << 20
@@ -196,7 +197,8 @@ class StepTarget:
     step: str
     queue: str
     routes: str
-    """JSON: [{"step", "delay", "expects": null | [predecessors]}] for each successor."""
+    """JSON: [{"step", "delay", "expects": null | [predecessors], "group": null | [key path]}]
+    for each successor."""
     archive: bool
     dead_letter_queue: str
 
@@ -210,6 +212,7 @@ class StepTarget:
                     "step": name,
                     "delay": successor.delay,
                     "expects": list(successor.predecessors) if successor.is_join else None,
+                    "group": group_key_path(successor.group_by) if successor.group_by else None,
                 }
             )
         return cls(

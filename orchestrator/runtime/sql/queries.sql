@@ -102,6 +102,7 @@ SELECT orchestrator.paused_since($1::text, $2::text)
 SELECT orchestrator.visible_depth($1::text, $2::integer)
 
 -- name: read_grouped
--- Read up to $3 heads of groups (payload path $4) of queue $1, hiding them for $2 seconds.
+-- Read up to $3 heads of FIFO groups (one message per group, x-pgmq-group header) of queue $1,
+-- hiding them for $2 seconds; autocommit, like read.
 SELECT m.msg_id, m.read_ct, m.message::text, m.headers::text
-  FROM orchestrator.read_grouped($1::text, $2::integer, $3::integer, $4::text[]) AS m
+  FROM pgmq.read_grouped_head($1::text, $2::integer, $3::integer) AS m

@@ -6,13 +6,14 @@ import asyncio
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 
 from orchestrator import cancel, pause, resume, start, start_keyed
 from orchestrator.db import connect
 from orchestrator.errors import NotFound, QueueError
 from orchestrator.runtime.handoff import queries
-from tests.integration.runtime.conftest import Runtime
+from tests.integration.runtime.conftest import Runtime, noop
 
 PIPE = """
 pipeline: orders
@@ -81,26 +82,48 @@ async def test_slots_are_shared_fenced_and_come_back_when_their_lease_ends(rt: R
 
 
 async def test_grouped_reads_take_one_message_per_group_in_send_order(rt: Runtime) -> None:
-    await rt.apply("pipeline: g\nsteps:\n  a: {handler: t:a, group_by: customer.id}\n")
+    await rt.apply(
+        "pipeline: g\nsteps:\n  a: {handler: t:a, group_by: customer.id, next: [b]}\n"
+        "  b: {handler: t:b, group_by: n}\n"
+    )
     queue = "g__a"
-    for n, customer in enumerate(["x", "y", "x", None, "y", "x"]):
-        body = {"n": n, "customer": {"id": customer}} if customer else {"n": n}
-        await rt.send(queue, body)
+    for n, customer in enumerate(["x", "y", "x", "z", "y", "x"]):
+        await start("g", {"n": n, "customer": {"id": customer}}, conn=rt.conn)
+    rows = await rt.rows(queue)
+    assert [r["headers"]["x-pgmq-group"] for r in rows] == ["x", "y", "x", "z", "y", "x"]
 
     async def read(qty: int = 10) -> list[int]:
-        rows = await rt.conn.fetch(queries()["read_grouped"], queue, 30, qty, ["customer", "id"])
-        return [int(r["message"].split('"n":')[1].split(",")[0].rstrip("}")) for r in rows]
+        found = await rt.conn.fetch(queries()["read_grouped"], queue, 30, qty)
+        return sorted(orjson.loads(r["message"])["n"] for r in found)
 
-    assert await read() == [0, 1, 3]  # heads of x and y, and the message without a group
-    assert await read() == []  # x and y are in flight: their next messages wait
-    ids = {r["message"]["n"]: r["msg_id"] for r in await rt.rows(queue)}
-    await rt.conn.execute(
-        f"UPDATE pgmq.q_{queue} SET vt = now() + interval '1h' WHERE msg_id = $1", ids[0]
-    )
-    await rt.conn.execute(f"DELETE FROM pgmq.q_{queue} WHERE msg_id = $1", ids[1])
-    assert await read() == [4]  # y moved on; x's head is retrying later and holds its group
+    assert await read() == [0, 1, 3]  # the head of each group
+    assert await read() == []  # x, y and z are in flight: their next messages wait
+    ids = {r["message"]["n"]: r["msg_id"] for r in rows}
+    later = f"UPDATE pgmq.q_{queue} SET vt = now() + interval '1h' WHERE msg_id = $1"
+    await rt.conn.execute(later, ids[0])  # x's head waits for a retry: it holds its group
+    await rt.conn.execute(f"DELETE FROM pgmq.q_{queue} WHERE msg_id = ANY ($1)", [ids[1], ids[3]])
+    assert await read() == [4]
     await rt.conn.execute(f"DELETE FROM pgmq.q_{queue} WHERE msg_id = $1", ids[0])
     assert await read() == [2]
+
+
+async def test_the_hand_off_sets_the_group_of_the_next_step_and_drops_the_parents(
+    rt: Runtime,
+) -> None:
+    await rt.apply(
+        "pipeline: h\nsteps:\n  a: {handler: t:a, group_by: c, next: [b, c]}\n"
+        "  b: {handler: t:b, group_by: order.id}\n  c: {handler: t:c}\n"
+    )
+    await start("h", {"c": "x", "order": {"id": 7}}, conn=rt.conn)
+
+    async def gone() -> bool:
+        return await rt.count("h__a") == 0
+
+    await rt.drain(rt.consumer("h", "a", noop), until=gone)
+    [b] = await rt.rows("h__b")
+    [c] = await rt.rows("h__c")
+    assert b["headers"]["x-pgmq-group"] == "7"
+    assert "x-pgmq-group" not in c["headers"]
 
 
 async def test_pause_and_resume_a_step_or_a_pipeline(rt: Runtime) -> None:

@@ -41,6 +41,23 @@ RETURN CASE WHEN jsonb_typeof(inherited) = 'object'
     || jsonb_build_object(
         'run_id', run_id, 'parent_id', parent_id, 'traceparent', orchestrator.traceparent(run_id));
 
+-- `headers` of a message with `payload` sent to a step whose group_by is `group_path`: with
+-- the queue layer's FIFO group header (x-pgmq-group) set to the payload's value at the path
+-- (see pgmq.read_grouped_head), or without it when the step has no group_by (a parent's
+-- group never travels on) or the payload lacks the key (then the queue layer's default group).
+CREATE OR REPLACE FUNCTION orchestrator.grouped(headers jsonb, payload jsonb, group_path text[])
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN group_path IS NULL OR payload #>> group_path IS NULL
+            THEN headers - 'x-pgmq-group'
+            ELSE headers || jsonb_build_object('x-pgmq-group', payload #>> group_path) END;
+
+-- The group_by key path of step `step` in the applied `spec` (NULL: the step has none).
+CREATE OR REPLACE FUNCTION orchestrator.group_path(spec jsonb, step text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN string_to_array(spec #>> ARRAY['steps', step, 'group_by'], '.');
+
 -- The applied pipeline `name`, or an error telling the user to apply it (SQLSTATE 42704,
 -- undefined_object).
 CREATE OR REPLACE FUNCTION orchestrator.applied_pipeline(name text)
@@ -106,9 +123,11 @@ BEGIN
     PERFORM pgmq.send_batch(
         orchestrator.step_queue(applied.name, entry),
         payloads,
-        ARRAY(SELECT orchestrator.step_headers(
-                         headers[i], orchestrator.header_base(applied.name, entry, NULL, now_ts),
-                         run_ids[i], NULL)
+        ARRAY(SELECT orchestrator.grouped(
+                         orchestrator.step_headers(
+                             headers[i], orchestrator.header_base(applied.name, entry, NULL, now_ts),
+                             run_ids[i], NULL),
+                         payloads[i], orchestrator.group_path(applied.spec, entry))
                 FROM generate_series(1, cardinality(payloads)) AS i),
         now_ts + make_interval(secs => coalesce(
             delay, (applied.spec #>> ARRAY['steps', entry, 'delay'])::float8, 0)));

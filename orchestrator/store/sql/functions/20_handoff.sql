@@ -139,6 +139,7 @@ AS $$
 DECLARE
     payloads jsonb[];
     headers jsonb[];
+    join_group text[];
 BEGIN
     WITH arrival AS (
         SELECT DISTINCT ON (a.run_id) a.run_id, a.output, a.parent_id, a.headers
@@ -159,7 +160,7 @@ BEGIN
     SELECT array_agg(u.arrived ORDER BY u.run_id),
            array_agg(orchestrator.step_headers(
                          a.headers, orchestrator.header_base(arrive.pipeline, join_step, from_step, sent_at),
-                         u.run_id, a.parent_id)
+                         u.run_id, a.parent_id) - 'x-pgmq-group'
                      ORDER BY u.run_id)
       INTO payloads, headers
       FROM upserted u
@@ -167,6 +168,12 @@ BEGIN
      WHERE u.completed_at IS NOT NULL;
     IF payloads IS NULL THEN
         RETURN 0;
+    END IF;
+    SELECT orchestrator.group_path(p.spec, join_step) INTO join_group
+      FROM orchestrator.pipelines p WHERE p.name = arrive.pipeline;
+    IF join_group IS NOT NULL THEN
+        headers := ARRAY(SELECT orchestrator.grouped(h, b, join_group)
+                           FROM unnest(headers, payloads) AS x (h, b));
     END IF;
     PERFORM pgmq.send_batch(orchestrator.step_queue(pipeline, join_step), payloads, headers,
                             sent_at + make_interval(secs => delay));
@@ -204,6 +211,7 @@ DECLARE
     parent_headers jsonb[];
     route jsonb;
     base jsonb;
+    group_path text[];
     cancelled uuid[];
 BEGIN
     handed_off := 0;
@@ -261,11 +269,16 @@ BEGIN
                 run_ids, outputs, msg_ids, parent_headers, now_ts);
         ELSE
             base := orchestrator.header_base(pipeline, route ->> 'step', step, now_ts);
+            group_path := CASE WHEN jsonb_typeof(route -> 'group') = 'array'
+                               THEN ARRAY(SELECT jsonb_array_elements_text(route -> 'group')) END;
             PERFORM pgmq.send_batch(
                 orchestrator.step_queue(pipeline, route ->> 'step'),
                 outputs,
-                ARRAY(SELECT orchestrator.step_headers(p.headers, base, p.run_id, p.id)
-                        FROM unnest(parent_headers, run_ids, msg_ids) AS p (headers, run_id, id)),
+                ARRAY(SELECT orchestrator.grouped(
+                                 orchestrator.step_headers(p.headers, base, p.run_id, p.id),
+                                 p.output, group_path)
+                        FROM unnest(parent_headers, run_ids, msg_ids, outputs)
+                             AS p (headers, run_id, id, output)),
                 now_ts + make_interval(secs => coalesce((route ->> 'delay')::float8, 0)));
             sent := sent + n;
         END IF;

@@ -125,45 +125,6 @@ LANGUAGE sql STABLE
 RETURN (SELECT count(*) FROM orchestrator.flow_slots s
          WHERE s.name = slots_held.name AND s.held_by IS NOT NULL AND s.until > clock_timestamp());
 
--- Messages of `queue_name` for one reader: like pgmq.read, but only the head of each group
--- may be read, a group being the payload value at `group_path` (as #>> takes it). The head of
--- a group is its oldest message still in the queue, whether visible, in flight, delayed or
--- waiting for a retry: so a group's messages run one at a time, in the order they were sent
--- to the step, and a retrying message holds its group until it succeeds or is dead-lettered.
--- Messages without the key are groups of their own. Costs a scan of the queue (keep it short
--- with max_waiting). Row locks are taken after the visibility check and re-checked on the
--- newest row version, as in pgmq.read, so two readers never take one message, and a reader
--- whose snapshot still shows a head that someone just took skips it (its vt moved) without
--- taking the message behind it.
-CREATE OR REPLACE FUNCTION orchestrator.read_grouped(
-    queue_name text, vt integer, qty integer, group_path text[])
-RETURNS SETOF pgmq.message_record
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    now_ts timestamptz := clock_timestamp();
-BEGIN
-    PERFORM pgmq_ext.check_read(vt, qty);
-    RETURN QUERY EXECUTE format(
-        'WITH r AS ('
-        ' UPDATE %1$s q SET vt = $2, read_ct = q.read_ct + 1, last_read_at = $1'
-        '  WHERE q.msg_id = ANY (ARRAY('
-        '   SELECT m.msg_id FROM %1$s m'
-        '    WHERE m.msg_id = ANY (ARRAY('
-        '      SELECT h.msg_id FROM ('
-        '        SELECT g.msg_id, g.vt, g.message #>> $4 AS grp,'
-        '               min(g.msg_id) OVER (PARTITION BY g.message #>> $4) AS head'
-        '          FROM %1$s g) AS h'
-        '       WHERE h.vt <= $1 AND (h.grp IS NULL OR h.msg_id = h.head)))'
-        '      AND m.vt <= $1'
-        '    ORDER BY m.msg_id LIMIT $3 FOR UPDATE SKIP LOCKED))'
-        ' RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers'
-        ') SELECT * FROM r ORDER BY msg_id',
-        pgmq_ext.queue_table(queue_name))
-        USING now_ts, now_ts + make_interval(secs => vt), qty, group_path;
-END
-$$;
-
 -- Visible messages of `queue_name`, counted up to `cap` + 1 (enough to tell "over the cap").
 CREATE OR REPLACE FUNCTION orchestrator.visible_depth(queue_name text, cap integer)
 RETURNS integer
