@@ -20,7 +20,11 @@ waiting as long as it must, with no transaction open:
   freed slot, polling once a second at most.
 - **rate_limit**: tokens taken before the read in one ``UPDATE ... RETURNING``
   (``orchestrator.take_tokens``); with none granted it sleeps until the next token is due, as
-  the database computed. The loops of a step in one process ask one at a time.
+  the database computed.
+
+The loops of a limited step in one process pass `admit` one at a time: while the step waits,
+it sends at most one query a second per process (a token wait sends one when the token is
+due).
 - **group_by**: the hand-off (and `start`) put the payload's value at the key path in the
   queue layer's FIFO group header, ``x-pgmq-group``; the read takes only the head of each
   group (``pgmq.read_grouped_head``), a group's oldest message, and only when it is visible:
@@ -96,7 +100,8 @@ class FlowGate:
         ]
         self._lease = lease_seconds
         self._holder = uuid.uuid4()
-        self._tokens_lock = asyncio.Lock()
+        self._admit_lock = asyncio.Lock()
+        self._pause_lock = asyncio.Lock()
         self._bell = asyncio.Event()
         self._paused = False
         self._paused_checked = -CHECK_INTERVAL
@@ -126,16 +131,27 @@ class FlowGate:
         return not self.limited and fresh and not self._paused
 
     async def admit(self, conn: Any, wanted: int, stopping: asyncio.Event) -> Admission | None:
-        """Wait until up to `wanted` messages may be read; None when `stopping` was set."""
-        while not stopping.is_set():
-            wait = await self._hold_back(conn)
-            if wait is None:
-                admission = await self._take(conn, wanted, stopping)
-                if admission is not None:
-                    self.waiting_for = None
-                    return admission
-                continue
-            await self._sleep(stopping, wait)
+        """Wait until up to `wanted` messages may be read; None when `stopping` was set.
+
+        The loops of a limited step ask one at a time, so a waiting step sends at most one
+        query per second (per process), whatever its concurrency.
+        """
+        if not self.limited:
+            while not stopping.is_set():
+                if not await self._is_paused(conn):
+                    return Admission(wanted)
+                await self._sleep(stopping, CHECK_INTERVAL)
+            return None
+        async with self._admit_lock:
+            while not stopping.is_set():
+                wait = await self._hold_back(conn)
+                if wait is None:
+                    admission = await self._take(conn, wanted, stopping)
+                    if admission is not None:
+                        self.waiting_for = None
+                        return admission
+                    continue
+                await self._sleep(stopping, wait)
         return None
 
     async def read(self, conn: Any, queue: str, vt: int, admission: Admission) -> list[Message]:
@@ -177,12 +193,15 @@ class FlowGate:
         return None
 
     async def _is_paused(self, conn: Any) -> bool:
-        now = time.monotonic()
-        if now - self._paused_checked >= CHECK_INTERVAL:
-            self._paused = (
-                await conn.fetchval(_Q["paused_since"], self.pipeline, self.step) is not None
-            )
-            self._paused_checked = now
+        """Whether the step is paused, looked up at most once a second by one loop."""
+        if time.monotonic() - self._paused_checked < CHECK_INTERVAL:
+            return self._paused
+        async with self._pause_lock:
+            now = time.monotonic()
+            if now - self._paused_checked >= CHECK_INTERVAL:  # no other loop looked meanwhile
+                since = await conn.fetchval(_Q["paused_since"], self.pipeline, self.step)
+                self._paused = since is not None
+                self._paused_checked = now
         return self._paused
 
     async def _take(self, conn: Any, wanted: int, stopping: asyncio.Event) -> Admission | None:
@@ -210,15 +229,14 @@ class FlowGate:
     async def _tokens(self, conn: Any, wanted: int, stopping: asyncio.Event) -> int:
         """Tokens for up to `wanted` messages, sleeping until one is due; 0 when stopping."""
         assert self._limit is not None
-        async with self._tokens_lock:
-            while not stopping.is_set():
-                row = await conn.fetchrow(
-                    _Q["take_tokens"], self._limit.name, self._limit.rate, self._limit.burst, wanted
-                )
-                if row["granted"]:
-                    return int(row["granted"])
-                self.waiting_for = "token"
-                await _sleep_unless(stopping, float(row["wait"]))
+        while not stopping.is_set():
+            row = await conn.fetchrow(
+                _Q["take_tokens"], self._limit.name, self._limit.rate, self._limit.burst, wanted
+            )
+            if row["granted"]:
+                return int(row["granted"])
+            self.waiting_for = "token"
+            await _sleep_unless(stopping, float(row["wait"]))
         return 0
 
     @property
