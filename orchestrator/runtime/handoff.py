@@ -197,8 +197,8 @@ class StepTarget:
     step: str
     queue: str
     routes: str
-    """JSON: [{"step", "delay", "expects": null | [predecessors], "group": null | [key path]}]
-    for each successor."""
+    """JSON: [{"step", "delay", "expects": null | [predecessors]}] for each successor, plus
+    "group": [key path] for a successor with group_by."""
     archive: bool
     dead_letter_queue: str
 
@@ -207,14 +207,14 @@ class StepTarget:
         routes = []
         for name in step.successors:
             successor = pipeline.step(name)
-            routes.append(
-                {
-                    "step": name,
-                    "delay": successor.delay,
-                    "expects": list(successor.predecessors) if successor.is_join else None,
-                    "group": group_key_path(successor.group_by) if successor.group_by else None,
-                }
-            )
+            route: dict[str, Any] = {
+                "step": name,
+                "delay": successor.delay,
+                "expects": list(successor.predecessors) if successor.is_join else None,
+            }
+            if successor.group_by:
+                route["group"] = group_key_path(successor.group_by)
+            routes.append(route)
         return cls(
             pipeline=pipeline.name,
             step=step.name,
