@@ -133,8 +133,10 @@ class FlowGate:
     async def admit(self, conn: Any, wanted: int, stopping: asyncio.Event) -> Admission | None:
         """Wait until up to `wanted` messages may be read; None when `stopping` was set.
 
-        The loops of a limited step ask one at a time, so a waiting step sends at most one
-        query per second (per process), whatever its concurrency.
+        A loop first tries at once (unless another loop of the step already waits); a loop
+        that must wait queues behind the one waiting, so a waiting step sends at most one
+        query a second per process (a token wait: one when the token is due), whatever its
+        concurrency.
         """
         if not self.limited:
             while not stopping.is_set():
@@ -142,16 +144,16 @@ class FlowGate:
                     return Admission(wanted)
                 await self._sleep(stopping, CHECK_INTERVAL)
             return None
+        if not self._admit_lock.locked():
+            admission = await self._try(conn, wanted)
+            if isinstance(admission, Admission):
+                return admission
         async with self._admit_lock:
             while not stopping.is_set():
-                wait = await self._hold_back(conn)
-                if wait is None:
-                    admission = await self._take(conn, wanted, stopping)
-                    if admission is not None:
-                        self.waiting_for = None
-                        return admission
-                    continue
-                await self._sleep(stopping, wait)
+                admission = await self._try(conn, wanted)
+                if isinstance(admission, Admission):
+                    return admission
+                await self._sleep(stopping, admission)
         return None
 
     async def read(self, conn: Any, queue: str, vt: int, admission: Admission) -> list[Message]:
@@ -181,16 +183,40 @@ class FlowGate:
 
     # -- the checks ------------------------------------------------------------------------
 
-    async def _hold_back(self, conn: Any) -> float | None:
-        """Seconds to wait before looking again when paused or held back; None: go on."""
+    async def _try(self, conn: Any, wanted: int) -> Admission | float:
+        """One attempt without waiting: what may be read, or the seconds to wait first."""
         if await self._is_paused(conn):
-            self.waiting_for = "paused"
-            return CHECK_INTERVAL
+            return self._waiting("paused", CHECK_INTERVAL)
         for queue, cap in self._caps:
             if await conn.fetchval(_Q["visible_depth"], queue, cap) > cap:
-                self.waiting_for = "backpressure"
-                return CHECK_INTERVAL
-        return None
+                return self._waiting("backpressure", CHECK_INTERVAL)
+        slots: list[int] = []
+        if self._slots:
+            taken = await conn.fetchval(
+                _Q["take_slots"], self._key, self._slots, wanted, self._holder, self._lease
+            )
+            if not taken:
+                return self._waiting("slot", CHECK_INTERVAL)
+            slots = list(taken)
+            wanted = len(slots)
+        granted = wanted
+        if self._limit is not None:
+            limit = self._limit
+            row = await conn.fetchrow(
+                _Q["take_tokens"], limit.name, limit.rate, limit.burst, wanted
+            )
+            granted = int(row["granted"])
+            if granted < len(slots):
+                await self._give_slots(conn, slots[granted:])
+                slots = slots[:granted]
+            if not granted:
+                return self._waiting("token", float(row["wait"]))
+        self.waiting_for = None
+        return Admission(granted, granted if self._limit else 0, slots)
+
+    def _waiting(self, why: str, seconds: float) -> float:
+        self.waiting_for = why
+        return seconds
 
     async def _is_paused(self, conn: Any) -> bool:
         """Whether the step is paused, looked up at most once a second by one loop."""
@@ -204,41 +230,6 @@ class FlowGate:
                 self._paused_checked = now
         return self._paused
 
-    async def _take(self, conn: Any, wanted: int, stopping: asyncio.Event) -> Admission | None:
-        """Slots, then tokens; None (after waiting) when none could be had."""
-        slots: list[int] = []
-        if self._slots:
-            slots = list(
-                await conn.fetchval(
-                    _Q["take_slots"], self._key, self._slots, wanted, self._holder, self._lease
-                )
-            )
-            if not slots:
-                self.waiting_for = "slot"
-                await self._sleep(stopping, CHECK_INTERVAL)
-                return None
-            wanted = len(slots)
-        if self._limit is None:
-            return Admission(wanted, 0, slots)
-        granted = await self._tokens(conn, wanted, stopping)
-        if granted < len(slots):
-            await self._give_slots(conn, slots[granted:])
-            slots = slots[:granted]
-        return Admission(granted, granted, slots) if granted else None
-
-    async def _tokens(self, conn: Any, wanted: int, stopping: asyncio.Event) -> int:
-        """Tokens for up to `wanted` messages, sleeping until one is due; 0 when stopping."""
-        assert self._limit is not None
-        while not stopping.is_set():
-            row = await conn.fetchrow(
-                _Q["take_tokens"], self._limit.name, self._limit.rate, self._limit.burst, wanted
-            )
-            if row["granted"]:
-                return int(row["granted"])
-            self.waiting_for = "token"
-            await _sleep_unless(stopping, float(row["wait"]))
-        return 0
-
     @property
     def _limit_name(self) -> str:
         assert self._limit is not None
@@ -249,10 +240,6 @@ class FlowGate:
         self._bell.set()  # loops of this process waiting for a slot look again at once
 
     async def _sleep(self, stopping: asyncio.Event, seconds: float) -> None:
+        """Sleep `seconds` at most: a freed slot, a pause or resume, or `stopping` ends it."""
         self._bell.clear()
-        await wait_for_any((stopping, self._bell), seconds)
-
-
-async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stopping.wait(), max(seconds, 0.001))
+        await wait_for_any((stopping, self._bell), max(seconds, 0.001))
