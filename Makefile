@@ -1,5 +1,8 @@
 # Every target installs what it needs into .venv first.
 PYTHON ?= python3
+# pytest processes of `make test`; each starts its own embedded PostgreSQL (or shares
+# DATABASE_URL's server, where every test still gets its own database).
+TEST_WORKERS ?= 2
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -10,6 +13,7 @@ help:
 	@echo "make demo    run the work-order pipeline end to end on the embedded PostgreSQL"
 	@echo "make test    lint, type-check, validate pipelines and run the test suite"
 	@echo "make lint    ruff, mypy and import contracts only"
+	@echo "make unit    the unit tests only (no database)"
 	@echo "make bench   queue and runtime benchmarks (ratios against plain SQL)"
 	@echo "make faults  the large fault-injection suite"
 	@echo "make schema  regenerate schemas/pipeline.schema.json"
@@ -34,7 +38,10 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/orchestrator validate pipelines
-	$(BIN)/pytest -q -m "not faults"
+	$(BIN)/pytest -q -m "not faults" -n $(TEST_WORKERS) --dist loadfile
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -20,9 +20,9 @@ from typing import Any
 
 import asyncpg
 
-from orchestrator.ops.applied import AppliedPipeline, applied_pipelines
 from orchestrator.ops.queries import query
 from orchestrator.queue.maintenance import MaintenanceReport, maintain
+from orchestrator.state import AppliedPipeline, applied_pipelines
 
 _log = logging.getLogger(__name__)
 

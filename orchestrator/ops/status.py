@@ -15,10 +15,10 @@ from typing import Any
 
 import asyncpg
 
-from orchestrator.ops.applied import AppliedPipeline, applied_pipelines
 from orchestrator.ops.flow import StepFlow, cancelled_counts, collect_flow
 from orchestrator.ops.queries import query
 from orchestrator.ops.schedules import NextTick, next_ticks
+from orchestrator.state import AppliedPipeline, applied_pipelines
 
 WINDOW = 60.0
 """Seconds of recent activity counted as 'handed off' and 'failures'."""

@@ -33,13 +33,13 @@ from typing import Any
 
 import asyncpg
 
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import NotFound, QueueError, SchemaMissing
 from orchestrator.runtime.handoff import (
     CONTRACT_HEADERS,
     MAX_PAYLOAD_BYTES,
     PayloadError,
     encode_object,
-    queries,
 )
 from orchestrator.spec.naming import is_valid_name
 
@@ -157,7 +157,9 @@ async def _on_connection(conn: Any | None, dsn: str | None, query: str, *args: A
 
 async def _start(conn: Any, query: str, pipeline: str, *args: Any) -> list[Any]:
     try:
-        rows: list[Any] = await conn.fetch(queries()[query], pipeline, *args)
+        rows: list[Any] = await conn.fetch(
+            named_queries("orchestrator.runtime")[query], pipeline, *args
+        )
     except asyncpg.UndefinedObjectError as exc:
         raise NotFound(str(exc.args[0] if exc.args else exc)) from None
     except asyncpg.UndefinedTableError as exc:

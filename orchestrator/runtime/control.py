@@ -21,8 +21,8 @@ from typing import Any
 
 import asyncpg
 
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import NotFound, QueueError, SchemaMissing
-from orchestrator.runtime.handoff import queries
 from orchestrator.spec.naming import is_valid_name
 
 __all__ = ["CancelOutcome", "cancel", "pause", "resume", "split_target"]
@@ -101,8 +101,8 @@ async def _call(
             await own.close()
     try:
         if fetch_row:
-            return await conn.fetchrow(queries()[query], *args)
-        return await conn.fetchval(queries()[query], *args)
+            return await conn.fetchrow(named_queries("orchestrator.runtime")[query], *args)
+        return await conn.fetchval(named_queries("orchestrator.runtime")[query], *args)
     except asyncpg.UndefinedObjectError as exc:
         raise NotFound(str(exc.args[0] if exc.args else exc)) from None
     except (asyncpg.UndefinedFunctionError, asyncpg.InvalidSchemaNameError):

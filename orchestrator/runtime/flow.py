@@ -47,6 +47,7 @@ from typing import Any
 
 import asyncpg
 
+from orchestrator.db.named_sql import named_queries
 from orchestrator.runtime import handoff
 from orchestrator.runtime.handoff import Message
 from orchestrator.runtime.wakeup import wait_for_any
@@ -58,7 +59,7 @@ FLOW_CHANNEL = "orchestrator_flow"
 CHECK_INTERVAL = 1.0
 """Seconds between lookups of a pause or a full successor queue, and between slot polls."""
 
-_Q = handoff.queries()
+_Q = named_queries("orchestrator.runtime")
 
 
 @dataclass

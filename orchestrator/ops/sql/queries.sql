@@ -2,24 +2,6 @@
 -- description; orchestrator/ops/queries.py loads them by name. Queue names go to the SQL
 -- functions of schema orchestrator (store/sql/functions/5x_ops_*.sql), never into this text.
 
--- name: layers
--- Which parts the operations need exist: the queue layer, schema orchestrator, its ops functions.
-SELECT to_regclass('pgmq.meta') IS NOT NULL AS has_pgmq,
-       to_regclass('orchestrator.pipelines') IS NOT NULL AS has_pipelines,
-       to_regprocedure('orchestrator.ops_queue_stats(text, timestamp with time zone)') IS NOT NULL
-           AS has_functions;
-
--- name: applied_pipelines
--- Applied pipelines, all or those named in $1.
-SELECT name, spec, spec_hash, entry_step, applied_at
-  FROM orchestrator.pipelines
- WHERE $1::text[] IS NULL OR name = ANY ($1)
- ORDER BY name;
-
--- name: pipeline_names
--- Names of every applied pipeline.
-SELECT name FROM orchestrator.pipelines ORDER BY name;
-
 -- name: clock
 -- The database's clock (every age and window is measured against it, not the client's).
 SELECT clock_timestamp();

@@ -11,9 +11,11 @@ import pytest
 
 from orchestrator import cancel, pause, resume, start, start_keyed
 from orchestrator.db import connect
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import NotFound, QueueError
-from orchestrator.runtime.handoff import queries
 from tests.integration.runtime.conftest import Runtime, noop
+
+_Q = named_queries("orchestrator.runtime")
 
 PIPE = """
 pipeline: orders
@@ -26,7 +28,7 @@ steps:
 
 
 async def take(rt: Runtime, name: str, rate: float, burst: float, wanted: int) -> Any:
-    return await rt.conn.fetchrow(queries()["take_tokens"], name, rate, burst, wanted)
+    return await rt.conn.fetchrow(_Q["take_tokens"], name, rate, burst, wanted)
 
 
 async def test_a_new_bucket_grants_one_token_then_says_when_the_next_is_due(rt: Runtime) -> None:
@@ -43,7 +45,7 @@ async def test_a_rested_bucket_holds_its_burst_and_no_more(rt: Runtime) -> None:
     await take(rt, "b", 1000.0, 3.0, 1)
     await asyncio.sleep(0.1)
     assert (await take(rt, "b", 1000.0, 3.0, 10))["granted"] == 3
-    await rt.conn.execute(queries()["give_tokens"], "b", 2)
+    await rt.conn.execute(_Q["give_tokens"], "b", 2)
     assert (await take(rt, "b", 0.001, 3.0, 10))["granted"] == 2
 
 
@@ -56,7 +58,7 @@ async def test_concurrent_takers_never_get_more_than_the_bucket_holds(rt: Runtim
         async def drain(conn: Any) -> int:
             got = 0
             for _ in range(30):
-                row = await conn.fetchrow(queries()["take_tokens"], "shared", 0.001, 50.0, 1)
+                row = await conn.fetchrow(_Q["take_tokens"], "shared", 0.001, 50.0, 1)
                 got += row["granted"]
             return got
 
@@ -69,7 +71,7 @@ async def test_concurrent_takers_never_get_more_than_the_bucket_holds(rt: Runtim
 
 async def test_slots_are_shared_fenced_and_come_back_when_their_lease_ends(rt: Runtime) -> None:
     a, b = uuid.uuid4(), uuid.uuid4()
-    q = queries()
+    q = _Q
     assert await rt.conn.fetchval(q["take_slots"], "s", 3, 2, a, 60.0) == [1, 2]
     assert await rt.conn.fetchval(q["take_slots"], "s", 3, 2, b, 0.2) == [3]
     assert await rt.conn.fetchval(q["take_slots"], "s", 3, 1, b, 60.0) == []
@@ -93,7 +95,7 @@ async def test_grouped_reads_take_one_message_per_group_in_send_order(rt: Runtim
     assert [r["headers"]["x-pgmq-group"] for r in rows] == ["x", "y", "x", "z", "y", "x"]
 
     async def read(qty: int = 10) -> list[int]:
-        found = await rt.conn.fetch(queries()["read_grouped"], queue, 30, qty)
+        found = await rt.conn.fetch(_Q["read_grouped"], queue, 30, qty)
         return sorted(orjson.loads(r["message"])["n"] for r in found)
 
     assert await read() == [0, 1, 3]  # the head of each group
@@ -128,7 +130,7 @@ async def test_the_hand_off_sets_the_group_of_the_next_step_and_drops_the_parent
 
 async def test_pause_and_resume_a_step_or_a_pipeline(rt: Runtime) -> None:
     await rt.apply(PIPE)
-    since = queries()["paused_since"]
+    since = _Q["paused_since"]
     assert await pause("orders.ship", conn=rt.conn) is True
     assert await pause("orders", "ship", conn=rt.conn) is False
     assert await rt.conn.fetchval(since, "orders", "ship") is not None
