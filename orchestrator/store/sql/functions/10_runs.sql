@@ -52,6 +52,13 @@ RETURN CASE WHEN group_path IS NULL OR payload #>> group_path IS NULL
             THEN headers - 'x-pgmq-group'
             ELSE headers || jsonb_build_object('x-pgmq-group', payload #>> group_path) END;
 
+-- `text` as a uuid when it is one in canonical form (as run ids are written), else NULL.
+CREATE OR REPLACE FUNCTION orchestrator.uuid_or_null(text text)
+RETURNS uuid
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN text ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+            THEN text::uuid END;
+
 -- The group_by key path of step `step` in the applied `spec` (NULL: the step has none).
 CREATE OR REPLACE FUNCTION orchestrator.group_path(spec jsonb, step text)
 RETURNS text[]

@@ -33,39 +33,22 @@ RETURNS SETOF bigint
 LANGUAGE plpgsql
 SET lock_timeout = '5s'
 AS $$
-DECLARE
-    claimed record;
-    owned bigint[] := '{}';
-    runs text[] := '{}';
-    cancelled uuid[];
 BEGIN
-    FOR claimed IN EXECUTE format(
-        'SELECT q.msg_id, q.headers ->> ''run_id'' AS run_id'
-        ' FROM %s q JOIN unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
+    -- A message read just before its run was cancelled (the cancel passes over rows a reader
+    -- has locked for a moment) is deleted here instead of being claimed: one probe of
+    -- cancelled_runs' primary key per message.
+    EXECUTE format(
+        'DELETE FROM %s q USING unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
+        ' WHERE q.msg_id = f.id AND q.read_ct = f.ct AND EXISTS (SELECT FROM orchestrator.cancelled_runs c'
+        ' WHERE c.run_id = orchestrator.uuid_or_null(q.headers ->> ''run_id''))',
+        pgmq_ext.queue_table(queue_name))
+        USING msg_ids, read_cts;
+    RETURN QUERY EXECUTE format(
+        'SELECT q.msg_id FROM %s q JOIN unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
         ' ON q.msg_id = f.id AND q.read_ct = f.ct'
         ' ORDER BY q.msg_id FOR KEY SHARE OF q',
         pgmq_ext.queue_table(queue_name))
-        USING msg_ids, read_cts
-    LOOP
-        owned := owned || claimed.msg_id;
-        runs := runs || claimed.run_id;
-    END LOOP;
-    IF cardinality(owned) = 0 THEN
-        RETURN;
-    END IF;
-    -- A message read just before its run was cancelled (the cancel passes over rows a reader
-    -- has locked for a moment) is dropped here instead of being handled.
-    SELECT array_agg(c.run_id) INTO cancelled FROM orchestrator.cancelled_runs c
-     WHERE c.run_id = ANY (ARRAY(
-         SELECT r::uuid FROM unnest(runs) AS r
-          WHERE r ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'));
-    IF cancelled IS NOT NULL THEN
-        EXECUTE format('DELETE FROM %s q WHERE q.msg_id = ANY ($1) AND q.headers ->> ''run_id'' = ANY ($2)',
-                       pgmq_ext.queue_table(queue_name))
-            USING owned, cancelled::text[];
-        owned := ARRAY(SELECT o FROM unnest(owned, runs) AS x (o, r) WHERE r <> ALL (cancelled::text[]) OR r IS NULL);
-    END IF;
-    RETURN QUERY SELECT unnest(owned);
+        USING msg_ids, read_cts;
 END
 $$;
 
