@@ -24,9 +24,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from bench.runtime_bench import _apply, _handler, _waker, noop
+from bench.runtime_bench import _apply, _handler, handoffs_per_second, noop
 from orchestrator.db import connect, create_pool
-from orchestrator.runtime import StepConsumer, start_many
+from orchestrator.runtime import StepConsumer
 
 CHAIN = """
 pipeline: {name}
@@ -53,35 +53,8 @@ IDLE = {
 
 async def throughput(dsn: str, name: str, limit: str, runs: int) -> float:
     """Hand-offs per second of both steps over `runs` runs."""
-    conn = await connect(dsn)
-    try:
-        pipeline = await _apply(conn, CHAIN.format(name=name, limit=limit))
-        for i in range(0, runs, 1000):
-            await start_many(name, [{"i": n} for n in range(i, min(runs, i + 1000))], conn=conn)
-        await conn.execute("VACUUM ANALYZE")
-        pool = await create_pool(dsn, min_size=10, max_size=12)
-        listener = await connect(dsn)
-        try:
-            consumers = [
-                StepConsumer(pool, pipeline, pipeline.step(s), _handler(noop)) for s in "ab"
-            ]
-            for consumer in consumers:
-                await listener.add_listener(f"pgmq.q_{consumer.queue}.INSERT", _waker(consumer))
-            stopping = asyncio.Event()
-            started = time.perf_counter()
-            tasks = [asyncio.create_task(c.run(stopping)) for c in consumers]
-            last = f"pgmq.a_{pipeline.queue_name('b')}"
-            while await conn.fetchval(f"SELECT count(*) FROM {last}") < runs:
-                await asyncio.sleep(0.02)
-            elapsed = time.perf_counter() - started
-            stopping.set()
-            await asyncio.gather(*tasks)
-        finally:
-            await listener.close()
-            await pool.close()
-    finally:
-        await conn.close()
-    return 2 * runs / elapsed
+    yaml_text = CHAIN.format(name=name, limit=limit)
+    return await handoffs_per_second(dsn, yaml_text, runs, concurrency=None)
 
 
 async def idle_cost(
