@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv demo test lint format unit bench faults schema db-stop clean
+.PHONY: help venv demo test lint format unit bench faults schema db-stop clean test-matrix bench-fleet
 
 help:
 	@echo "make demo    run the work-order pipeline end to end on the embedded PostgreSQL"
@@ -15,7 +15,9 @@ help:
 	@echo "make lint    ruff, mypy and import contracts only"
 	@echo "make unit    the unit tests only (no database)"
 	@echo "make bench   queue and runtime benchmarks (ratios against plain SQL)"
+	@echo "make bench-fleet  what 20 idle workers on 50 steps cost PostgreSQL"
 	@echo "make faults  the large fault-injection suite"
+	@echo "make test-matrix  queue, compiler and runtime suites on PostgreSQL 15, 16 and 18"
 	@echo "make schema  regenerate schemas/pipeline.schema.json"
 
 $(STAMP): pyproject.toml
@@ -45,6 +47,12 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+bench-fleet: $(STAMP)
+	$(BIN)/python -m bench.fleet
+
+test-matrix: $(STAMP)
+	$(BIN)/python -m tests.matrix
 
 faults: $(STAMP)
 	$(BIN)/pytest -q -m faults tests/faults

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from orchestrator.ops.flow import StepFlow, cancelled_counts, collect_flow
+from orchestrator.ops.horizon import HorizonHolder, horizon_holders
 from orchestrator.ops.queries import query
 from orchestrator.ops.schedules import NextTick, next_ticks
 from orchestrator.state import AppliedPipeline, applied_pipelines
@@ -169,12 +170,15 @@ class StatusReport:
     measured_at: datetime
     window: float
     pipelines: tuple[PipelineStatus, ...]
+    horizon: tuple[HorizonHolder, ...] = ()
+    """What has held vacuum back for longer than `horizon.HOLD_ALERT`."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "measured_at": self.measured_at.isoformat(),
             "window_seconds": self.window,
             "pipelines": [p.to_json() for p in self.pipelines],
+            "vacuum_held_back_by": [h.to_json() for h in self.horizon],
         }
 
 
@@ -214,7 +218,8 @@ async def collect_status(
                 cancelled_runs=cancelled.get(pipeline.name, 0),
             )
         )
-    return StatusReport(measured_at, window, tuple(report))
+    holders = await horizon_holders(conn) if pipelines else ()
+    return StatusReport(measured_at, window, tuple(report), holders)
 
 
 def _pipeline_status(

@@ -110,3 +110,41 @@ SELECT pipeline, cancelled FROM orchestrator.ops_cancelled_counts($1::text[]);
 -- name: run_cancelled
 -- Whether run $1 was cancelled: when, by whom, how many waiting messages were removed.
 SELECT pipeline, cancelled_at, cancelled_by, removed FROM orchestrator.cancelled_runs WHERE run_id = $1::uuid;
+
+-- name: horizon_holders
+-- What holds vacuum's xmin horizon back for longer than $1 seconds: open transactions, prepared transactions, replication slots, standbys' feedback.
+SELECT 'transaction' AS kind,
+       format('pid %s (%s@%s%s)', a.pid, coalesce(a.usename, '?'),
+              coalesce(host(a.client_addr), 'local'),
+              CASE WHEN a.application_name <> '' THEN ', ' || a.application_name ELSE '' END)
+           AS name,
+       format('%s in database %s: %s', a.state, coalesce(a.datname, '?'),
+              left(regexp_replace(coalesce(a.query, ''), '\s+', ' ', 'g'), 80)) AS detail,
+       a.xact_start AS since,
+       age(coalesce(a.backend_xmin, a.backend_xid))::bigint AS xid_age
+  FROM pg_stat_activity AS a
+ WHERE a.pid <> pg_backend_pid()
+   AND coalesce(a.backend_xmin, a.backend_xid) IS NOT NULL
+   AND a.xact_start < clock_timestamp() - make_interval(secs => $1)
+UNION ALL
+SELECT 'prepared transaction', p.gid,
+       format('prepared by %s in database %s; COMMIT PREPARED or ROLLBACK PREPARED it', p.owner,
+              p.database),
+       p.prepared, age(p.transaction)::bigint
+  FROM pg_prepared_xacts AS p
+ WHERE p.prepared < clock_timestamp() - make_interval(secs => $1)
+UNION ALL
+SELECT 'replication slot', s.slot_name,
+       format('%s slot, %s; drop it with pg_drop_replication_slot if nothing reads it',
+              s.slot_type, CASE WHEN s.active THEN 'active' ELSE 'inactive' END),
+       NULL, age(coalesce(s.xmin, s.catalog_xmin))::bigint
+  FROM pg_replication_slots AS s
+ WHERE coalesce(s.xmin, s.catalog_xmin) IS NOT NULL
+   AND (NOT s.active OR age(coalesce(s.xmin, s.catalog_xmin)) > 1000000)
+UNION ALL
+SELECT 'standby feedback', coalesce(r.application_name, r.client_addr::text, r.pid::text),
+       'hot_standby_feedback of a standby with a long query', r.backend_start,
+       age(r.backend_xmin)::bigint
+  FROM pg_stat_replication AS r
+ WHERE r.backend_xmin IS NOT NULL AND age(r.backend_xmin) > 1000000
+ ORDER BY xid_age DESC NULLS LAST;
