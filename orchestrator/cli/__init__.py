@@ -43,6 +43,7 @@ COMMAND_MODULES = [
     "orchestrator.cli.spec_cmd",  # validate, schema, graph
     "orchestrator.cli.compile_cmd",  # plan, apply
     "orchestrator.cli.run_cmd",  # run, send
+    "orchestrator.cli.flow_cmd",  # pause, resume, cancel, send --key
     "orchestrator.cli.ops_cmd",  # status, dlq, trace, maintain
     "orchestrator.cli.queue_cmd",  # install, queue-level commands
     "orchestrator.cli.db_cmd",  # db start|stop|status|url

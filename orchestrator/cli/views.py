@@ -22,6 +22,7 @@ from orchestrator.cli.format import (
     timestamp,
 )
 from orchestrator.ops.dlq import DeadLetter, ReplayReport
+from orchestrator.ops.flow import StepFlow
 from orchestrator.ops.maintain import MaintainReport
 from orchestrator.ops.schedules import NextTick
 from orchestrator.ops.status import (
@@ -106,6 +107,9 @@ def _pipeline_block(
     right = [i for i, column in enumerate(kept) if column >= 1]
     lines = [head, table(headers, rows, right=right, colour=colour, indent="  ")]
     lines.append("  " + _dead_letter_line(p, colour))
+    lines += ["  " + _flow_line(f, colour) for f in p.flow]
+    if p.cancelled_runs:
+        lines.append(f"  cancelled runs: {p.cancelled_runs}")
     lines += ["  " + _schedule_line(t, report.measured_at, colour) for t in p.schedules]
     return "\n".join(lines)
 
@@ -131,6 +135,11 @@ def _step_row(s: StepStatus) -> list[Cell]:
         Cell(size(n.table_bytes)),
         Cell(percent(share), "yellow" if share is not None and share > DEAD_TUPLE_ALERT else None),
     ]
+
+
+def _flow_line(f: StepFlow, colour: bool) -> str:
+    text = "flow " + f.describe()
+    return paint(text, "yellow", colour) if f.paused_since is not None else text
 
 
 def _dead_letter_line(p: PipelineStatus, colour: bool) -> str:
@@ -243,6 +252,7 @@ def trace_text(trace: Trace, *, colour: bool = False) -> str:
         "running": "yellow",
         "waiting": "yellow",
         "unknown": "yellow",
+        "cancelled": "red",
     }
     head = (
         f"run {trace.run_id}  "
@@ -252,6 +262,13 @@ def trace_text(trace: Trace, *, colour: bool = False) -> str:
     )
     rows = [_trace_row(e, start) for e in trace.entries]
     lines = [head]
+    if trace.cancelled is not None:
+        c = trace.cancelled
+        lines.append(
+            "  "
+            + paint("cancelled", "red", colour)
+            + f" {timestamp(c.at)} by {c.by} ({c.removed} waiting message(s) removed)"
+        )
     if rows:
         headers = ("step", "msg", "state", "sent", "started", "finished", "took", "attempts")
         lines.append(table(headers, rows, right=(1, 3, 4, 5, 6, 7), colour=colour, indent="  "))

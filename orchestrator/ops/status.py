@@ -9,12 +9,13 @@ window, dead letters), is it moving (handed off in the window), and is the table
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
+from orchestrator.ops.flow import StepFlow, cancelled_counts, collect_flow
 from orchestrator.ops.horizon import HorizonHolder, horizon_holders
 from orchestrator.ops.queries import query
 from orchestrator.ops.schedules import NextTick, next_ticks
@@ -133,6 +134,9 @@ class PipelineStatus:
     schedules: tuple[NextTick, ...]
     changed: bool | None = None
     """True when the pipeline file differs from what was applied; None when not compared."""
+    flow: tuple[StepFlow, ...] = ()
+    """Steps that are paused or limited, in step order."""
+    cancelled_runs: int = 0
 
     @property
     def dead_letters(self) -> int:
@@ -159,6 +163,8 @@ class PipelineStatus:
                 ),
             },
             "schedules": [s.to_json() for s in self.schedules],
+            "flow": {f.step: f.to_json() for f in self.flow},
+            "cancelled_runs": self.cancelled_runs,
         }
 
 
@@ -199,6 +205,8 @@ async def collect_status(
     queues = [q for p in pipelines for q in p.queue_names()]
     numbers = await _queue_numbers(conn, queues, since)
     ticks = await next_ticks(conn, pipelines, measured_at)
+    flow = await collect_flow(conn, names)
+    cancelled = await cancelled_counts(conn, names)
     report = []
     for pipeline in pipelines:
         dead = await _dead_letter_steps(conn, pipeline.dead_letter_queue, since)
@@ -206,7 +214,15 @@ async def collect_status(
         changed = None
         if local_hashes is not None and pipeline.name in local_hashes:
             changed = local_hashes[pipeline.name] != pipeline.spec_hash
-        report.append(_pipeline_status(pipeline, numbers, dead, schedules, changed))
+        status = _pipeline_status(pipeline, numbers, dead, schedules, changed)
+        limits = (flow.get((pipeline.name, s.name)) for s in pipeline.steps)
+        report.append(
+            replace(
+                status,
+                flow=tuple(f for f in limits if f is not None and f.active),
+                cancelled_runs=cancelled.get(pipeline.name, 0),
+            )
+        )
     holders = await horizon_holders(conn) if pipelines else ()
     return StatusReport(measured_at, window, tuple(report), holders)
 

@@ -63,6 +63,7 @@ from orchestrator.runtime import handoff
 from orchestrator.runtime.attempt import Invoker
 from orchestrator.runtime.batch import Batches, Session
 from orchestrator.runtime.bookkeeping import Bookkeeper, Counters, is_suspect
+from orchestrator.runtime.flow import Admission, FlowGate
 from orchestrator.runtime.handoff import Message, StepTarget
 from orchestrator.runtime.pgconn import Connection, is_connection_error, is_missing_queue
 from orchestrator.runtime.retry import reconnect_delay
@@ -115,6 +116,7 @@ class StepConsumer:
         observe = counters.handler_seconds.observe if counters is not None else None
         self._invoker = Invoker(pipeline.name, step, handler, self._message_logger, observe)
         books = Bookkeeper(self.target, step.retry, self._message_logger, counters)
+        self.flow = FlowGate(pipeline, step, self.vt_seconds)
         self._batches = Batches(
             pool,
             self._invoker,
@@ -123,6 +125,7 @@ class StepConsumer:
             batch_size=self.batch_size,
             log=self._log,
             on_extended=self._extended,
+            may_read_ahead=self.flow.may_read_ahead,
         )
         self._doorbell = Doorbell()
         self._recheck_at: float | None = None
@@ -244,13 +247,17 @@ class StepConsumer:
         following: list[Message] = []
         while True:
             rings = self._doorbell.rings
+            admission: Admission | None = None
             if following:
                 messages, following = following, []
             else:
                 if stopping.is_set():
                     return rings
                 self._check_abandoned()  # between batches: nothing held
-                messages = await self._read(session.conn)
+                admission = await self.flow.admit(session.conn, self.batch_size, stopping)
+                if admission is None:
+                    return rings  # stopping while the flow gate held the step back
+                messages = await self._read(session.conn, admission)
                 healthy()
                 if not messages:
                     timeout = self._idle_timeout()
@@ -263,17 +270,23 @@ class StepConsumer:
                 following = await self._dispatch(session, messages, stopping)
             finally:
                 self._in_flight -= len(messages)
+                await self.flow.release(session.conn, admission)
             self._in_flight += len(following)
             if following and self._too_many_abandoned():
                 await self._give_back_unread(session, following)
                 self._in_flight -= len(following)
                 following = []
 
-    async def _read(self, conn: Connection) -> list[Message]:
-        """The step's read path: one batch, autocommit (the one place a step reads)."""
+    async def _read(self, conn: Connection, admission: Admission) -> list[Message]:
+        """The step's read path: one batch of what the flow gate admitted, autocommit (the one
+        place a step reads); the admission's unused tokens and slots go back at once."""
         if self._recheck_at is not None and time.monotonic() >= self._recheck_at:
             self._recheck_at = None
-        return await handoff.read(conn, self.queue, self.vt_seconds, self.batch_size)
+        try:
+            return await self.flow.read(conn, self.queue, self.vt_seconds, admission)
+        except BaseException:
+            await self.flow.release(conn, admission)
+            raise
 
     async def _dispatch(
         self, session: Session, messages: list[Message], stopping: asyncio.Event

@@ -29,6 +29,7 @@ from orchestrator.db import jsontext
 from orchestrator.db.jsontext import UndecodableJson
 from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import QueueError
+from orchestrator.spec.flow import group_key_path
 from orchestrator.spec.models import Pipeline, ResolvedStep
 
 MAX_PAYLOAD_BYTES = 1 << 20
@@ -206,7 +207,8 @@ class StepTarget:
     step: str
     queue: str
     routes: str
-    """JSON: [{"step", "delay", "expects": null | [predecessors]}] for each successor."""
+    """JSON: [{"step", "delay", "expects": null | [predecessors]}] for each successor, plus
+    "group": [key path] for a successor with group_by."""
     archive: bool
     dead_letter_queue: str
 
@@ -215,13 +217,14 @@ class StepTarget:
         routes = []
         for name in step.successors:
             successor = pipeline.step(name)
-            routes.append(
-                {
-                    "step": name,
-                    "delay": successor.delay,
-                    "expects": list(successor.predecessors) if successor.is_join else None,
-                }
-            )
+            route: dict[str, Any] = {
+                "step": name,
+                "delay": successor.delay,
+                "expects": list(successor.predecessors) if successor.is_join else None,
+            }
+            if successor.group_by:
+                route["group"] = group_key_path(successor.group_by)
+            routes.append(route)
         return cls(
             pipeline=pipeline.name,
             step=step.name,
