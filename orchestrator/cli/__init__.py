@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from orchestrator.db.connect import pooler_problem
 from orchestrator.db.dsn import redact
 from orchestrator.errors import OrchestratorError, UsageError
 
@@ -99,4 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("orchestrator: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a pooler setting the code cannot work around: one line
+        problem = pooler_problem(exc)
+        if problem is None:
+            raise
+        print(f"orchestrator: error: {one_line(redact(problem))}", file=sys.stderr)
+        return 1
     return int(code or 0)

@@ -93,6 +93,13 @@ def _register_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ),
     )
     add_dsn_option(run)
+    run.add_argument(
+        "--listen-dsn",
+        metavar="URL",
+        default=os.environ.get("ORCHESTRATOR_LISTEN_DSN") or None,
+        help="PostgreSQL URL for LISTEN wake-ups when --dsn goes through a transaction pooler "
+        "(default: $ORCHESTRATOR_LISTEN_DSN; without one, such workers poll)",
+    )
     add_pipelines_option(run)
     run.add_argument(
         "--pipeline",
@@ -164,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
     dsn = resolve_dsn(args.dsn)
     # The database decides what may run: no handler is imported before the check passes.
     running = {pipeline.name for pipeline, _ in selected}
-    asyncio.run(_preflight(dsn, [p for p in loaded if p.name in running]))
+    asyncio.run(_preflight(dsn, [p for p in loaded if p.name in running], args.listen_dsn))
     plans = _import_handlers(selected)
 
     if args.workers > 1 and worker_index is None:
@@ -227,15 +234,17 @@ def _import_handlers(selected: list[tuple[Pipeline, str]]) -> list[StepPlan]:
     return plans
 
 
-async def _preflight(dsn: str, pipelines: list[Pipeline]) -> None:
+async def _preflight(dsn: str, pipelines: list[Pipeline], listen: str | None) -> None:
     from orchestrator.compiler import check_applied
     from orchestrator.db import connect
+    from orchestrator.runtime.wakeup import listen_dsn
 
     conn = await connect(dsn)
     try:
         await check_applied(conn, pipelines)
     finally:
         await conn.close()
+    await listen_dsn(dsn, listen)
 
 
 def _work(args: argparse.Namespace, dsn: str, plans: list[StepPlan], *, supervised: bool) -> int:
@@ -251,6 +260,7 @@ def _work(args: argparse.Namespace, dsn: str, plans: list[StepPlan], *, supervis
         metrics_port=None if supervised else args.metrics_port,
         supervised=supervised,
         count_metrics=bool(os.environ.get(MULTIPROC_ENV)) and supervised,
+        listen_dsn=args.listen_dsn,
     )
     return asyncio.run(run_worker(config))
 
@@ -278,6 +288,8 @@ def _supervise(
     ]
     # The DSN goes through the environment: a command line is visible to every local user.
     env = {**os.environ, "DATABASE_URL": dsn}
+    if args.listen_dsn:
+        env["ORCHESTRATOR_LISTEN_DSN"] = args.listen_dsn
     return asyncio.run(
         run_supervisor(
             command,

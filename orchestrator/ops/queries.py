@@ -14,6 +14,7 @@ from importlib.resources import files
 
 import asyncpg
 
+from orchestrator.db import pooler_problem
 from orchestrator.errors import NotFound, OrchestratorError, SchemaMissing
 
 _QUERY_HEADER = re.compile(r"^-- name: ([a-z_]+)\n", re.M)
@@ -59,6 +60,9 @@ async def translated_errors() -> AsyncIterator[None]:
             f"{_first_line(exc)}; run `orchestrator apply` to update the database"
         ) from None
     except asyncpg.PostgresError as exc:
+        problem = pooler_problem(exc)
+        if problem is not None:
+            raise OrchestratorError(problem) from None
         raise OrchestratorError(f"database error: {_first_line(exc)}") from None
 
 

@@ -33,7 +33,12 @@ from orchestrator.db import create_pool
 from orchestrator.errors import ConfigError
 from orchestrator.observe.logging import step_logger
 from orchestrator.runtime.leader import Leader, upkeep_jobs
-from orchestrator.runtime.wakeup import WakeupListener, wait_for_event
+from orchestrator.runtime.wakeup import (
+    POLL_WITHOUT_LISTEN,
+    WakeupListener,
+    listen_dsn,
+    wait_for_event,
+)
 from orchestrator.spec import HandlerInfo, Pipeline, ResolvedStep
 
 _log = logging.getLogger(__name__)
@@ -78,6 +83,8 @@ class WorkerConfig:
     """Started by a supervisor: obey its commands on stdin, stop when stdin closes."""
     count_metrics: bool = False
     """Update the Prometheus counters (also when a supervisor serves them)."""
+    listen_dsn: str | None = None
+    """Where to LISTEN for wake-ups when `dsn` goes through a transaction pooler."""
 
     @property
     def pipelines(self) -> tuple[Pipeline, ...]:
@@ -151,8 +158,17 @@ class Worker:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def _serve(self, pool: asyncpg.Pool) -> None:
-        self.consumers = [self._consumer(pool, plan) for plan in self.config.steps]
-        listener = WakeupListener(self.config.dsn, self.consumers)
+        listen = await listen_dsn(self.config.dsn, self.config.listen_dsn)
+        poll = self.config.poll_interval
+        if listen is None:
+            poll = min(poll, POLL_WITHOUT_LISTEN)
+            _log.warning(
+                "the database URL goes through a transaction pooler, where LISTEN cannot work: "
+                "polling every %gs instead (--listen-dsn with a direct URL gives wake-ups)",
+                poll,
+            )
+        self.consumers = [self._consumer(pool, plan, poll) for plan in self.config.steps]
+        listener = WakeupListener(listen or self.config.dsn, self.consumers if listen else ())
         leader = Leader(
             self.config.dsn, upkeep_jobs(self.config.pipelines, schedules=not self.config.drain)
         )
@@ -183,7 +199,7 @@ class Worker:
             await _cancel_all(consumer_tasks | side_tasks, RELEASE_TIMEOUT)
             self._report(consumer_tasks)
 
-    def _consumer(self, pool: asyncpg.Pool, plan: StepPlan) -> Any:
+    def _consumer(self, pool: asyncpg.Pool, plan: StepPlan, poll_interval: float) -> Any:
         from orchestrator.runtime.consumer import StepConsumer
 
         metrics = None
@@ -197,7 +213,7 @@ class Worker:
             plan.step,
             plan.handler,
             concurrency=self.config.step_concurrency(plan.step),
-            poll_interval=self.config.poll_interval,
+            poll_interval=poll_interval,
             metrics=metrics,
             logger=step_logger(
                 "orchestrator.runtime.consumer", pipeline=plan.pipeline.name, step=plan.step.name

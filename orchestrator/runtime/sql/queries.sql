@@ -59,3 +59,11 @@ SELECT orchestrator.release($1::text, $2::bigint[], $3::integer[])
 -- name: start_runs
 -- Start one run per payload (JSON texts) with optional headers and delay; returns run ids.
 SELECT orchestrator.start_runs($1::text, $2::text[]::jsonb[], $3::text[]::jsonb[], $4::float8)
+
+-- name: claim_leases
+-- Take or renew upkeep leases $1 for holder $2 for $3 seconds; returns the keys held.
+SELECT k FROM orchestrator.claim_leases($1::bigint[], $2::text, make_interval(secs => $3::float8)) AS k
+
+-- name: release_leases
+-- Give up every upkeep lease of holder $1.
+SELECT orchestrator.release_leases($1::text)

@@ -1,0 +1,1 @@
+"""Real servers the tests start beside the test PostgreSQL: PgBouncer, a TLS server."""
