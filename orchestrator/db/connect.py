@@ -258,15 +258,35 @@ async def _probe(conn: asyncpg.Connection) -> PoolMode:
     return PoolMode.DIRECT
 
 
-class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
-    """A connection behind a transaction pooler: no reset query when a pool takes it back.
+CANCEL_SETTLE_TIMEOUT = 5.0
+"""Seconds a closing connection behind a pooler waits for its cancel requests to be answered."""
 
-    asyncpg's reset (unlock advisory locks, UNLISTEN, RESET ALL) would run on whichever
-    server connection the pooler picks, a round trip per release for state we never leave.
+
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A connection behind a transaction pooler.
+
+    - No reset query when a pool takes it back: asyncpg's reset (unlock advisory locks,
+      UNLISTEN, RESET ALL) would run on whichever server connection the pooler picks, a round
+      trip per release for state we never leave.
+    - Closing waits for the cancel requests it sent (a query cancelled at shutdown) to be
+      answered: PgBouncer before 1.20 (Debian 12 ships 1.18) exits when a cancel request's
+      client goes away before the server answered it (pgbouncer #801, fixed by #846).
     """
 
     def get_reset_query(self) -> str:
         return ""
+
+    async def close(self, *, timeout: float | None = None) -> None:
+        await _settle_cancel_requests(self)
+        await super().close(timeout=timeout)
+
+
+async def _settle_cancel_requests(conn: asyncpg.Connection) -> None:
+    """Wait (bounded) for the cancel requests `conn` has in flight. asyncpg keeps them in the
+    private `_cancellations` set and cancels them on close; nothing public lists them."""
+    pending = [t for t in getattr(conn, "_cancellations", ()) if not t.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=CANCEL_SETTLE_TIMEOUT)
 
 
 def connection_settings(mode: PoolMode) -> dict[str, Any]:

@@ -146,10 +146,12 @@ class Leader:
                 if lost.is_set():
                     raise ConnectionError("the server closed the connection")
         finally:
-            if self.leases and stopping.is_set() and not lost.is_set():
-                await self._release(conn)
-            self._held.clear()
-            await close_quietly(conn)
+            try:
+                if self.leases and stopping.is_set() and not lost.is_set():
+                    await self._release(conn)
+            finally:
+                self._held.clear()
+                await close_quietly(conn)
 
     def _sleep(self, due: dict[str, float], next_claim: float) -> float:
         moments = [due[job.name] for job in self._jobs if job.lock in self._held]

@@ -50,6 +50,9 @@ DRAIN_CHECK_INTERVAL = 0.5
 RELEASE_TIMEOUT = 10.0
 """Seconds cancelled consumers get to give their messages back."""
 POOL_CLOSE_TIMEOUT = 10.0
+SIDE_TASK_GRACE = 5.0
+"""Seconds the wake-up and upkeep tasks get to end by themselves (upkeep gives its leases
+up) before they are cancelled."""
 
 _REMAINING = (
     "SELECT coalesce(sum(m.queue_length), 0)::bigint"
@@ -195,6 +198,10 @@ class Worker:
         try:
             await self._until_stopping(consumer_tasks | side_tasks)
             await self._finish(consumer_tasks)
+            if not self._hurry.is_set():  # wake-ups and upkeep end by themselves on `stopping`
+                ending = {t for t in side_tasks if t.get_name() in ("wake-ups", "upkeep")}
+                if ending:
+                    await asyncio.wait(ending, timeout=SIDE_TASK_GRACE)
         finally:
             await _cancel_all(consumer_tasks | side_tasks, RELEASE_TIMEOUT)
             self._report(consumer_tasks)

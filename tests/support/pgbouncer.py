@@ -39,14 +39,14 @@ listen_addr = 127.0.0.1
 listen_port = {port}
 unix_socket_dir =
 auth_type = any
-pool_mode = transaction
+pool_mode = {pool_mode}
 max_client_conn = 1000
 default_pool_size = 20
 reserve_pool_size = 5
 server_login_retry = 1
 logfile = {folder}/pgbouncer.log
 pidfile = {folder}/pgbouncer.pid
-"""
+{extra}"""
 
 
 def executable() -> str | None:
@@ -127,20 +127,26 @@ class PgBouncer:
                 self.process.wait()
 
 
-def start(server_dsn: str, folder: Path) -> PgBouncer:
-    """Start PgBouncer in transaction mode in front of `server_dsn`; waits until it listens."""
+def start(
+    server_dsn: str, folder: Path, *, pool_mode: str = "transaction", extra: str = ""
+) -> PgBouncer:
+    """Start PgBouncer in front of `server_dsn` (`extra`: more [pgbouncer] settings); waits
+    until it listens. Files in `folder` are made readable by the user PgBouncer runs as."""
     binary = executable()
     assert binary is not None
     upstream = Upstream.of(server_dsn)
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     ini = folder / "pgbouncer.ini"
-    ini.write_text(CONFIG.format(server=upstream.server(), port=port, folder=folder))
+    config = CONFIG.format(
+        server=upstream.server(), port=port, folder=folder, pool_mode=pool_mode, extra=extra
+    )
+    ini.write_text(config)
     command = [binary, str(ini)]
     if os.geteuid() == 0:  # PgBouncer refuses to run as root
         user = upstream.socket_owner()
         record = pwd.getpwnam(user)
-        for path in (folder, ini):
+        for path in (folder, *folder.iterdir()):
             os.chown(path, record.pw_uid, record.pw_gid)
         command = [binary, "-u", user, str(ini)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -171,7 +177,8 @@ def pgbouncer(pg_server: dict[str, object]) -> Iterator[PgBouncer]:
         yield bouncer
     finally:
         bouncer.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        if not os.environ.get("KEEP_PGBOUNCER"):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -181,8 +188,15 @@ def pooled_dsn(dsn: str, pgbouncer: PgBouncer) -> str:
     return pgbouncer.behind(dsn)
 
 
+def pgbouncer_state(bouncer: PgBouncer) -> str:
+    """For a failure message: whether PgBouncer still runs, and the end of its log."""
+    state = "running" if bouncer.process.poll() is None else f"exited {bouncer.process.returncode}"
+    return f"\n--- pgbouncer {state}; its log ends:\n{bouncer.log()[-2000:]}"
+
+
 def report_skipped(terminalreporter: object) -> None:
     """A loud line at the end of the session when pgbouncer was missing."""
-    if SKIPPED:
+    if SKIPPED:  # several conftests report it: say it once
         write = terminalreporter.write_line  # type: ignore[attr-defined]
         write(f"WARNING: {SKIPPED[0]}", red=True, bold=True)
+        SKIPPED.clear()

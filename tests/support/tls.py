@@ -1,8 +1,11 @@
-"""An embedded PostgreSQL that only accepts TLS on TCP, with a self-signed certificate.
+"""TLS with a self-signed certificate authority, in front of the embedded test server.
 
-The `tls_server` fixture (one per test session) makes a certificate authority and a server
-certificate for ``localhost`` / ``127.0.0.1`` with openssl, starts a second embedded server
-whose pg_hba.conf lets TCP clients in only over TLS (``hostssl``), and stops it at the end.
+The embedded server's build has no TLS ("SSL is not supported by this build"), so TLS is
+terminated where many deployments terminate it: a PgBouncer (Debian's, built with OpenSSL)
+in session mode in front of the test server, with ``client_tls_sslmode = require`` (clients
+without TLS are refused) and a server certificate for ``localhost`` / ``127.0.0.1`` signed
+by a CA the `tls_server` fixture makes with openssl. Clients verify it with
+``sslmode=verify-full`` and ``sslrootcert``.
 """
 
 from __future__ import annotations
@@ -16,34 +19,31 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.db import embedded as embedded_db
-from tests.support.pgbouncer import ROOT, free_port
+from tests.support.pgbouncer import MISSING, ROOT, SKIPPED, PgBouncer, executable, start
 
-HBA = """\
-local   all   all                 trust
-hostssl all   all   127.0.0.1/32  trust
-hostssl all   all   ::1/128       trust
+TLS = """\
+client_tls_sslmode = require
+client_tls_key_file = {folder}/server.key
+client_tls_cert_file = {folder}/server.crt
 """
 
 
 @dataclass(frozen=True)
 class TlsServer:
-    port: int
+    bouncer: PgBouncer
     ca: Path
     """The certificate authority that signed the server's certificate."""
     other_ca: Path
     """A certificate authority that did not."""
-    socket_dsn: str
-    """Admin URL over the server's unix socket (no TLS)."""
 
-    def dsn(self, database: str = "postgres", host: str = "localhost", **params: str) -> str:
-        query = "&".join(f"{k}={v}" for k, v in params.items())
-        return f"postgresql://postgres@{host}:{self.port}/{database}" + (
-            f"?{query}" if query else ""
+    def dsn(self, database: str, **params: str) -> str:
+        """URL of `database` over TLS; session pooling, so it says pool_mode=session."""
+        return self.bouncer.dsn(database, pool_mode="session", **params).replace(
+            "127.0.0.1", "localhost", 1
         )
 
-    def verified(self, database: str = "postgres") -> str:
-        """URL with ``sslmode=verify-full`` against the server's own CA."""
+    def verified(self, database: str) -> str:
+        """URL with ``sslmode=verify-full`` against the CA that signed the certificate."""
         return self.dsn(database, sslmode="verify-full", sslrootcert=str(self.ca))
 
 
@@ -70,41 +70,24 @@ def make_certificates(folder: Path) -> None:
         "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
         "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt", cwd=folder,
     )  # fmt: skip
-
-
-def _install_certificate(pgdata: Path, certificates: Path, port: int) -> None:
-    """Copy the server's key pair into pgdata (owned like pgdata, key readable by its owner
-    only) and configure TLS on 127.0.0.1:`port`."""
-    owner = os.stat(pgdata)
-    for name in ("server.crt", "server.key"):
-        target = pgdata / name
-        shutil.copy(certificates / name, target)
-        os.chmod(target, 0o600)
-        if os.geteuid() == 0:
-            os.chown(target, owner.st_uid, owner.st_gid)
-    with (pgdata / "postgresql.conf").open("a") as conf:
-        conf.write(
-            "\n# TLS for the tests\nssl = on\nssl_cert_file = 'server.crt'\n"
-            f"ssl_key_file = 'server.key'\nlisten_addresses = '127.0.0.1'\nport = {port}\n"
-        )
-    (pgdata / "pg_hba.conf").write_text(HBA)
+    os.chmod(folder / "server.key", 0o600)
 
 
 @pytest.fixture(scope="session")
-def tls_server() -> Iterator[TlsServer]:
+def tls_server(pg_server: dict[str, object]) -> Iterator[TlsServer]:
+    if executable() is None:
+        SKIPPED.append(MISSING)
+        pytest.skip(MISSING)
     if shutil.which("openssl") is None:
         pytest.fail("openssl is needed to make the test certificates (apt-get install openssl)")
-    base = ROOT / ".orchestrator" / f"tls-{os.getpid()}"
-    shutil.rmtree(base, ignore_errors=True)
-    pgdata = base / "pgdata"
-    make_certificates(base / "certs")
-    embedded_db.ensure_running(pgdata)  # initdb and a first start
-    embedded_db.stop(pgdata)
-    port = free_port()
-    _install_certificate(pgdata, base / "certs", port)
-    socket_dsn = embedded_db.ensure_running(pgdata)
+    folder = ROOT / ".orchestrator" / f"tls-{os.getpid()}"
+    shutil.rmtree(folder, ignore_errors=True)
+    make_certificates(folder)
+    bouncer = start(
+        str(pg_server["dsn"]), folder, pool_mode="session", extra=TLS.format(folder=folder)
+    )
     try:
-        yield TlsServer(port, base / "certs" / "ca.crt", base / "certs" / "other.crt", socket_dsn)
+        yield TlsServer(bouncer, folder / "ca.crt", folder / "other.crt")
     finally:
-        embedded_db.stop(pgdata)
-        shutil.rmtree(base, ignore_errors=True)
+        bouncer.stop()
+        shutil.rmtree(folder, ignore_errors=True)
