@@ -197,7 +197,10 @@ _DETECTED: dict[str, PoolMode] = {}
 
 def parse_target(dsn: str) -> Target:
     """`dsn` without ``pool_mode=...`` and the mode it named; a bad value is a ConfigError."""
-    parts = urlsplit(dsn)
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:  # malformed: the driver says what is wrong with it
+        return Target(dsn, None)
     if not parts.query or POOL_MODE_PARAMETER not in parts.query:
         return Target(dsn, None)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
