@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import asyncpg
 
 from orchestrator.db import connect, pool_mode
+from orchestrator.db.named_sql import named_queries
 from orchestrator.ops.maintain import maintain_all
 from orchestrator.ops.schedules import fire_due
-from orchestrator.runtime.handoff import queries
 from orchestrator.runtime.wakeup import (
     Connect,
     close_quietly,
@@ -62,7 +62,8 @@ SCHEDULE_INTERVAL = 1.0
 LEASE_TTL = 30.0
 """Seconds an upkeep lease lasts without renewal (behind a transaction pooler)."""
 
-_CLAIM = "SELECT k FROM unnest($1::bigint[]) AS k WHERE pg_try_advisory_lock(k)"
+_Q = named_queries("orchestrator.runtime")
+_CLAIM = _Q["try_upkeep_locks"]
 
 
 def lock_key(scope: str) -> int:
@@ -162,7 +163,7 @@ class Leader:
     async def _claim(self, conn: asyncpg.Connection) -> None:
         if self.leases:
             wanted = sorted(self._wanted)
-            rows = await conn.fetch(queries()["claim_leases"], wanted, self.holder, LEASE_TTL)
+            rows = await conn.fetch(_Q["claim_leases"], wanted, self.holder, LEASE_TTL)
             held = {int(r["k"]) for r in rows}
         else:
             rows = await conn.fetch(_CLAIM, sorted(self._wanted - self._held))
@@ -179,7 +180,7 @@ class Leader:
     async def _release(self, conn: asyncpg.Connection) -> None:
         """Give up this process's leases so a successor takes over at once."""
         try:
-            await asyncio.wait_for(conn.fetchval(queries()["release_leases"], self.holder), 5)
+            await asyncio.wait_for(conn.fetchval(_Q["release_leases"], self.holder), 5)
         except Exception as exc:  # they expire on their own
             self._log.debug("could not release upkeep leases: %s", exc)
 

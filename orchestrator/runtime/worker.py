@@ -30,6 +30,7 @@ from typing import Any
 import asyncpg
 
 from orchestrator.db import create_pool
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import ConfigError
 from orchestrator.observe.logging import step_logger
 from orchestrator.runtime.leader import Leader, upkeep_jobs
@@ -54,10 +55,7 @@ SIDE_TASK_GRACE = 5.0
 """Seconds the wake-up and upkeep tasks get to end by themselves (upkeep gives its leases
 up) before they are cancelled."""
 
-_REMAINING = (
-    "SELECT coalesce(sum(m.queue_length), 0)::bigint"
-    " FROM unnest($1::text[]) AS q(name), LATERAL pgmq.metrics(q.name) AS m"
-)
+_REMAINING = named_queries("orchestrator.runtime")["remaining_messages"]
 
 
 @dataclass(frozen=True)

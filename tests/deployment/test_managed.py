@@ -8,13 +8,13 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from orchestrator.db import connect
 from tests.integration.process.support import EFFECTS_TABLE, Project, make_project
+from tests.support.pg import with_database, with_login
 
 
 @dataclass(frozen=True)
@@ -25,9 +25,7 @@ class Managed:
 
 
 def as_role(dsn: str, role: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{role}:secret@{host}", path=f"/{database}"))
+    return with_database(with_login(dsn, role, "secret"), database)
 
 
 @pytest.fixture

@@ -5,33 +5,23 @@ tests/support/tls.py)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 
 from orchestrator.db import connect
 from orchestrator.errors import DatabaseUnavailable
 from tests.integration.process.support import EFFECTS_TABLE, make_project
+from tests.support.pg import temporary_database
 from tests.support.tls import TlsServer
 
 
 @pytest.fixture
 async def tls_database(admin_dsn: str) -> AsyncIterator[str]:
-    name = f"tls_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    yield name
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async with temporary_database(admin_dsn) as dsn:
+        yield urlsplit(dsn).path.lstrip("/")
 
 
 def ok(result: object) -> str:

@@ -1,1 +1,2 @@
-"""Real servers the tests start beside the test PostgreSQL: PgBouncer, a TLS server."""
+"""Helpers shared by the test suites, and the servers they start beside the test PostgreSQL
+(PgBouncer in transaction mode, a TLS endpoint)."""
