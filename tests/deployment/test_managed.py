@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from orchestrator.db import connect
+from tests.deployment.support import ok
 from tests.integration.process.support import EFFECTS_TABLE, Project, make_project
 from tests.support.pg import with_database, with_login
 
@@ -53,13 +54,6 @@ async def managed(admin_dsn: str) -> AsyncIterator[Managed]:
         await admin.execute(f"DROP ROLE IF EXISTS {owner}")
     finally:
         await admin.close()
-
-
-def ok(result: object) -> str:
-    code, out, err = result.returncode, result.stdout, result.stderr  # type: ignore[attr-defined]
-    assert code == 0, f"exit {code}\n{out}\n{err}"
-    assert "Traceback" not in err, err
-    return str(out)
 
 
 async def test_an_owner_installs_and_applies_from_scratch_and_a_granted_worker_runs(

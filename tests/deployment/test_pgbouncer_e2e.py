@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.deployment.support import ok
 from tests.integration.process.support import EFFECTS_TABLE, Project
 from tests.support.pgbouncer import PgBouncer, pgbouncer_state
 
@@ -88,13 +89,6 @@ def project(tmp_path: Path) -> Project:
     ]
     (tmp_path / "runs.jsonl").write_text("\n".join(lines) + "\n")
     return project
-
-
-def ok(result: object) -> str:
-    code, out, err = result.returncode, result.stdout, result.stderr  # type: ignore[attr-defined]
-    assert code == 0, f"exit {code}\n{out}\n{err}"
-    assert "Traceback" not in err, err
-    return str(out)
 
 
 @pytest.mark.parametrize("wakeups", ["polling", "listen-dsn"])

@@ -13,6 +13,7 @@ import pytest
 
 from orchestrator.db import connect
 from orchestrator.errors import DatabaseUnavailable
+from tests.deployment.support import ok
 from tests.integration.process.support import EFFECTS_TABLE, make_project
 from tests.support.pg import temporary_database
 from tests.support.tls import TlsServer
@@ -22,13 +23,6 @@ from tests.support.tls import TlsServer
 async def tls_database(admin_dsn: str) -> AsyncIterator[str]:
     async with temporary_database(admin_dsn) as dsn:
         yield urlsplit(dsn).path.lstrip("/")
-
-
-def ok(result: object) -> str:
-    code, out, err = result.returncode, result.stdout, result.stderr  # type: ignore[attr-defined]
-    assert code == 0, f"exit {code}\n{out}\n{err}"
-    assert "Traceback" not in err, err
-    return str(out)
 
 
 async def test_every_command_and_the_runtime_over_verified_tls(
