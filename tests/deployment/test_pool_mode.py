@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from orchestrator.db import PoolMode, connect, create_pool, pool_mode, pooler_problem
-from orchestrator.db.connect import parse_target
+from orchestrator.db.connect import Target, parse_target
 from orchestrator.errors import ConfigError
 from orchestrator.queue.client import Queue
 from tests.support.pgbouncer import PgBouncer
@@ -20,9 +20,8 @@ def test_the_url_says_the_pool_mode_and_keeps_its_other_parameters() -> None:
     assert target.mode is PoolMode.TRANSACTION
     assert target.dsn == "postgresql://u:pw@h:6432/db?sslmode=require"
     assert parse_target("postgresql://h/db?pool_mode=Session").mode is PoolMode.SESSION
-    assert parse_target("postgresql://h/db?sslmode=require") == parse_target(
-        "postgresql://h/db?sslmode=require"
-    )
+    untouched = "postgresql://h/db?sslmode=verify-full&sslrootcert=/etc/ca.pem"
+    assert parse_target(untouched) == Target(untouched, None)
     assert parse_target("postgresql://h/db").mode is None
 
 
