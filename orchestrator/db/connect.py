@@ -103,6 +103,8 @@ async def connect(
     """
     target = parse_target(dsn)
     mode = target.mode or _DETECTED.get(target.dsn)
+    if mode is None and kwargs.get("server_settings"):  # a pooler would refuse them at login
+        mode = await pool_mode(dsn)
     if mode is None:
         conn = await _open(dsn, target.dsn, timeout, kwargs)
         mode = _DETECTED[target.dsn] = await _probe(conn)
@@ -110,7 +112,8 @@ async def connect(
             await init_connection(conn)
             return conn
         await conn.close()
-    conn = await _open(dsn, target.dsn, timeout, {**connection_settings(mode), **kwargs})
+    settings = {**connection_settings(mode), **_startup(mode, kwargs)}
+    conn = await _open(dsn, target.dsn, timeout, settings)
     await init_connection(conn)
     return conn
 
@@ -141,7 +144,8 @@ async def create_pool(
             await init(conn)
 
     target = parse_target(dsn)
-    settings = {**connection_settings(await pool_mode(dsn)), **kwargs}
+    mode = await pool_mode(dsn)
+    settings = {**connection_settings(mode), **_startup(mode, kwargs)}
     try:
         pool = await asyncpg.create_pool(
             target.dsn,
@@ -290,6 +294,22 @@ async def _settle_cancel_requests(conn: asyncpg.Connection) -> None:
     pending = [t for t in getattr(conn, "_cancellations", ()) if not t.done()]
     if pending:
         await asyncio.wait(pending, timeout=CANCEL_SETTLE_TIMEOUT)
+
+
+_POOLER_STARTUP_PARAMETERS = frozenset(
+    {"application_name", "client_encoding", "datestyle", "timezone", "standard_conforming_strings"}
+)
+"""Startup parameters PgBouncer passes on; it refuses a login with any other."""
+
+
+def _startup(mode: PoolMode, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` without the server settings a transaction pooler refuses at login (and could
+    not keep for the session anyway): they are left to the database's defaults there."""
+    settings = kwargs.get("server_settings")
+    if mode.keeps_session or not settings:
+        return kwargs
+    kept = {k: v for k, v in settings.items() if k.lower() in _POOLER_STARTUP_PARAMETERS}
+    return {**kwargs, "server_settings": kept}
 
 
 def connection_settings(mode: PoolMode) -> dict[str, Any]:
