@@ -29,7 +29,8 @@ import pytest
 from orchestrator.spec import Pipeline
 from tests.badinput.support import write_project
 from tests.integration.ops import support
-from tests.security.test_least_privilege import PASSWORD, login, role  # noqa: F401
+from tests.security.test_least_privilege import PASSWORD, role  # noqa: F401
+from tests.support.pg import with_login
 
 SCRIPT = Path(sys.executable).with_name("orchestrator")
 CLI = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "orchestrator"]
@@ -322,7 +323,7 @@ async def test_a_role_without_grants_is_told_about_apply_grant(
     orders: Pipeline,
     role: str,  # noqa: F811
 ) -> None:
-    as_role = login(dsn, role, PASSWORD)
+    as_role = with_login(dsn, role, PASSWORD)
     for args in (["status"], ["queue", "list"], ["dlq", "list", "orders"]):
         line = one_error(run(*args, "--dsn", as_role, cwd=project), 1, "permission denied")
         assert "orchestrator apply --grant ROLE" in line
