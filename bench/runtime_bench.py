@@ -7,6 +7,9 @@
   as a worker process is: step hand-offs per second (every step hands each message off, the
   last one archives it), beside the plain-SQL single-message cycle (send + read + delete) that
   `baseline` carries as ``cycle_1``;
+- the same chain with `batch_size` 1 through PgBouncer in transaction mode (Debian's
+  `pgbouncer`, started here in front of the server when it is installed), wake-ups on a direct
+  LISTEN connection as `run --listen-dsn` gives them, beside the direct chain;
 - enqueue-to-handler-start latency at low load (one run at a time, insert notifications
   without throttle, a LISTEN connection waking the consumer), p50 and p99, beside its
   plain-SQL twin: send, NOTIFY, LISTEN, read.
@@ -22,11 +25,13 @@ import asyncio
 import cProfile
 import io
 import pstats
+import shutil
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -89,17 +94,32 @@ def _handler(function: Any) -> HandlerInfo:
 
 
 async def chain_throughput(
-    dsn: str, batch: int, runs: int, concurrency: int = 1, name: str | None = None
+    dsn: str,
+    batch: int,
+    runs: int,
+    concurrency: int = 1,
+    name: str | None = None,
+    listen_dsn: str | None = None,
 ) -> float:
-    """Step hand-offs per second of a 3-step chain of no-op handlers (`runs` runs)."""
+    """Step hand-offs per second of a 3-step chain of no-op handlers (`runs` runs); wake-ups
+    LISTEN on `listen_dsn` when given (`dsn` goes through a transaction pooler)."""
     name = name or f"chain_b{batch}_c{concurrency}"
     return await handoffs_per_second(
-        dsn, CHAIN.format(name=name, batch=batch), runs, concurrency=concurrency
+        dsn,
+        CHAIN.format(name=name, batch=batch),
+        runs,
+        concurrency=concurrency,
+        listen_dsn=listen_dsn,
     )
 
 
 async def handoffs_per_second(
-    dsn: str, yaml_text: str, runs: int, *, concurrency: int | None = 1
+    dsn: str,
+    yaml_text: str,
+    runs: int,
+    *,
+    concurrency: int | None = 1,
+    listen_dsn: str | None = None,
 ) -> float:
     """Apply the pipeline `yaml_text` (a chain of no-op handlers), start `runs` runs and run
     one consumer per step until the last step archived them all: step hand-offs per second.
@@ -114,7 +134,7 @@ async def handoffs_per_second(
         steps = pipeline.order
         loops = sum(concurrency or pipeline.step(s).concurrency for s in steps)
         pool = await create_pool(dsn, min_size=loops + 1, max_size=loops + 2)
-        listener = await connect(dsn)
+        listener = await connect(listen_dsn or dsn)
         try:
             consumers = [
                 StepConsumer(
@@ -238,6 +258,20 @@ async def run(dsn: str, quick: bool, baseline: dict[str, float]) -> list[Row]:
                 "1 process, 1 consumer per step",
             )
         )
+    pooled = await pooled_chain(dsn, 1000 if quick else 5000)
+    if pooled is not None:
+        rows.append(
+            Row(
+                SECTION,
+                "3-step chain, no-op handlers, batch_size 1, through PgBouncer (transaction mode)",
+                3,
+                pooled,
+                rows[0].value,
+                "hand-offs/s",
+                "the same chain, direct connection",
+                "1 process; LISTEN on a direct connection",
+            )
+        )
     samples = 50 if quick else 300
     _log(f"wake-up latency: {samples} runs, one at a time")
     ours = await wakeup_latency(dsn, samples)
@@ -259,6 +293,32 @@ async def run(dsn: str, quick: bool, baseline: dict[str, float]) -> list[Row]:
     for row in rows:
         _log(f"  {row.workload}: {row.value:,.2f} {row.unit} (plain SQL {row.baseline:,.2f})")
     return rows
+
+
+async def pooled_chain(dsn: str, runs: int) -> float | None:
+    """Hand-offs per second of the batch_size 1 chain through PgBouncer in transaction mode,
+    None (and a line saying so) when pgbouncer is not installed."""
+    from tests.support.pgbouncer import executable, start
+
+    if executable() is None:
+        _log("pgbouncer is not installed: no row for the chain through PgBouncer")
+        return None
+    folder = Path.cwd() / ".orchestrator" / "bench-pgbouncer"
+    shutil.rmtree(folder, ignore_errors=True)
+    bouncer = start(dsn, folder)
+    try:
+        database = urlsplit(dsn).path.lstrip("/")
+        _log(f"3-step chain through PgBouncer, batch_size 1: {runs} runs")
+        return await chain_throughput(
+            bouncer.dsn(database, pool_mode="transaction"),
+            1,
+            runs,
+            name="chain_pgbouncer",
+            listen_dsn=dsn,
+        )
+    finally:
+        bouncer.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def profile(dsn: str, batch: int, runs: int) -> str:

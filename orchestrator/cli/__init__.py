@@ -192,7 +192,14 @@ def _report(exc: OrchestratorError) -> int:
 def _database_error(exc: Exception) -> OrchestratorError | None:
     """A database error no layer translated, as one line with a hint where one helps."""
     asyncpg = sys.modules.get("asyncpg")
-    if asyncpg is None or not isinstance(exc, asyncpg.PostgresError):
+    if asyncpg is None:
+        return None
+    from orchestrator.db.connect import pooler_problem
+
+    problem = pooler_problem(exc)  # a pooler setting the code cannot work around
+    if problem is not None:
+        return OrchestratorError(problem)
+    if not isinstance(exc, asyncpg.PostgresError):
         return None
     if getattr(exc, "sqlstate", None) == "42501":
         return privileges_missing(exc)

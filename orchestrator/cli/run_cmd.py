@@ -60,6 +60,13 @@ def _register_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ),
     )
     add_dsn_option(run)
+    run.add_argument(
+        "--listen-dsn",
+        metavar="URL",
+        default=os.environ.get("ORCHESTRATOR_LISTEN_DSN") or None,
+        help="PostgreSQL URL for LISTEN wake-ups when --dsn goes through a transaction pooler "
+        "(default: $ORCHESTRATOR_LISTEN_DSN; without one, such workers poll)",
+    )
     add_pipelines_option(run)
     run.add_argument(
         "--pipeline",
@@ -139,7 +146,9 @@ def _run(args: argparse.Namespace) -> int:
     # The database decides what may run: no handler is imported before the check passes.
     running = {pipeline.name for pipeline, _ in selected}
     step_queues = [pipeline.step(name).queue for pipeline, name in selected]
-    asyncio.run(_preflight(dsn, [p for p in loaded if p.name in running], step_queues))
+    asyncio.run(
+        _preflight(dsn, [p for p in loaded if p.name in running], step_queues, args.listen_dsn)
+    )
     plans = _import_handlers(selected)
 
     show = args.drain and worker_index is None and sys.stderr.isatty()
@@ -207,9 +216,12 @@ def _import_handlers(selected: list[tuple[Pipeline, str]]) -> list[StepPlan]:
     return plans
 
 
-async def _preflight(dsn: str, pipelines: list[Pipeline], queues: list[str]) -> None:
+async def _preflight(
+    dsn: str, pipelines: list[Pipeline], queues: list[str], listen: str | None
+) -> None:
     from orchestrator.compiler.applied import check_applied, check_queues
     from orchestrator.db import connect
+    from orchestrator.runtime.wakeup import listen_dsn
 
     conn = await connect(dsn)
     try:
@@ -217,6 +229,7 @@ async def _preflight(dsn: str, pipelines: list[Pipeline], queues: list[str]) -> 
         await check_queues(conn, queues)
     finally:
         await conn.close()
+    await listen_dsn(dsn, listen)
 
 
 def _work(
@@ -241,6 +254,7 @@ def _work(
         metrics_port=None if supervised else args.metrics_port,
         supervised=supervised,
         count_metrics=bool(os.environ.get(MULTIPROC_ENV)) and supervised,
+        listen_dsn=args.listen_dsn,
     )
     return asyncio.run(with_drain_progress(run_worker(config), dsn, queues, ends))
 
@@ -274,6 +288,8 @@ def _supervise(
     ]
     # The DSN goes through the environment: a command line is visible to every local user.
     env = {**os.environ, "DATABASE_URL": dsn}
+    if args.listen_dsn:
+        env["ORCHESTRATOR_LISTEN_DSN"] = args.listen_dsn
     supervisor = run_supervisor(
         command,
         args.workers,

@@ -2,8 +2,9 @@
 
 The role gets USAGE on schemas pgmq, pgmq_ext and orchestrator (CREATE on them is revoked),
 EXECUTE on their functions, read/write on the tables of the pipelines' queues (with their
-partitions and sequences), on ``orchestrator.joins`` and ``orchestrator.schedules``, and read
-access to the metadata tables. It cannot create tables, touch other queues or other schemas.
+partitions and sequences), on ``orchestrator.joins``, ``orchestrator.schedules`` and
+``orchestrator.leases`` (upkeep behind a transaction pooler), and read access to the metadata
+tables. It cannot create tables, touch other queues or other schemas.
 
 Partition maintenance creates tables, so it runs with the role that applies (`orchestrator
 maintain`), not with the worker role. Partitions created later are reached through their

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from orchestrator.db import pooler_problem
 from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import NotFound, OrchestratorError, SchemaMissing
 
@@ -32,6 +33,9 @@ async def translated_errors() -> AsyncIterator[None]:
             f"{_first_line(exc)}; run `orchestrator apply` to update the database"
         ) from None
     except asyncpg.PostgresError as exc:
+        problem = pooler_problem(exc)
+        if problem is not None:
+            raise OrchestratorError(problem) from None
         raise OrchestratorError(f"database error: {_first_line(exc)}") from None
 
 

@@ -1,15 +1,25 @@
 """Upkeep done by one process per database: maintenance and schedules.
 
 Every worker process runs a `Leader`, but an upkeep job only runs in the process holding its
-lock: a session-level advisory lock taken with ``pg_try_advisory_lock`` on a dedicated
-connection. Database-wide maintenance (partitions, archive retention, joins) has one key; the
+lock. Database-wide maintenance (partitions, archive retention, joins) has one key; the
 schedules of a pipeline have a key per pipeline, so a pipeline's ticks are fired by a process
 that runs that pipeline even when different hosts run different pipelines.
 
-Jobs run on the lock's own connection: if that connection dies, its locks are gone at the
-same moment, so two processes never run the same job at once. After a reconnect the locks
-are claimed again (another process may have taken them meanwhile); processes without a lock
-retry every few seconds and take over when the holder goes away.
+How a lock is held depends on how the DSN reaches PostgreSQL (`orchestrator.db.pool_mode`):
+
+- directly or through a session pooler: a session-level advisory lock taken with
+  ``pg_try_advisory_lock`` on a dedicated connection. Jobs run on the lock's own connection:
+  if that connection dies, its locks are gone at the same moment, so two processes never run
+  the same job at once;
+- through a transaction pooler (no session to hold a lock): a lease row in
+  ``orchestrator.leases``, renewed every claim interval and given up on a clean stop. A holder
+  that dies keeps its leases until they expire (`LEASE_TTL`); a job that outlives its lease may
+  overlap with the successor's, which upkeep allows: ticks are fired exactly once by the row
+  lock of their schedule, and maintenance is safe to run twice at once.
+
+After a reconnect the locks are claimed again (another process may have taken them
+meanwhile); processes without a lock retry every few seconds and take over when the holder
+goes away.
 """
 
 from __future__ import annotations
@@ -17,13 +27,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
-from orchestrator.db import connect
+from orchestrator.db import connect, pool_mode
 from orchestrator.db.named_sql import named_queries
 from orchestrator.ops.maintain import maintain_all
 from orchestrator.ops.schedules import fire_due
@@ -53,7 +66,11 @@ CLAIM_INTERVAL = 5.0
 MAINTENANCE_INTERVAL = 60.0
 SCHEDULE_INTERVAL = 1.0
 
-_CLAIM = named_queries("orchestrator.runtime")["try_upkeep_locks"]
+LEASE_TTL = 30.0
+"""Seconds an upkeep lease lasts without renewal (behind a transaction pooler)."""
+
+_Q = named_queries("orchestrator.runtime")
+_CLAIM = _Q["try_upkeep_locks"]
 
 
 def lock_key(scope: str) -> int:
@@ -95,6 +112,10 @@ class Leader:
         """Completed runs per job name (for tests and status)."""
         self.backend_pid: int | None = None
         """Server process of the connection holding the locks."""
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        """Who holds this process's upkeep leases (behind a transaction pooler)."""
+        self.leases = False
+        """True when locks are lease rows (the DSN goes through a transaction pooler)."""
 
     @property
     def held(self) -> frozenset[int]:
@@ -109,6 +130,7 @@ class Leader:
         """Hold locks and run jobs until `stopping` is set, reconnecting with backoff."""
         if not self._jobs:
             return
+        self.leases = not (await pool_mode(self._dsn)).keeps_session
         # When the connection fails its session locks are gone with it: start over.
         await keep_connected(self._session, stopping, self._log, "upkeep")
 
@@ -121,7 +143,7 @@ class Leader:
         next_claim = 0.0
         try:
             while not stopping.is_set():
-                if time.monotonic() >= next_claim and self._wanted - self._held:
+                if time.monotonic() >= next_claim and (self.leases or self._wanted - self._held):
                     await self._claim(conn)
                     next_claim = time.monotonic() + self._claim_interval
                 for job in self._jobs:
@@ -132,22 +154,42 @@ class Leader:
                 if lost.is_set():
                     raise ConnectionError("the server closed the connection")
         finally:
-            self._held.clear()
-            await close_quietly(conn)
+            try:
+                if self.leases and stopping.is_set() and not lost.is_set():
+                    await self._release(conn)
+            finally:
+                self._held.clear()
+                await close_quietly(conn)
 
     def _sleep(self, due: dict[str, float], next_claim: float) -> float:
         moments = [due[job.name] for job in self._jobs if job.lock in self._held]
-        if self._wanted - self._held:
+        if self.leases or self._wanted - self._held:
             moments.append(next_claim)
         return max(0.0, min(moments) - time.monotonic()) if moments else self._claim_interval
 
     async def _claim(self, conn: asyncpg.Connection) -> None:
-        wanted = sorted(self._wanted - self._held)
-        taken = {int(r["k"]) for r in await conn.fetch(_CLAIM, wanted)}
+        if self.leases:
+            wanted = sorted(self._wanted)
+            rows = await conn.fetch(_Q["claim_leases"], wanted, self.holder, LEASE_TTL)
+            held = {int(r["k"]) for r in rows}
+        else:
+            rows = await conn.fetch(_CLAIM, sorted(self._wanted - self._held))
+            held = self._held | {int(r["k"]) for r in rows}
+        taken, lost = held - self._held, self._held - held
+        self._held = held
         if taken:
-            self._held |= taken
             names = ", ".join(job.name for job in self._jobs if job.lock in taken)
             self._log.info("this process now runs upkeep: %s", names)
+        if lost:
+            names = ", ".join(job.name for job in self._jobs if job.lock in lost)
+            self._log.warning("upkeep lease expired, another process took over: %s", names)
+
+    async def _release(self, conn: asyncpg.Connection) -> None:
+        """Give up this process's leases so a successor takes over at once."""
+        try:
+            await asyncio.wait_for(conn.fetchval(_Q["release_leases"], self.holder), 5)
+        except Exception as exc:  # they expire on their own
+            self._log.debug("could not release upkeep leases: %s", exc)
 
     async def _run_job(self, conn: asyncpg.Connection, job: UpkeepJob) -> None:
         try:

@@ -7,6 +7,12 @@ consumers of that queue. Notifications are a latency optimisation only: consumer
 poll for delayed and expired messages, and every consumer is woken after each (re)connect
 because notifications sent while the connection was down are lost.
 
+LISTEN needs a session: through a transaction pooler the notifications would go to whichever
+client holds the server connection at that moment. `listen_dsn` picks the DSN to listen on:
+the `--listen-dsn` given (a direct connection, or a session pooler), else the workers' DSN
+unless it goes through a transaction pooler; with neither, consumers poll every
+`POLL_WITHOUT_LISTEN` seconds instead.
+
 `wait_for_event` and `wait_for_any` are shared with the other dedicated connection of a
 process (the upkeep leader).
 """
@@ -20,7 +26,8 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from orchestrator.db import connect
+from orchestrator.db import connect, pool_mode
+from orchestrator.errors import ConfigError
 from orchestrator.queue.client import notify_channel
 from orchestrator.runtime.retry import reconnect_delay
 
@@ -28,6 +35,11 @@ HEALTH_CHECK_INTERVAL = 30.0
 """Seconds between liveness probes of an idle LISTEN connection (catches half-open sockets)."""
 
 HEALTH_CHECK_TIMEOUT = 10.0
+
+POLL_WITHOUT_LISTEN = 0.25
+"""Seconds between reads of an idle consumer that gets no wake-ups (transaction pooler)."""
+
+LISTEN_DSN_ENV = "ORCHESTRATOR_LISTEN_DSN"
 
 _log = logging.getLogger(__name__)
 
@@ -48,6 +60,20 @@ def insert_channel(queue: str) -> str:
     """The notification channel of `queue`; raises InvalidQueueName for a name that cannot be
     a queue (so no quote or other character needing escapes ever reaches LISTEN)."""
     return notify_channel(queue)
+
+
+async def listen_dsn(dsn: str, listen: str | None) -> str | None:
+    """The DSN the wake-up connection uses: `listen` when given, else `dsn` unless it goes
+    through a transaction pooler; None when there is none (consumers poll instead). A
+    `listen` DSN that itself goes through a transaction pooler is a ConfigError."""
+    if listen:
+        if not (await pool_mode(listen)).keeps_session:
+            raise ConfigError(
+                "--listen-dsn goes through a transaction pooler, where LISTEN misses "
+                "notifications; point it at PostgreSQL itself (or a session-mode pool)"
+            )
+        return listen
+    return dsn if (await pool_mode(dsn)).keeps_session else None
 
 
 async def keep_connected(

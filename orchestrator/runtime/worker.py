@@ -36,7 +36,12 @@ from orchestrator.observe.logging import step_logger
 from orchestrator.runtime.flow import FLOW_CHANNEL
 from orchestrator.runtime.leader import Leader, upkeep_jobs
 from orchestrator.runtime.pgconn import SESSION_SETTINGS
-from orchestrator.runtime.wakeup import WakeupListener, wait_for_event
+from orchestrator.runtime.wakeup import (
+    POLL_WITHOUT_LISTEN,
+    WakeupListener,
+    listen_dsn,
+    wait_for_event,
+)
 from orchestrator.spec import HandlerInfo, Pipeline, ResolvedStep
 
 _log = logging.getLogger(__name__)
@@ -48,6 +53,9 @@ DRAIN_CHECK_INTERVAL = 0.5
 RELEASE_TIMEOUT = 10.0
 """Seconds cancelled consumers get to give their messages back."""
 POOL_CLOSE_TIMEOUT = 10.0
+SIDE_TASK_GRACE = 5.0
+"""Seconds the wake-up and upkeep tasks get to end by themselves (upkeep gives its leases
+up) before they are cancelled."""
 
 _REMAINING = named_queries("orchestrator.runtime")["remaining_messages"]
 
@@ -78,6 +86,8 @@ class WorkerConfig:
     """Started by a supervisor: obey its commands on stdin, stop when stdin closes."""
     count_metrics: bool = False
     """Update the Prometheus counters (also when a supervisor serves them)."""
+    listen_dsn: str | None = None
+    """Where to LISTEN for wake-ups when `dsn` goes through a transaction pooler."""
 
     @property
     def pipelines(self) -> tuple[Pipeline, ...]:
@@ -159,9 +169,19 @@ class Worker:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def _serve(self, pool: asyncpg.Pool) -> None:
-        self.consumers = [self._consumer(pool, plan) for plan in self.config.steps]
-        listener = WakeupListener(self.config.dsn, self.consumers)
-        listener.also_listen(FLOW_CHANNEL, self._flow_notified)
+        listen = await listen_dsn(self.config.dsn, self.config.listen_dsn)
+        poll = self.config.poll_interval
+        if listen is None:
+            poll = min(poll, POLL_WITHOUT_LISTEN)
+            _log.warning(
+                "the database URL goes through a transaction pooler, where LISTEN cannot work: "
+                "polling every %gs instead (--listen-dsn with a direct URL gives wake-ups)",
+                poll,
+            )
+        self.consumers = [self._consumer(pool, plan, poll) for plan in self.config.steps]
+        listener = WakeupListener(listen or self.config.dsn, self.consumers if listen else ())
+        if listen is not None:
+            listener.also_listen(FLOW_CHANNEL, self._flow_notified)
         leader = Leader(
             self.config.dsn, upkeep_jobs(self.config.pipelines, schedules=not self.config.drain)
         )
@@ -188,6 +208,10 @@ class Worker:
         try:
             await self._until_stopping(consumer_tasks | side_tasks)
             await self._finish(consumer_tasks)
+            if not self._hurry.is_set():  # wake-ups and upkeep end by themselves on `stopping`
+                ending = {t for t in side_tasks if t.get_name() in ("wake-ups", "upkeep")}
+                if ending:
+                    await asyncio.wait(ending, timeout=SIDE_TASK_GRACE)
         finally:
             await _cancel_all(consumer_tasks | side_tasks, RELEASE_TIMEOUT)
             self._report(consumer_tasks)
@@ -196,7 +220,7 @@ class Worker:
         for consumer in self.consumers:
             consumer.flow.wake(payload)
 
-    def _consumer(self, pool: asyncpg.Pool, plan: StepPlan) -> Any:
+    def _consumer(self, pool: asyncpg.Pool, plan: StepPlan, poll_interval: float) -> Any:
         from orchestrator.runtime.consumer import StepConsumer
 
         metrics = None
@@ -210,7 +234,7 @@ class Worker:
             plan.step,
             plan.handler,
             concurrency=self.config.step_concurrency(plan.step),
-            poll_interval=self.config.poll_interval,
+            poll_interval=poll_interval,
             metrics=metrics,
             logger=step_logger(
                 "orchestrator.runtime.consumer", pipeline=plan.pipeline.name, step=plan.step.name

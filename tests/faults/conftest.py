@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 
 from tests.faults.harness import REPORTED, Probe, Runs, Shape, Size, provision, write_project
+from tests.support.pgbouncer import pgbouncer, report_skipped
+
+__all__ = ["pgbouncer"]
 
 
 def sizes(small: Size, large: Size) -> list[Any]:
@@ -63,6 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    report_skipped(terminalreporter)
     if not REPORTED:
         return
     terminalreporter.section("fault injection figures")

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from tests.faults.harness import (
     verify,
     wait_until,
 )
+from tests.support.pgbouncer import PgBouncer
 
 SHAPE = Shape(visibility_timeout="2s", timeout="1500ms", batch_size=4, max_attempts=3)
 
@@ -44,10 +46,25 @@ SHAPE = Shape(visibility_timeout="2s", timeout="1500ms", batch_size=4, max_attem
 async def test_workers_killed_mid_batch_are_replaced_and_nothing_is_lost(
     scenario: Scenario, size: Size
 ) -> None:
-    s = scenario
+    await _kill_workers_mid_batch(scenario, size, "crash recovery")
+
+
+@pytest.mark.shape(SHAPE)
+async def test_workers_killed_mid_batch_behind_pgbouncer(
+    scenario: Scenario, pgbouncer: PgBouncer
+) -> None:
+    """The same, with every worker and every `send` going through PgBouncer in transaction
+    mode: a killed worker's client connections close, PgBouncer drops the server connection
+    of its open transaction, and PostgreSQL rolls the batch back (the probe stays direct)."""
+    pooled = replace(scenario, dsn=pgbouncer.behind(scenario.dsn))
+    small = Size("small", runs=30, workers=2, faults=1)
+    await _kill_workers_mid_batch(pooled, small, "crash recovery behind pgbouncer")
+
+
+async def _kill_workers_mid_batch(s: Scenario, size: Size, name: str) -> None:
     payloads = plans(size.runs - size.faults, s.rng, sleep=0.05, doomed=0.1, doom="fail")
     await send(s.dsn, payloads, s.runs)
-    figures = Figures("crash recovery", size.name)
+    figures = Figures(name, size.name)
     started = time.monotonic()
     log = (s.root / "supervisor.log").open("wb")
     supervisor = subprocess.Popen(

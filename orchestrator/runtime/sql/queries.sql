@@ -123,3 +123,10 @@ SELECT orchestrator.visible_depth($1::text, $2::integer)
 -- hiding them for $2 seconds; autocommit, like read.
 SELECT m.msg_id, m.read_ct, m.message::text, m.headers::text
   FROM pgmq.read_grouped_head($1::text, $2::integer, $3::integer) AS m
+-- name: claim_leases
+-- Take or renew upkeep leases $1 for holder $2 for $3 seconds; returns the keys held.
+SELECT k FROM orchestrator.claim_leases($1::bigint[], $2::text, make_interval(secs => $3::float8)) AS k
+
+-- name: release_leases
+-- Give up every upkeep lease of holder $1.
+SELECT orchestrator.release_leases($1::text)

@@ -11,6 +11,7 @@ import pytest
 from orchestrator.compiler import ApplyFailed, DestructiveChange, apply, plan
 from orchestrator.db import connect
 from orchestrator.errors import ConfigError
+from orchestrator.store.install import VERSION as STORE_VERSION
 from tests.integration.compiler.conftest import ORDERS, ORDERS_QUEUES, Write
 
 EVENTS = """
@@ -74,7 +75,7 @@ async def test_plan_on_an_empty_database_lists_everything_and_writes_nothing(
     result = await plan(empty_conn, write(orders=ORDERS))
     assert result.lines() == [
         "+ queue layer: install version 2 (schemas pgmq and pgmq_ext)",
-        "+ schema orchestrator: install version 1",
+        f"+ schema orchestrator: install version {STORE_VERSION}",
         "+ queue orders__receive: create (notify every 250ms)",
         "+ queue orders__check: create (notify every 250ms)",
         "+ queue orders__ship: create (notify every 250ms)",
