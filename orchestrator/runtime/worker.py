@@ -32,6 +32,7 @@ import asyncpg
 from orchestrator.db import create_pool
 from orchestrator.errors import ConfigError
 from orchestrator.observe.logging import step_logger
+from orchestrator.runtime.heartbeat import Heartbeat
 from orchestrator.runtime.leader import Leader, upkeep_jobs
 from orchestrator.runtime.wakeup import WakeupListener, wait_for_event
 from orchestrator.spec import HandlerInfo, Pipeline, ResolvedStep
@@ -163,6 +164,10 @@ class Worker:
         side_tasks = {
             asyncio.create_task(listener.run(self.stopping), name="wake-ups"),
             asyncio.create_task(leader.run(self.stopping), name="upkeep"),
+            asyncio.create_task(
+                Heartbeat(pool, [c.queue for c in self.consumers]).run(self.stopping),
+                name="heartbeat",
+            ),
         }
         if self.config.drain:
             side_tasks.add(asyncio.create_task(self._drain_watch(pool), name="drain"))

@@ -88,7 +88,7 @@ async def install(conn: asyncpg.Connection) -> StoreInstallResult:
             await conn.execute(_read("schema.sql"))
             await conn.execute(
                 "INSERT INTO orchestrator.schema_version (version, name) VALUES ($1, $2)",
-                VERSION,
+                1,
                 "fresh install",
             )
             action = "installed"
