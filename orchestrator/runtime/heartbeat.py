@@ -11,6 +11,7 @@ the worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -61,7 +62,8 @@ class Heartbeat:
             _log.debug("heartbeat failed (%s: %s); trying again", type(exc).__name__, exc)
 
     async def _stop(self) -> None:
-        try:
+        # A failure leaves the row to age out.
+        with contextlib.suppress(
+            TimeoutError, asyncpg.PostgresError, OSError, asyncpg.InterfaceError
+        ):
             await self._pool.execute(queries()["heartbeat_stop"], self.id, timeout=5)
-        except (TimeoutError, asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
-            pass  # the row ages out

@@ -62,7 +62,7 @@ class Dashboard:
         """The pool, opened on first use (a mounted application gets no lifespan events)."""
         async with self._pool_lock:
             if self._pool is None:
-                self._pool = await create_pool(self.dsn, min_size=1, max_size=5)
+                self._pool = await create_pool(self.dsn, min_size=0, max_size=5)
             return self._pool
 
     async def close(self) -> None:
