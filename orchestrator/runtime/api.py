@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 
 from orchestrator.errors import NotFound, QueueError, SchemaMissing
+from orchestrator.observe import otel
 from orchestrator.runtime.handoff import (
     CONTRACT_HEADERS,
     MAX_PAYLOAD_BYTES,
@@ -75,7 +76,7 @@ async def start_many(
     texts = [_payload_text(p, i, len(payloads)) for i, p in enumerate(payloads)]
     if not texts:
         return []
-    header_text = _headers_text(headers)
+    header_text = _headers_text(otel.caller_headers(headers))
     header_texts = None if header_text is None else [header_text] * len(texts)
     seconds = _delay_seconds(delay)
     if conn is not None:

@@ -64,6 +64,7 @@ from typing import Any
 
 import asyncpg
 
+from orchestrator.observe import otel
 from orchestrator.observe.logging import step_logger
 from orchestrator.runtime import handoff
 from orchestrator.runtime.context import SavepointConnection, StepContext
@@ -536,6 +537,7 @@ class StepConsumer:
         started = time.perf_counter()
         error: BaseException | None = None
         result: Any = None
+        span = otel.start_attempt(ctx.pipeline, step.name, m.run_id, m.read_ct, m.msg_id, m.headers)
         task = asyncio.current_task()
         assert task is not None
         deadline = _Deadline(task, step.timeout)
@@ -563,6 +565,7 @@ class StepConsumer:
             if task.uncancel() > 0:
                 raise asyncio.CancelledError
             error = HandlerTimeout(f"the handler ran past the step's timeout of {step.timeout:g}s")
+        otel.end_attempt(span, error)
         if lease.lost is not None:
             return ctx, False
         if error is None:
