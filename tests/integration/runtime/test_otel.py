@@ -95,7 +95,8 @@ def test_without_configuration_nothing_of_opentelemetry_is_imported() -> None:
     code = (
         "import sys, orchestrator.runtime.consumer, orchestrator.runtime.api\n"
         "from orchestrator.observe import otel\n"
-        "span = otel.start_attempt('p', 's', 'r', 1, 1, {'traceparent': '00-' + '1'*32 + '-' + '2'*16 + '-01'})\n"
+        "parent = {'traceparent': '00-' + '1' * 32 + '-' + '2' * 16 + '-01'}\n"
+        "span = otel.start_attempt('p', 's', 'r', 1, 1, parent)\n"
         "otel.end_attempt(span, None)\n"
         "assert otel.caller_headers({'a': 1}) == {'a': 1}\n"
         "print(span, sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
