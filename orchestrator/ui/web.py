@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from orchestrator.db import create_pool
@@ -180,7 +180,7 @@ def create_app(
         yield
         await board.close()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route(path, board.page(pages.bind(board, h)), methods=m) for path, h, m in pages.ROUTES
     ]
     routes += [

@@ -43,7 +43,7 @@ async def orders(conn: asyncpg.Connection) -> Pipeline:
 
 async def _history(conn: asyncpg.Connection, model: Pipeline) -> tuple[str, int]:
     """Finished runs, waiting and retrying work, dead letters (one with a hostile payload)."""
-    for i in range(6):
+    for _ in range(6):
         await support.complete_run(conn, model, support.new_run())
     for i in range(3):
         await support.send(conn, model, "fetch", support.new_run(), {"customer_id": i})
