@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
 
 from orchestrator.cli import add_dsn_option, add_pipelines_option
 from orchestrator.errors import ConfigError, UsageError
@@ -25,6 +28,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ui.add_argument("--port", type=_port, default=8765, help="port (default 8765)")
     ui.add_argument("--read-only", action="store_true", help="no actions: look, never touch")
     ui.set_defaults(func=_serve)
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, stopped by SIGINT or SIGTERM with exit status 0: stopping the
+        dashboard is its normal end, not an interruption."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {s: signal.signal(s, self.handle_exit) for s in _STOP_SIGNALS}
+            try:
+                yield
+            finally:
+                for number, handler in previous.items():
+                    signal.signal(number, handler)
+
+    return Server
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _port(text: str) -> int:
@@ -61,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=2,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = _server_class()(config)
     try:
         server.run()
     except SystemExit as exc:  # uvicorn exits when it cannot bind
