@@ -34,6 +34,8 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/orchestrator validate pipelines
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+		echo "*** no chromium/chromium-driver: the browser tests will be SKIPPED (apt-get install -y chromium chromium-driver) ***"
 	$(BIN)/pytest -q -m "not faults"
 
 bench: $(STAMP)
