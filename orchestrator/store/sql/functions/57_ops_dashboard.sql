@@ -3,6 +3,23 @@
 -- errors. Every one reads a bounded range of an index: the archive's primary key (msg_id),
 -- its archived_at index, or the run-id indexes `apply` creates; never a whole archive.
 
+-- The statement behind ops_runs_window for queue `queue_name` (parameters: $1 low, $2 high,
+-- $3 payload, $4 lim): separate so that tests EXPLAIN exactly what runs.
+CREATE OR REPLACE FUNCTION orchestrator.ops_runs_window_sql(queue_name text)
+RETURNS text
+LANGUAGE sql STABLE
+RETURN format(
+    'SELECT * FROM ('
+    '  (SELECT msg_id, headers ->> ''run_id'', enqueued_at, ''queue''::text, message FROM %1$s'
+    '    WHERE msg_id >= $1 AND msg_id < $2 AND ($3::jsonb IS NULL OR message @> $3)'
+    '    ORDER BY msg_id DESC LIMIT $4)'
+    '  UNION ALL'
+    '  (SELECT msg_id, headers ->> ''run_id'', enqueued_at, ''archive''::text, message FROM %2$s'
+    '    WHERE msg_id >= $1 AND msg_id < $2 AND ($3::jsonb IS NULL OR message @> $3)'
+    '    ORDER BY msg_id DESC LIMIT $4)'
+    ') found (msg_id, run_id, enqueued_at, place, message) ORDER BY msg_id DESC LIMIT $4',
+    pgmq_ext.queue_table(queue_name), pgmq_ext.archive_table(queue_name));
+
 -- Entry-step messages (one per run) with msg_id in [low, high), newest first, at most `lim`,
 -- from the queue (not finished yet) and its archive; `payload` (a JSON object) keeps those
 -- whose body contains it. A window of ids, not an OFFSET: paging costs the same on page 1000.
@@ -12,20 +29,8 @@ CREATE OR REPLACE FUNCTION orchestrator.ops_runs_window(
 RETURNS TABLE (msg_id bigint, run_id text, enqueued_at timestamptz, place text, message jsonb)
 LANGUAGE plpgsql STABLE
 AS $$
-DECLARE
-    queue text := pgmq_ext.queue_table(queue_name);
 BEGIN
-    RETURN QUERY EXECUTE format(
-        'SELECT * FROM ('
-        '  (SELECT msg_id, headers ->> ''run_id'', enqueued_at, ''queue''::text, message FROM %s'
-        '    WHERE msg_id >= $1 AND msg_id < $2 AND ($3::jsonb IS NULL OR message @> $3)'
-        '    ORDER BY msg_id DESC LIMIT $4)'
-        '  UNION ALL'
-        '  (SELECT msg_id, headers ->> ''run_id'', enqueued_at, ''archive''::text, message FROM %s'
-        '    WHERE msg_id >= $1 AND msg_id < $2 AND ($3::jsonb IS NULL OR message @> $3)'
-        '    ORDER BY msg_id DESC LIMIT $4)'
-        ') found ORDER BY msg_id DESC LIMIT $4',
-        queue, pgmq_ext.archive_table(queue_name))
+    RETURN QUERY EXECUTE orchestrator.ops_runs_window_sql(queue_name)
         USING low, high, payload, lim;
 END
 $$;
@@ -72,6 +77,23 @@ BEGIN
 END
 $$;
 
+-- The statement behind ops_step_activity for queue `queue_name` (parameters: $1 since,
+-- $2 bucket seconds).
+CREATE OR REPLACE FUNCTION orchestrator.ops_step_activity_sql(queue_name text)
+RETURNS text
+LANGUAGE sql STABLE
+RETURN format(
+    'SELECT to_timestamp(floor(extract(epoch FROM archived_at) / $2) * $2), count(*),'
+    ' percentile_cont(0.5) WITHIN GROUP (ORDER BY w), percentile_cont(0.95) WITHIN GROUP (ORDER BY w),'
+    ' percentile_cont(0.5) WITHIN GROUP (ORDER BY r), percentile_cont(0.95) WITHIN GROUP (ORDER BY r)'
+    ' FROM (SELECT archived_at,'
+    '   extract(epoch FROM coalesce(last_read_at, archived_at) - enqueued_at)::float8 AS w,'
+    '   extract(epoch FROM archived_at - coalesce(last_read_at, archived_at))::float8 AS r'
+    '   FROM %s WHERE archived_at >= $1) a'
+    ' GROUP BY 1 ORDER BY 1',
+    CASE WHEN pgmq_ext.queue_table(queue_name) IS NOT NULL  -- raises for a missing queue
+         THEN pgmq_ext.archive_table(queue_name) END);
+
 -- A step's hand-offs since `since`, per bucket of `bucket` seconds: how many, and the p50/p95
 -- of enqueue-to-start (sent -> last attempt started) and of handler time (last attempt
 -- started -> handed off), in seconds. Reads the archive through its archived_at index.
@@ -85,18 +107,7 @@ RETURNS TABLE (
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
-    PERFORM pgmq_ext.queue_table(queue_name);
-    RETURN QUERY EXECUTE format(
-        'SELECT to_timestamp(floor(extract(epoch FROM archived_at) / $2) * $2), count(*),'
-        ' percentile_cont(0.5) WITHIN GROUP (ORDER BY w), percentile_cont(0.95) WITHIN GROUP (ORDER BY w),'
-        ' percentile_cont(0.5) WITHIN GROUP (ORDER BY r), percentile_cont(0.95) WITHIN GROUP (ORDER BY r)'
-        ' FROM (SELECT archived_at,'
-        '   extract(epoch FROM coalesce(last_read_at, archived_at) - enqueued_at)::float8 AS w,'
-        '   extract(epoch FROM archived_at - coalesce(last_read_at, archived_at))::float8 AS r'
-        '   FROM %s WHERE archived_at >= $1) a'
-        ' GROUP BY 1 ORDER BY 1',
-        pgmq_ext.archive_table(queue_name))
-        USING since, bucket;
+    RETURN QUERY EXECUTE orchestrator.ops_step_activity_sql(queue_name) USING since, bucket;
 END
 $$;
 
