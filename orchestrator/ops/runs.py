@@ -3,8 +3,8 @@
 A run begins as one message of the pipeline's entry step, so its entry message (in the entry
 queue while it waits, in the archive once handed off) is the run's row: its msg_id orders the
 runs, its body is the run's payload. Pages are keyset pages over msg_id: each page reads one
-window of ids through the primary keys (`WINDOW` ids at a time), so page 1000 costs what page
-1 costs, whatever the archive holds. A page's runs get their state from the step queues
+window of ids through the primary keys (`WINDOW` ids at a time, `SCAN_BUDGET` ids per page at
+most), so page 1000 costs what page 1 costs, whatever the archive holds. A page's runs get their state from the step queues
 (pending messages: running) and the dead-letter queue (dead-lettered), through the run-id
 indexes, as `trace` finds them. A filter that matches rarely may end a page early: the page
 then says where the search stopped (`next_before`) and the next page carries on from there.
@@ -29,10 +29,14 @@ STATES = ("running", "done", "dead-lettered")
 """Run states a page can be filtered by."""
 
 WINDOW = 20_000
-"""Entry-message ids read per query."""
+"""Entry-message ids one query looks at, at most."""
 
-MAX_WINDOWS = 10
-"""Windows one page reads at most before it returns what it found."""
+SCAN_BUDGET = 40_000
+"""Entry-message ids one page looks at, at most: a rare payload value or state ends a page
+early (with `next_before` where the search stopped) rather than reading the whole archive."""
+
+STATE_BATCH = 500
+"""Runs whose state one query checks when a page is filtered by state."""
 
 _FIELD = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*=\s*(.+?)\s*$")
 
@@ -110,21 +114,16 @@ async def latest_runs(
     entry = applied.queue_name(applied.entry_step)
     high = before if before is not None else await conn.fetchval(query("last_msg_id"), entry) + 1
     wanted = dict(payload) if payload else None
+    floor = max(1, high - SCAN_BUDGET)
+    batch = limit + 1 if state is None else STATE_BATCH
     found: list[RunRow] = []
-    for _ in range(MAX_WINDOWS):
-        if high <= 1 or len(found) >= limit:
-            break
-        low = max(1, high - WINDOW)
-        rows = await conn.fetch(query("runs_window"), entry, low, high, wanted, limit + 1)
-        runs = await _with_states(conn, applied, rows)
-        for run in runs:
+    while high > floor and len(found) <= limit:
+        low = max(floor, high - WINDOW)
+        rows = await conn.fetch(query("runs_window"), entry, low, high, wanted, batch)
+        for run in await _with_states(conn, applied, rows):
             if state is None or run.state == state:
                 found.append(run)
-            if len(found) > limit:
-                break
-        high = low if len(rows) <= limit else rows[-1]["msg_id"]
-        if len(found) > limit:
-            break
+        high = low if len(rows) < batch else rows[-1]["msg_id"]
     page = found[:limit]
     if len(found) > limit:
         next_before: int | None = page[-1].msg_id
