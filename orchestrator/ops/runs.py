@@ -2,12 +2,13 @@
 
 A run begins as one message of the pipeline's entry step, so its entry message (in the entry
 queue while it waits, in the archive once handed off) is the run's row: its msg_id orders the
-runs, its body is the run's payload. Pages are keyset pages over msg_id: each page reads one
-window of ids through the primary keys (`WINDOW` ids at a time, `SCAN_BUDGET` ids per page at
-most), so page 1000 costs what page 1 costs, whatever the archive holds. A page's runs get
-their state from the step queues (pending messages: running) and the dead-letter queue
-(dead-lettered), through the run-id indexes, as `trace` finds them. A filter that matches rarely may end a page early: the page
-then says where the search stopped (`next_before`) and the next page carries on from there.
+runs, its body is the run's payload. Pages are keyset pages over msg_id: each page reads
+windows of ids through the primary keys (`WINDOW` ids at a time, `SCAN_BUDGET` ids per page
+at most), so page 1000 costs what page 1 costs, whatever the archive holds. A page's runs
+get their state from the step queues (pending messages: running) and the dead-letter queue
+(dead-lettered), through the run-id indexes, as `trace` finds them. A filter that matches
+rarely may end a page early: the page then says where the search stopped (`next_before`)
+and the next page carries on from there.
 """
 
 from __future__ import annotations
