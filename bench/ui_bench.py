@@ -78,6 +78,17 @@ async def _prepare(dsn: str, runs: int, log: object) -> None:
         await conn.close()
 
 
+async def _refresh_functions(dsn: str) -> None:
+    from orchestrator.db import connect
+    from orchestrator.store import install as install_store
+
+    conn = await connect(dsn)
+    try:
+        await install_store(conn)
+    finally:
+        await conn.close()
+
+
 async def _time_pages(dsn: str) -> list[tuple[str, float, float]]:
     from orchestrator.ui.security import Guard
     from orchestrator.ui.web import create_app
@@ -111,13 +122,18 @@ async def _time_pages(dsn: str) -> list[tuple[str, float, float]]:
     return found
 
 
-async def _main(runs: int) -> int:
+async def _main(runs: int, reuse: bool) -> int:
+    from bench.common import with_database
     from orchestrator.db import resolve_dsn
 
-    dsn = await recreate_database(resolve_dsn(None), DATABASE)
-    await _prepare(dsn, runs, None)
+    if reuse:
+        dsn = with_database(resolve_dsn(None), DATABASE)
+        await _refresh_functions(dsn)
+    else:
+        dsn = await recreate_database(resolve_dsn(None), DATABASE)
+        await _prepare(dsn, runs, None)
     results = await _time_pages(dsn)
-    print(f"python -m bench.ui_bench --archived {runs * 4}")
+    print(f"python -m bench.ui_bench --archived {runs * 4}{' --reuse' if reuse else ''}")
     print(f"{'page':<28} {'median ms':>10} {'worst ms':>10}")
     for name, middle, worst in results:
         print(f"{name:<28} {middle:>10.1f} {worst:>10.1f}")
@@ -127,8 +143,11 @@ async def _main(runs: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ui_bench", description=__doc__)
     parser.add_argument("--archived", type=int, default=1_000_000, help="archived messages")
+    parser.add_argument(
+        "--reuse", action="store_true", help="time the pages of the database the last run built"
+    )
     args = parser.parse_args(argv)
-    return asyncio.run(_main(max(args.archived // 4, 1)))
+    return asyncio.run(_main(max(args.archived // 4, 1), args.reuse))
 
 
 if __name__ == "__main__":

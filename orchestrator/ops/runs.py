@@ -36,9 +36,6 @@ SCAN_BUDGET = 40_000
 """Entry-message ids one page looks at, at most: a rare payload value or state ends a page
 early (with `next_before` where the search stopped) rather than reading the whole archive."""
 
-STATE_BATCH = 500
-"""Runs whose state one query checks when a page is filtered by state."""
-
 _FIELD = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*=\s*(.+?)\s*$")
 
 
@@ -116,15 +113,23 @@ async def latest_runs(
     high = before if before is not None else await conn.fetchval(query("last_msg_id"), entry) + 1
     wanted = dict(payload) if payload else None
     floor = max(1, high - SCAN_BUDGET)
-    batch = limit + 1 if state is None else STATE_BATCH
+    queues = [s.queue for s in applied.steps]
     found: list[RunRow] = []
     while high > floor and len(found) <= limit:
         low = max(floor, high - WINDOW)
-        rows = await conn.fetch(query("runs_window"), entry, low, high, wanted, batch)
-        for run in await _with_states(conn, applied, rows):
-            if state is None or run.state == state:
-                found.append(run)
-        high = low if len(rows) < batch else rows[-1]["msg_id"]
+        rows = await conn.fetch(
+            query("runs_window"),
+            entry,
+            low,
+            high,
+            wanted,
+            limit + 1,
+            state,
+            queues,
+            applied.dead_letter_queue,
+        )
+        found += await _with_states(conn, applied, rows)
+        high = low if len(rows) <= limit else rows[-1]["msg_id"]
     page = found[:limit]
     if len(found) > limit:
         next_before: int | None = page[-1].msg_id

@@ -119,8 +119,9 @@ SELECT run_id
 
 -- name: runs_window
 -- Entry-step messages of queue $1 with msg_id in [$2, $3) whose body contains $4 (NULL: any),
--- newest first, at most $5.
-SELECT * FROM orchestrator.ops_runs_window($1, $2, $3, $4::jsonb, $5);
+-- of runs in state $6 (NULL: any; step queues $7, dead-letter queue $8), newest first, at
+-- most $5.
+SELECT * FROM orchestrator.ops_runs_window($1, $2, $3, $4::jsonb, $5, $6, $7::text[], $8);
 
 -- name: last_msg_id
 -- Highest msg_id of queue $1 and its archive.

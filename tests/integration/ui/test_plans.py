@@ -35,6 +35,15 @@ async def test_dashboard_queries_use_indexes(conn: asyncpg.Connection, orders: P
     assert scans_of(newest, "a_orders__fetch") == {"Index Scan"}, newest
     rare = await plan(conn, window, RUNS - 20_000, RUNS + 1, {"customer_id": 4242}, 26)
     assert "Seq Scan" not in scans_of(rare, "a_orders__fetch"), rare
+    queues = ["orders__fetch", "orders__label", "orders__sync", "orders__report"]
+    for state in ("running", "dead-lettered", "done"):
+        filtered = await conn.fetchval(
+            "SELECT orchestrator.ops_runs_window_sql('orders__fetch', $1, $2, 'orders_dlq')",
+            state,
+            queues,
+        )
+        found = await plan(conn, filtered, RUNS - 20_000, RUNS + 1, None, 26)
+        assert "Seq Scan" not in scans_of(found, "a_orders__fetch"), (state, found)
 
     activity = await conn.fetchval("SELECT orchestrator.ops_step_activity_sql('orders__sync')")
     hour = await conn.fetchval("SELECT now() - interval '1 hour'")

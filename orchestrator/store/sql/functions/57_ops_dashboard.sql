@@ -3,34 +3,69 @@
 -- errors. Every one reads a bounded range of an index: the archive's primary key (msg_id),
 -- its archived_at index, or the run-id indexes `apply` creates; never a whole archive.
 
--- The statement behind ops_runs_window for queue `queue_name` (parameters: $1 low, $2 high,
--- $3 payload, $4 lim): separate so that tests EXPLAIN exactly what runs.
-CREATE OR REPLACE FUNCTION orchestrator.ops_runs_window_sql(queue_name text)
+-- The statement behind ops_runs_window for entry queue `queue_name` (parameters: $1 low,
+-- $2 high, $3 payload, $4 lim): separate so that tests EXPLAIN exactly what runs. With `state`,
+-- only runs in that state: running (entry message still queued, or a message in one of
+-- `step_queues`), dead-lettered (not running, a dead letter in `dead_letter_queue`, found
+-- through its run-id index) or done (neither).
+CREATE OR REPLACE FUNCTION orchestrator.ops_runs_window_sql(
+    queue_name text, state text DEFAULT NULL, step_queues text[] DEFAULT NULL,
+    dead_letter_queue text DEFAULT NULL
+)
 RETURNS text
-LANGUAGE sql STABLE
-RETURN format(
-    'SELECT * FROM ('
-    '  (SELECT msg_id, headers ->> ''run_id'', enqueued_at, ''queue''::text, message FROM %1$s'
-    '    WHERE msg_id >= $1 AND msg_id < $2 AND ($3::jsonb IS NULL OR message @> $3)'
-    '    ORDER BY msg_id DESC LIMIT $4)'
-    '  UNION ALL'
-    '  (SELECT msg_id, headers ->> ''run_id'', enqueued_at, ''archive''::text, message FROM %2$s'
-    '    WHERE msg_id >= $1 AND msg_id < $2 AND ($3::jsonb IS NULL OR message @> $3)'
-    '    ORDER BY msg_id DESC LIMIT $4)'
-    ') found (msg_id, run_id, enqueued_at, place, message) ORDER BY msg_id DESC LIMIT $4',
-    pgmq_ext.queue_table(queue_name), pgmq_ext.archive_table(queue_name));
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    pending text;
+    running text;
+    dead text;
+    archived text := 'true';
+    queued text := 'true';
+BEGIN
+    IF state IS NOT NULL THEN
+        SELECT string_agg(format('SELECT headers ->> ''run_id'' FROM %s', pgmq_ext.queue_table(q)),
+                          ' UNION ALL ')
+          INTO pending
+          FROM unnest(step_queues) AS q
+         WHERE to_regclass('pgmq.' || quote_ident('q_' || lower(q COLLATE "C"))) IS NOT NULL;
+        running := format('(a.headers ->> ''run_id'') IN (%s)', coalesce(pending, 'SELECT NULL'));
+        dead := format('EXISTS (SELECT 1 FROM %s d WHERE d.headers ->> ''run_id'' = a.headers ->> ''run_id'')',
+                       pgmq_ext.queue_table(dead_letter_queue));
+        archived := CASE state
+            WHEN 'running' THEN running
+            WHEN 'dead-lettered' THEN format('NOT %s AND %s', running, dead)
+            WHEN 'done' THEN format('NOT %s AND NOT %s', running, dead)
+            ELSE 'false' END;
+        queued := CASE WHEN state = 'running' THEN 'true' ELSE 'false' END;
+    END IF;
+    RETURN format(
+        'SELECT * FROM ('
+        '  (SELECT msg_id, headers ->> ''run_id'', enqueued_at, ''queue''::text, message FROM %1$s q'
+        '    WHERE msg_id >= $1 AND msg_id < $2 AND ($3::jsonb IS NULL OR message @> $3) AND %3$s'
+        '    ORDER BY msg_id DESC LIMIT $4)'
+        '  UNION ALL'
+        '  (SELECT msg_id, headers ->> ''run_id'', enqueued_at, ''archive''::text, message FROM %2$s a'
+        '    WHERE msg_id >= $1 AND msg_id < $2 AND ($3::jsonb IS NULL OR message @> $3) AND %4$s'
+        '    ORDER BY msg_id DESC LIMIT $4)'
+        ') found (msg_id, run_id, enqueued_at, place, message) ORDER BY msg_id DESC LIMIT $4',
+        pgmq_ext.queue_table(queue_name), pgmq_ext.archive_table(queue_name), queued, archived);
+END
+$$;
 
 -- Entry-step messages (one per run) with msg_id in [low, high), newest first, at most `lim`,
 -- from the queue (not finished yet) and its archive; `payload` (a JSON object) keeps those
--- whose body contains it. A window of ids, not an OFFSET: paging costs the same on page 1000.
+-- whose body contains it, `state` those in that state (see ops_runs_window_sql). A window of
+-- ids, not an OFFSET: paging costs the same on page 1000.
 CREATE OR REPLACE FUNCTION orchestrator.ops_runs_window(
-    queue_name text, low bigint, high bigint, payload jsonb, lim integer
+    queue_name text, low bigint, high bigint, payload jsonb, lim integer,
+    state text DEFAULT NULL, step_queues text[] DEFAULT NULL, dead_letter_queue text DEFAULT NULL
 )
 RETURNS TABLE (msg_id bigint, run_id text, enqueued_at timestamptz, place text, message jsonb)
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE orchestrator.ops_runs_window_sql(queue_name)
+    RETURN QUERY EXECUTE orchestrator.ops_runs_window_sql(
+        queue_name, state, step_queues, dead_letter_queue)
         USING low, high, payload, lim;
 END
 $$;
