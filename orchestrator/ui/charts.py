@@ -132,12 +132,14 @@ def timeline(entries: Sequence[TraceEntry], now: datetime) -> Timeline:
     for i, entry in enumerate(entries):
         y = i * ROW + 4
         sent = entry.sent or entry.started or entry.finished or start
-        began = entry.started or entry.finished or now
+        dead = entry.state == "dead letter" and entry.started is None
+        began = sent if dead else (entry.started or entry.finished or now)
         ended = entry.finished or now
+        label = "sent until dead-lettered:" if dead else "ran"
         wait = Bar(x(sent), y, max(x(began) - x(sent), 1), ROW - 8, f"waited {_gap(sent, began)}")
         run = (
-            Bar(x(began), y, max(x(ended) - x(began), 2), ROW - 8, f"ran {_gap(began, ended)}")
-            if entry.started is not None
+            Bar(x(began), y, max(x(ended) - x(began), 2), ROW - 8, f"{label} {_gap(began, ended)}")
+            if entry.started is not None or dead
             else None
         )
         rows.append(TimelineRow(entry, y, wait, run))
