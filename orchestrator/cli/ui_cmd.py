@@ -99,7 +99,8 @@ def _serve(args: argparse.Namespace) -> int:
 async def _check_database(dsn: str) -> None:
     """Fail with one line before serving when the database is unreachable or not applied."""
     from orchestrator.db import connect
-    from orchestrator.ops.queries import ensure_prepared, translated_errors
+    from orchestrator.ops.queries import translated_errors
+    from orchestrator.state import ensure_prepared
 
     conn = await connect(dsn)
     try:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from orchestrator.compiler.catalog import queries
 from orchestrator.errors import SchemaMissing
+from orchestrator.state import read_applied_records, read_layers
 
 if TYPE_CHECKING:
     import asyncpg
@@ -22,19 +22,18 @@ _HINT = "run orchestrator apply"
 
 async def applied_hashes(conn: asyncpg.Connection) -> dict[str, str]:
     """Pipeline name -> spec hash recorded by the last apply; empty without schema orchestrator."""
-    layers = await conn.fetchrow(queries()["layers"])
-    if not layers["has_pipelines"]:
+    layers = await read_layers(conn, versions=False)
+    if not layers.has_pipelines:
         return {}
-    rows = await conn.fetch(queries()["applied_pipelines"])
-    return {row["name"]: row["spec_hash"] for row in rows}
+    return {name: record.spec_hash for name, record in (await read_applied_records(conn)).items()}
 
 
 async def check_applied(conn: asyncpg.Connection, pipelines: Iterable[Pipeline]) -> None:
     """Raise `SchemaMissing` unless the layers exist and every pipeline is applied as it is."""
-    layers = await conn.fetchrow(queries()["layers"])
-    if not (layers["has_extension"] or (layers["has_pgmq"] and layers["has_versions"])):
+    layers = await read_layers(conn, versions=False)
+    if not layers.queue_present:
         raise SchemaMissing(f"the queue layer is not installed in this database; {_HINT}")
-    if not (layers["has_store"] and layers["has_pipelines"]):
+    if not layers.store_present:
         raise SchemaMissing(f"schema orchestrator is missing in this database; {_HINT}")
     hashes = await applied_hashes(conn)
     problems = []

@@ -23,8 +23,8 @@ import asyncpg
 import orjson
 
 from orchestrator.errors import UsageError
-from orchestrator.ops.applied import AppliedPipeline, applied_pipeline
 from orchestrator.ops.queries import query
+from orchestrator.state.applied import AppliedPipeline, applied_pipeline
 
 STATES = ("running", "done", "dead-lettered")
 """Run states a page can be filtered by."""

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from orchestrator.ops.applied import applied_pipeline
 from orchestrator.ops.queries import query
+from orchestrator.state.applied import applied_pipeline
 
 HOUR = 3600.0
 BUCKET = 60

@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import NotFound, QueueError, SchemaMissing
 from orchestrator.observe import otel
 from orchestrator.runtime.handoff import (
@@ -34,7 +35,6 @@ from orchestrator.runtime.handoff import (
     MAX_PAYLOAD_BYTES,
     PayloadError,
     encode_object,
-    queries,
 )
 from orchestrator.spec.naming import is_valid_name
 
@@ -98,7 +98,9 @@ async def _start(
     delay: float | None,
 ) -> list[uuid.UUID]:
     try:
-        rows = await conn.fetch(queries()["start_runs"], pipeline, payloads, headers, delay)
+        rows = await conn.fetch(
+            named_queries("orchestrator.runtime")["start_runs"], pipeline, payloads, headers, delay
+        )
     except asyncpg.UndefinedObjectError as exc:
         raise NotFound(str(exc.args[0] if exc.args else exc)) from None
     except asyncpg.UndefinedTableError as exc:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from orchestrator.runtime.handoff import queries
+from orchestrator.db.named_sql import named_queries
 from orchestrator.runtime.wakeup import wait_for_event
 
 _log = logging.getLogger(__name__)
@@ -56,7 +56,13 @@ class Heartbeat:
     async def _beat(self) -> None:
         try:
             await self._pool.execute(
-                queries()["heartbeat"], self.id, self.host, self.pid, self.steps, FORGET, timeout=10
+                named_queries("orchestrator.runtime")["heartbeat"],
+                self.id,
+                self.host,
+                self.pid,
+                self.steps,
+                FORGET,
+                timeout=10,
             )
         except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
             _log.debug("heartbeat failed (%s: %s); trying again", type(exc).__name__, exc)
@@ -66,4 +72,6 @@ class Heartbeat:
         with contextlib.suppress(
             TimeoutError, asyncpg.PostgresError, OSError, asyncpg.InterfaceError
         ):
-            await self._pool.execute(queries()["heartbeat_stop"], self.id, timeout=5)
+            await self._pool.execute(
+                named_queries("orchestrator.runtime")["heartbeat_stop"], self.id, timeout=5
+            )

@@ -1,7 +1,7 @@
 """A pipeline's step graph laid out for SVG, on the server.
 
 The graph is the one `apply` stored (each step's predecessors and successors, from the
-compiler's networkx graph) read back through `ops.applied`. The layout is the classic layered
+compiler's networkx graph) read back through `state.applied`. The layout is the classic layered
 one for a DAG: a step's layer is the length of the longest path from the entry step to it, so
 every edge points right; within a layer, steps are ordered by the mean position of their
 predecessors (one barycentre sweep), which keeps fan-out and joins free of needless crossings.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from orchestrator.ops.applied import AppliedPipeline
+from orchestrator.state.applied import AppliedPipeline
 
 BOX_WIDTH = 170
 BOX_HEIGHT = 92

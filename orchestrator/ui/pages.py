@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from orchestrator.errors import UsageError
 from orchestrator.ops import dlq, runs, status, steps, trace, workers
-from orchestrator.ops.applied import applied_pipelines
+from orchestrator.state.applied import applied_pipelines
 from orchestrator.ui import charts, graph
 from orchestrator.ui.web import Dashboard, Refused, form_of, redirect
 

@@ -131,7 +131,7 @@ class Dashboard:
         return self.hub
 
     async def _channels(self) -> list[str]:
-        from orchestrator.ops.applied import applied_pipelines
+        from orchestrator.state.applied import applied_pipelines
 
         async with self.conn() as conn:
             pipelines = await applied_pipelines(conn)

@@ -60,6 +60,15 @@ SELECT orchestrator.release($1::text, $2::bigint[], $3::integer[])
 -- Start one run per payload (JSON texts) with optional headers and delay; returns run ids.
 SELECT orchestrator.start_runs($1::text, $2::text[]::jsonb[], $3::text[]::jsonb[], $4::float8)
 
+-- name: remaining_messages
+-- Messages left in the queues $1 (visible, in flight or delayed): the drain check.
+SELECT coalesce(sum(m.queue_length), 0)::bigint
+  FROM unnest($1::text[]) AS q(name), LATERAL pgmq.metrics(q.name) AS m
+
+-- name: try_upkeep_locks
+-- The advisory lock keys of $1 this session could take (session-level locks).
+SELECT k FROM unnest($1::bigint[]) AS k WHERE pg_try_advisory_lock(k)
+
 -- name: heartbeat
 -- Record that worker $1 (host $2, pid $3, steps $4) is alive now; forget workers silent for
 -- longer than $5 seconds (dead processes never delete their own row).

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from orchestrator.errors import UsageError
-from orchestrator.ops.applied import AppliedPipeline, AppliedStep
 from orchestrator.ops.runs import parse_payload_filter
+from orchestrator.state.applied import AppliedPipeline, AppliedStep
 from orchestrator.ui import graph
 from orchestrator.ui.live import event
 from orchestrator.ui.security import is_loopback, parse_users
