@@ -41,6 +41,8 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/orchestrator validate --import-handlers pipelines
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+		echo "*** no chromium/chromium-driver: the browser tests will be SKIPPED (apt-get install -y chromium chromium-driver) ***"
 	$(BIN)/pytest -q -m "not faults" -n $(TEST_WORKERS) --dist loadfile
 
 unit: $(STAMP)

@@ -521,6 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("demo: interrupted", out=sys.stderr)
         return 130
     say(f"Demo finished in {time.monotonic() - began:.0f}s.")
+    database = " (same DATABASE_URL)" if args.dsn or os.environ.get("DATABASE_URL") else ""
+    say(f"Dashboard: run `.venv/bin/orchestrator ui`{database}, then open http://127.0.0.1:8765/")
     return 0
 
 

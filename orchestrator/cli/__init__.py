@@ -47,6 +47,7 @@ COMMAND_MODULES = [
     "orchestrator.cli.ops_cmd",  # status, dlq, trace, maintain
     "orchestrator.cli.queue_cmd",  # install, queue-level commands
     "orchestrator.cli.db_cmd",  # db start|stop|status|url
+    "orchestrator.cli.ui_cmd",  # ui
     "orchestrator.cli.completion_cmd",  # completion bash|zsh
 ]
 BROKEN_PIPE = 141

@@ -62,6 +62,8 @@ class TraceEntry:
     dead_letter_id: int | None = None
     replayed_from: int | None = None
     visible_at: datetime | None = None
+    payload: Any = None
+    """The step's input (the message body; for a dead letter, the payload it failed on)."""
 
     @property
     def duration(self) -> float | None:
@@ -236,6 +238,7 @@ def _entry(owner: _Owner, row: asyncpg.Record, now: datetime) -> TraceEntry:
         parent_step=_text(headers.get("parent_step")),
         replayed_from=_integer(headers.get("replayed_from")),
         visible_at=None if done else row["vt"],
+        payload=row["message"],
     )
 
 
@@ -283,6 +286,7 @@ def _dead_letter_entry(pipeline: AppliedPipeline, row: asyncpg.Record) -> TraceE
         parent_step=_text(headers.get("parent_step")),
         dead_letter_id=dead.id,
         replayed_from=_integer(headers.get("replayed_from")),
+        payload=dead.payload,
     )
 
 

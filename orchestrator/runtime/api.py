@@ -35,6 +35,7 @@ import asyncpg
 
 from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import NotFound, QueueError, SchemaMissing
+from orchestrator.observe import otel
 from orchestrator.runtime.handoff import (
     CONTRACT_HEADERS,
     MAX_PAYLOAD_BYTES,
@@ -138,7 +139,7 @@ def _request(
     texts = [_payload_text(p, i, len(payloads)) for i, p in enumerate(payloads)]
     if not texts:
         return None
-    header_text = _headers_text(headers)
+    header_text = _headers_text(otel.caller_headers(headers))
     header_texts = None if header_text is None else [header_text] * len(texts)
     return pipeline, texts, header_texts, _delay_seconds(delay)
 

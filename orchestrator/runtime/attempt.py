@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.errors import HandlerTimeout, InvalidOutput
+from orchestrator.observe import otel
 from orchestrator.runtime import handoff
 from orchestrator.runtime.context import StepContext
 from orchestrator.runtime.handoff import Message, PayloadError
@@ -93,6 +94,7 @@ class Invoker:
         deadline = Deadline(task, self._step.timeout)
         lease.deadline = deadline
         started = time.perf_counter()
+        span = otel.start_attempt(ctx.pipeline, ctx.step, m.run_id, m.read_ct, m.msg_id, m.headers)
         try:
             result, error = await self._run(m, ctx, deadline, task)
         finally:
@@ -109,6 +111,7 @@ class Invoker:
             error = HandlerTimeout(
                 f"the handler ran past the step's timeout of {self._step.timeout:g}s"
             )
+        otel.end_attempt(span, error)
         if error is not None:
             return Attempt(m, ctx, error=error)
         return self._output(m, ctx, m.body if result is None else result)

@@ -34,6 +34,7 @@ from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.observe.logging import step_logger
 from orchestrator.runtime.flow import FLOW_CHANNEL
+from orchestrator.runtime.heartbeat import Heartbeat
 from orchestrator.runtime.leader import Leader, upkeep_jobs
 from orchestrator.runtime.pgconn import SESSION_SETTINGS
 from orchestrator.runtime.wakeup import (
@@ -192,6 +193,10 @@ class Worker:
         side_tasks = {
             asyncio.create_task(listener.run(self.stopping), name="wake-ups"),
             asyncio.create_task(leader.run(self.stopping), name="upkeep"),
+            asyncio.create_task(
+                Heartbeat(pool, [c.queue for c in self.consumers]).run(self.stopping),
+                name="heartbeat",
+            ),
         }
         if self.config.drain:
             side_tasks.add(asyncio.create_task(self._drain_watch(pool), name="drain"))

@@ -54,6 +54,7 @@ async def test_the_demo_runs_twice_in_a_row(empty_dsn: str, tmp_path: Path) -> N
         assert "$ orchestrator trace " in done.stdout
         assert "$ orchestrator dlq list work_orders" in done.stdout
         assert "Work orders imported on" in done.stdout  # the daily report's text
+        assert done.stdout.rstrip().endswith("then open http://127.0.0.1:8765/")
         for number in refused:
             assert number in done.stdout  # each refused order is listed as a dead letter
     assert (tmp_path / "demo" / "work_orders.csv").exists()

@@ -148,3 +148,35 @@ SELECT 'standby feedback', coalesce(r.application_name, r.client_addr::text, r.p
   FROM pg_stat_replication AS r
  WHERE r.backend_xmin IS NOT NULL AND age(r.backend_xmin) > 1000000
  ORDER BY xid_age DESC NULLS LAST;
+
+-- name: runs_window
+-- Entry-step messages of queue $1 with msg_id in [$2, $3) whose body contains $4 (NULL: any),
+-- of runs in state $6 (NULL: any; step queues $7, dead-letter queue $8), newest first, at
+-- most $5.
+SELECT * FROM orchestrator.ops_runs_window($1, $2, $3, $4::jsonb, $5, $6, $7::text[], $8);
+
+-- name: last_msg_id
+-- Highest msg_id of queue $1 and its archive.
+SELECT orchestrator.ops_last_msg_id($1);
+
+-- name: run_states
+-- Messages of the runs $3 still in the step queues $1 (pending) and in dead-letter queue $2.
+SELECT run_id, sum(pending)::bigint AS pending, sum(dead)::bigint AS dead
+  FROM orchestrator.ops_run_states($1::text[], $2, $3::text[])
+ GROUP BY run_id;
+
+-- name: step_activity
+-- Hand-offs of queue $1 since $2 per bucket of $3 seconds, with wait and handler percentiles.
+SELECT * FROM orchestrator.ops_step_activity($1, $2, $3);
+
+-- name: step_errors
+-- Failures of step $3 (queue $1, dead-letter queue $2) since $4, grouped by error type.
+SELECT * FROM orchestrator.ops_step_errors($1, $2, $3, $4);
+
+-- name: workers
+-- Workers whose last heartbeat is at most $1 seconds old, with the database's clock.
+SELECT id, host, pid, steps, started_at, heartbeat_at,
+       extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 AS silent_seconds
+  FROM orchestrator.workers
+ WHERE heartbeat_at > clock_timestamp() - make_interval(secs => $1::float8)
+ ORDER BY host, pid;

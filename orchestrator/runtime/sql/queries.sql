@@ -130,3 +130,19 @@ SELECT k FROM orchestrator.claim_leases($1::bigint[], $2::text, make_interval(se
 -- name: release_leases
 -- Give up every upkeep lease of holder $1.
 SELECT orchestrator.release_leases($1::text)
+-- name: heartbeat
+-- Record that worker $1 (host $2, pid $3, steps $4) is alive now; forget workers silent for
+-- longer than $5 seconds (dead processes never delete their own row).
+WITH beat AS (
+    INSERT INTO orchestrator.workers AS w (id, host, pid, steps)
+    VALUES ($1::uuid, $2::text, $3::integer, $4::text[])
+    ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
+    RETURNING w.id
+)
+DELETE FROM orchestrator.workers
+ WHERE heartbeat_at < now() - make_interval(secs => $5::float8)
+   AND id <> (SELECT id FROM beat)
+
+-- name: heartbeat_stop
+-- Worker $1 stops: remove its heartbeat row.
+DELETE FROM orchestrator.workers WHERE id = $1::uuid
