@@ -164,7 +164,8 @@ def _run(args: argparse.Namespace) -> int:
     dsn = resolve_dsn(args.dsn)
     # The database decides what may run: no handler is imported before the check passes.
     running = {pipeline.name for pipeline, _ in selected}
-    asyncio.run(_preflight(dsn, [p for p in loaded if p.name in running]))
+    queues = [pipeline.step(name).queue for pipeline, name in selected]
+    asyncio.run(_preflight(dsn, [p for p in loaded if p.name in running], queues))
     plans = _import_handlers(selected)
 
     if args.workers > 1 and worker_index is None:
@@ -227,13 +228,14 @@ def _import_handlers(selected: list[tuple[Pipeline, str]]) -> list[StepPlan]:
     return plans
 
 
-async def _preflight(dsn: str, pipelines: list[Pipeline]) -> None:
-    from orchestrator.compiler import check_applied
+async def _preflight(dsn: str, pipelines: list[Pipeline], queues: list[str]) -> None:
+    from orchestrator.compiler.applied import check_applied, check_queues
     from orchestrator.db import connect
 
     conn = await connect(dsn)
     try:
         await check_applied(conn, pipelines)
+        await check_queues(conn, queues)
     finally:
         await conn.close()
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from orchestrator.errors import SchemaMissing
-from orchestrator.state import read_applied_records, read_layers
+from orchestrator.errors import QueueMissing, SchemaMissing
+from orchestrator.state import missing_queues, read_applied_records, read_layers
 
 if TYPE_CHECKING:
     import asyncpg
@@ -45,3 +45,15 @@ async def check_applied(conn: asyncpg.Connection, pipelines: Iterable[Pipeline])
             problems.append(f"pipeline {pipeline.name} changed since it was applied")
     if problems:
         raise SchemaMissing(f"{'; '.join(problems)}; {_HINT}")
+
+
+async def check_queues(conn: asyncpg.Connection, queues: Iterable[str]) -> None:
+    """Raise `QueueMissing` when one of `queues` (the step queues a worker will read) does not
+    exist: it was dropped by hand after apply. `orchestrator plan` shows it as drift."""
+    missing = await missing_queues(conn, queues)
+    if missing:
+        many = len(missing) > 1
+        raise QueueMissing(
+            f"queue{'s' if many else ''} {', '.join(missing)} {'do' if many else 'does'} not "
+            f"exist; {_HINT} (orchestrator plan shows the drift)"
+        )

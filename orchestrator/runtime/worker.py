@@ -31,9 +31,10 @@ import asyncpg
 
 from orchestrator.db import create_pool
 from orchestrator.db.named_sql import named_queries
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.observe.logging import step_logger
 from orchestrator.runtime.leader import Leader, upkeep_jobs
+from orchestrator.runtime.pgconn import SESSION_SETTINGS
 from orchestrator.runtime.wakeup import WakeupListener, wait_for_event
 from orchestrator.spec import HandlerInfo, Pipeline, ResolvedStep
 
@@ -115,6 +116,7 @@ class Worker:
         self._signals = 0
         self._immediate: int | None = None
         self._failed = False
+        self._failed_code = 1
         self.drained = False
         self.consumers: list[Any] = []
 
@@ -131,7 +133,12 @@ class Worker:
         try:
             # min_size 0: connections open on demand, so no background task keeps failing (and
             # logging) to refill the pool while the database is down.
-            pool = await create_pool(self.config.dsn, min_size=0, max_size=self.config.pool_size)
+            pool = await create_pool(
+                self.config.dsn,
+                min_size=0,
+                max_size=self.config.pool_size,
+                server_settings=SESSION_SETTINGS,
+            )
             try:
                 await self._serve(pool)
             finally:
@@ -144,7 +151,9 @@ class Worker:
                 metrics_server.server_close()
         if self._immediate is not None:
             return 128 + self._immediate
-        return 1 if self._failed else 0
+        if self._failed:
+            return self._failed_code
+        return 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -225,6 +234,11 @@ class Worker:
         self._failed = True
         if error is None:
             _log.error("%s stopped unexpectedly; stopping the worker", task.get_name())
+        elif isinstance(error, OrchestratorError):
+            # A missing queue (exit 4: restarting cannot fix it) or too many stuck handler
+            # threads (exit 1: a new process can): one line, no traceback.
+            self._failed_code = error.exit_code
+            _log.error("%s; stopping the worker", error)
         else:
             _log.error(
                 "%s failed; stopping the worker",
