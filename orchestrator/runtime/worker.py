@@ -2,8 +2,11 @@
 
 Lifecycle (`Worker.run`):
 
-1. create the asyncpg pool (sized for the steps' concurrency), one `StepConsumer` per step,
-   the `WakeupListener` and the upkeep `Leader`; everything runs as tasks on one loop;
+1. create the asyncpg pool (sized for the steps' concurrency; a connection taken back costs
+   no reset round trip unless a handler had it, `pgconn.reset_if_lent`), one `StepConsumer`
+   per step, the `WakeupListener`, the `VisibilityClock` (one statement for all the steps:
+   when each queue next holds a visible message) and the upkeep `Leader`; everything runs as
+   tasks on one loop;
 2. run until `stopping` is set: by SIGTERM/SIGINT, by the supervisor (``stop`` on stdin, or
    stdin closing because the supervisor is gone), by drain mode once the queues are empty, or
    because a task failed (the process then stops loudly instead of running half-alive);
@@ -34,7 +37,8 @@ from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.observe.logging import step_logger
 from orchestrator.runtime.leader import Leader, upkeep_jobs
-from orchestrator.runtime.pgconn import SESSION_SETTINGS
+from orchestrator.runtime.pgconn import SESSION_SETTINGS, PoolConnection, reset_if_lent
+from orchestrator.runtime.visibility import VisibilityClock
 from orchestrator.runtime.wakeup import WakeupListener, wait_for_event
 from orchestrator.spec import HandlerInfo, Pipeline, ResolvedStep
 
@@ -42,6 +46,10 @@ _log = logging.getLogger(__name__)
 
 SPARE_CONNECTIONS = 2
 """Pool connections beyond the steps' concurrency (drain checks, metrics, reads)."""
+
+CONSUMER_POLL = 3600.0
+"""Seconds a consumer of a worker waits, idle, for a wake-up before it reads anyway: the
+VisibilityClock tells it when to read, so this is only a backstop."""
 
 DRAIN_CHECK_INTERVAL = 0.5
 RELEASE_TIMEOUT = 10.0
@@ -70,7 +78,10 @@ class WorkerConfig:
     """Overrides every step's `concurrency` when set."""
     drain: bool = False
     shutdown_timeout: float = 30.0
-    poll_interval: float = 1.0
+    poll_interval: float = 10.0
+    """Seconds between the safety checks of the queues (one statement for all the steps);
+    notifications and the announced visibility of delayed messages and retries start work
+    sooner."""
     metrics_port: int | None = None
     """Serve /metrics from this process (single-process mode)."""
     supervised: bool = False
@@ -138,6 +149,8 @@ class Worker:
                 min_size=0,
                 max_size=self.config.pool_size,
                 server_settings=SESSION_SETTINGS,
+                connection_class=PoolConnection,
+                reset=reset_if_lent,
             )
             try:
                 await self._serve(pool)
@@ -160,6 +173,9 @@ class Worker:
     async def _serve(self, pool: asyncpg.Pool) -> None:
         self.consumers = [self._consumer(pool, plan) for plan in self.config.steps]
         listener = WakeupListener(self.config.dsn, self.consumers)
+        clock = VisibilityClock(pool, self.consumers, self.config.poll_interval)
+        for consumer in self.consumers:
+            consumer.on_empty = clock.request
         leader = Leader(
             self.config.dsn, upkeep_jobs(self.config.pipelines, schedules=not self.config.drain)
         )
@@ -169,6 +185,7 @@ class Worker:
         }
         side_tasks = {
             asyncio.create_task(listener.run(self.stopping), name="wake-ups"),
+            asyncio.create_task(clock.run(self.stopping), name="visibility"),
             asyncio.create_task(leader.run(self.stopping), name="upkeep"),
         }
         if self.config.drain:
@@ -204,7 +221,7 @@ class Worker:
             plan.step,
             plan.handler,
             concurrency=self.config.step_concurrency(plan.step),
-            poll_interval=self.config.poll_interval,
+            poll_interval=CONSUMER_POLL,
             metrics=metrics,
             logger=step_logger(
                 "orchestrator.runtime.consumer", pipeline=plan.pipeline.name, step=plan.step.name

@@ -76,3 +76,7 @@ SELECT coalesce(sum(m.queue_length), 0)::bigint
 -- name: try_upkeep_locks
 -- The advisory lock keys of $1 this session could take (session-level locks).
 SELECT k FROM unnest($1::bigint[]) AS k WHERE pg_try_advisory_lock(k)
+
+-- name: next_visible
+-- Seconds until each queue of $1 next holds a visible message (NULL: it holds none).
+SELECT queue_name, seconds FROM orchestrator.next_visible($1::text[])
