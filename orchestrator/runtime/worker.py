@@ -51,6 +51,10 @@ CONSUMER_POLL = 3600.0
 """Seconds a consumer of a worker waits, idle, for a wake-up before it reads anyway: the
 VisibilityClock tells it when to read, so this is only a backstop."""
 
+UNNOTIFIED_POLL = 1.0
+"""Seconds between the reads of an idle consumer whose queue sends no insert notifications
+(``queues.notify: false``): nothing else tells it of new messages."""
+
 DRAIN_CHECK_INTERVAL = 0.5
 RELEASE_TIMEOUT = 10.0
 """Seconds cancelled consumers get to give their messages back."""
@@ -221,7 +225,9 @@ class Worker:
             plan.step,
             plan.handler,
             concurrency=self.config.step_concurrency(plan.step),
-            poll_interval=CONSUMER_POLL,
+            poll_interval=(
+                CONSUMER_POLL if plan.pipeline.queues.notify.enabled else UNNOTIFIED_POLL
+            ),
             metrics=metrics,
             logger=step_logger(
                 "orchestrator.runtime.consumer", pipeline=plan.pipeline.name, step=plan.step.name
