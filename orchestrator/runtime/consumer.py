@@ -284,8 +284,11 @@ class StepConsumer:
                     if self.on_empty is not None:
                         self.on_empty()
                     timeout = self._idle_timeout()
+                    nudges = self._doorbell.nudges
                     await self._doorbell.wait(rings, min(timeout, LINGER))
-                    if timeout > LINGER and self._doorbell.rings == rings:
+                    if self._doorbell.rings == rings and (
+                        timeout > LINGER or self._doorbell.nudges != nudges
+                    ):
                         return rings  # still nothing: wait without the connection
                     continue
                 self._in_flight += len(messages)
