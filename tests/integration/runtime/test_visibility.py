@@ -184,3 +184,28 @@ async def test_a_handler_s_connection_is_reset_when_taken_back(
 
 async def _never(payload: dict[str, Any], ctx: StepContext) -> None:
     raise AssertionError("no message was sent")
+
+
+@pytest.mark.parametrize("give_back", ["release", "unread"])
+async def test_messages_given_back_are_announced(rt: Runtime, give_back: str) -> None:
+    """A message made visible by an update gets the notification an insert would have sent,
+    so idle workers read it now rather than at their next safety poll."""
+    await rt.apply(PIPE)
+    await start("vis", {}, conn=rt.conn)
+    msg_id, read_ct = await rt.conn.fetchrow(
+        "SELECT msg_id, read_ct FROM pgmq.read('vis__first', 60, 1)"
+    )
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await rt.aside.add_listener("pgmq.q_vis__first.INSERT", lambda *a: heard.put_nowait(a[2]))
+    moved = await rt.conn.fetchval(
+        f"SELECT orchestrator.{give_back}('vis__first', $1, $2)", [msg_id], [read_ct]
+    )
+    assert moved == 1
+    assert await asyncio.wait_for(heard.get(), 10) == "pgmq.q_vis__first.INSERT"
+    # A give-back that moved nothing announces nothing.
+    await rt.conn.fetchval(
+        f"SELECT orchestrator.{give_back}('vis__first', $1, $2)", [msg_id], [read_ct + 5]
+    )
+    await rt.conn.fetchval("SELECT 1")
+    await asyncio.sleep(0.5)
+    assert heard.empty()
