@@ -13,8 +13,10 @@ The clock asks
 - every `interval` seconds otherwise: the safety poll, which also catches messages of a queue
   another worker read and then lost.
 
-A failed statement (the database is restarting) wakes every consumer: their own reads then
-back off and retry as usual. An idle worker therefore sends one statement per `interval`.
+A failed statement (the database is restarting, the pool is exhausted) is tried again after a
+capped exponential backoff, and requests wait for it: consumers keep the moments they were
+told, and the wake-up listener wakes them all when its connection comes back. An idle worker
+therefore sends one statement per `interval`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from orchestrator.db.named_sql import named_queries
+from orchestrator.runtime.retry import reconnect_delay
 from orchestrator.runtime.wakeup import wait_for_any, wait_for_event
 
 MIN_GAP = 0.2
@@ -44,8 +47,6 @@ class Scheduled(Protocol):
     def queue(self) -> str: ...
 
     def visible_in(self, seconds: float | None) -> None: ...
-
-    def wake(self) -> None: ...
 
 
 class Fetcher(Protocol):
@@ -77,14 +78,20 @@ class VisibilityClock:
         """Ask at start, on requests and every `interval` seconds, until `stopping` is set."""
         if not self._by_queue:
             return
+        failures = 0
         while not stopping.is_set():
             self._requested.clear()
-            await self._ask()
-            await wait_for_event(stopping, MIN_GAP)
+            if await self._ask():
+                failures = 0
+                await wait_for_event(stopping, MIN_GAP)
+            else:  # requests wait out the backoff: a failing clock never drives reads
+                failures += 1
+                await wait_for_event(stopping, max(MIN_GAP, reconnect_delay(failures)))
             if not self._requested.is_set():
                 await wait_for_any((self._requested, stopping), self.interval)
 
-    async def _ask(self) -> None:
+    async def _ask(self) -> bool:
+        """Ask once and tell the consumers; False when the statement failed."""
         self.asked += 1
         try:
             rows = await self._pool.fetch(
@@ -92,10 +99,8 @@ class VisibilityClock:
             )
         except Exception as exc:  # the database is away: the consumers' reads find out
             _log.debug("next-visible check failed (%s: %s)", type(exc).__name__, exc)
-            for consumers in self._by_queue.values():
-                for consumer in consumers:
-                    consumer.wake()
-            return
+            return False
         for queue, seconds in rows:
             for consumer in self._by_queue.get(queue, ()):
                 consumer.visible_in(seconds)
+        return True
