@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from orchestrator.compiler import Plan
+    from orchestrator.compiler.applier import ApplyResult
     from orchestrator.spec import Pipeline
 
 _T = TypeVar("_T")
@@ -72,6 +73,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="allow dropping or converting queues that hold messages",
     )
+    apply.add_argument("--json", action="store_true", help="print what was done as JSON")
     apply.add_argument(
         "--grant",
         metavar="ROLE",
@@ -120,17 +122,23 @@ def _apply(args: argparse.Namespace) -> int:
         pipelines = _load(args.pipelines)
     except _InvalidFiles:
         return 1
-    code, lines = asyncio.run(
-        _with_connection(args.dsn, lambda conn: _run_apply(conn, pipelines, args))
-    )
-    for line in lines:
-        print(line)
-    return code
+    result = asyncio.run(_with_connection(args.dsn, lambda conn: _run_apply(conn, pipelines, args)))
+    if result is None:
+        print("Apply cancelled; nothing was changed.")
+        return 1
+    if args.json:
+        grant = result.grant.message() if result.grant is not None else None
+        print(json.dumps({"plan": result.plan.to_json(), "grant": grant}, indent=2))
+    else:
+        for line in result.lines():
+            print(line)
+    return 0
 
 
 async def _run_apply(
     conn: asyncpg.Connection, pipelines: list[Pipeline], args: argparse.Namespace
-) -> tuple[int, list[str]]:
+) -> ApplyResult | None:
+    """What apply did; None when the user declined the destructive changes."""
     from orchestrator.compiler import apply, plan
 
     allow: bool | frozenset[str] = bool(args.allow_destroy)
@@ -144,10 +152,9 @@ async def _run_apply(
                     + "); pass --yes to apply them without a terminal"
                 )
             if not _confirm(preview):
-                return 1, ["Apply cancelled; nothing was changed."]
+                return None
             allow = frozenset(c.subject for c in preview.destructive)
-    result = await apply(conn, pipelines, allow_destroy=allow, grant=args.grant)
-    return 0, result.lines()
+    return await apply(conn, pipelines, allow_destroy=allow, grant=args.grant)
 
 
 def _interactive() -> bool:

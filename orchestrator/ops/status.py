@@ -26,6 +26,10 @@ WINDOW = 60.0
 DEAD_TUPLE_ALERT = 0.2
 """A dead-tuple share above this needs attention (vacuum is falling behind)."""
 
+DEAD_TUPLE_MIN = 50
+"""Fewer dead tuples than this say nothing (PostgreSQL's autovacuum_vacuum_threshold): after
+one message a queue table holds one dead tuple and no live one, a share of 100%."""
+
 
 @dataclass(frozen=True)
 class QueueNumbers:
@@ -92,7 +96,8 @@ class StepStatus:
             reasons.append("dead letters")
         if self.numbers is not None:
             share = self.numbers.dead_tuple_share
-            if share is not None and share > DEAD_TUPLE_ALERT:
+            enough = self.numbers.dead_tuples >= DEAD_TUPLE_MIN
+            if enough and share is not None and share > DEAD_TUPLE_ALERT:
                 reasons.append("dead tuples")
             oldest = self.numbers.oldest_age
             if oldest is not None and oldest > self.visibility_timeout:

@@ -121,6 +121,10 @@ class Trace:
     measured_at: datetime
     entries: tuple[TraceEntry, ...]
     joins: tuple[JoinState, ...]
+    unrecorded: tuple[str, ...] = ()
+    """Steps of the run's pipelines with no message of the run (not reached, or not archived)."""
+    ends: tuple[str, ...] = ()
+    """The last steps (no successors) of the run's pipelines."""
 
     @property
     def pipelines(self) -> tuple[str, ...]:
@@ -130,13 +134,17 @@ class Trace:
 
     @property
     def state(self) -> str:
-        """running (messages pending), failed (dead letters, nothing pending) or done."""
+        """running (messages pending), failed (dead letters, nothing pending), done (a last
+        step finished) or unknown (nothing pending, but no record of any last step: it was
+        not archived, or a handler ended the run early)."""
         if any(e.state in PENDING for e in self.entries):
             return "running"
         if any(e.state == "dead letter" for e in self.entries):
             return "failed"
         if any(j.completed_at is None for j in self.joins):
             return "waiting"
+        if self.ends and not any(e.step in self.ends for e in self.entries):
+            return "unknown"
         return "done"
 
     def to_json(self) -> dict[str, Any]:
@@ -147,6 +155,7 @@ class Trace:
             "measured_at": self.measured_at.isoformat(),
             "messages": [e.to_json() for e in self.entries],
             "joins": [j.to_json() for j in self.joins],
+            "unrecorded_steps": list(self.unrecorded),
         }
 
 
@@ -173,7 +182,11 @@ async def trace_run(
             "(a finished run is gone when its pipeline does not archive, or after the archive "
             "retention)"
         )
-    return Trace(run, measured_at, tuple(entries), tuple(joins))
+    involved = [p for p in applied if p.name in {e.pipeline for e in entries}]
+    seen = {(e.pipeline, e.step) for e in entries} | {(j.pipeline, j.step) for j in joins}
+    unrecorded = [s.name for p in involved for s in p.steps if (p.name, s.name) not in seen]
+    ends = [s.name for p in involved for s in p.steps if not s.successors]
+    return Trace(run, measured_at, tuple(entries), tuple(joins), tuple(unrecorded), tuple(ends))
 
 
 @dataclass(frozen=True)

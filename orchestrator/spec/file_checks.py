@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.spec.diagnostics import Diagnostic, Issue, dotted
+from orchestrator.spec.diagnostics import Diagnostic, Issue, dotted, with_key
 from orchestrator.spec.graph import StepLinks, analyze
 from orchestrator.spec.load import Document, load_bytes
 from orchestrator.spec.model_errors import build_model
@@ -45,9 +45,8 @@ class FileReport:
         position = (mark.line, mark.column)
         if structural and position in self._structural:
             return
-        diagnostic = Diagnostic(
-            self.file, mark.line, mark.column, issue.message, dotted(issue.path)
-        )
+        message = with_key(issue.path, issue.message)
+        diagnostic = Diagnostic(self.file, mark.line, mark.column, message, dotted(issue.path))
         if diagnostic in self._seen:  # a set: 20,000 diagnostics must not cost quadratic time
             return
         self._seen.add(diagnostic)
