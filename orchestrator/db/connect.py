@@ -146,6 +146,7 @@ async def create_pool(
     target = parse_target(dsn)
     mode = await pool_mode(dsn)
     settings = {**connection_settings(mode), **_startup(mode, kwargs)}
+    settings["connection_class"] = _connection_class(mode, kwargs.get("connection_class"))
     try:
         pool = await asyncpg.create_pool(
             target.dsn,
@@ -310,6 +311,14 @@ def _startup(mode: PoolMode, kwargs: dict[str, Any]) -> dict[str, Any]:
         return kwargs
     kept = {k: v for k, v in settings.items() if k.lower() in _POOLER_STARTUP_PARAMETERS}
     return {**kwargs, "server_settings": kept}
+
+
+def _connection_class(mode: PoolMode, wanted: type | None) -> type:
+    """The connection class of a pool: the caller's, made to behave as a pooler needs too."""
+    base: type = connection_settings(mode).get("connection_class", asyncpg.Connection)
+    if wanted is None or issubclass(wanted, base):
+        return wanted or base
+    return type(f"Pooled{wanted.__name__}", (base, wanted), {})
 
 
 def connection_settings(mode: PoolMode) -> dict[str, Any]:

@@ -6,6 +6,8 @@ Interface (the process layer builds on it)::
                             concurrency=None, poll_interval=1.0, metrics=None, logger=None)
     consumer.queue          # the step's queue name, e.g. "work_orders__barcode"
     consumer.wake()         # a NOTIFY for consumer.queue arrived: read now (event-loop thread)
+    consumer.visible_in(s)  # the queue next holds a visible message in s seconds (None: never)
+    consumer.on_empty = f   # called after each empty read (the worker's VisibilityClock.request)
     await consumer.run(stopping)   # until `stopping` is set and in-flight work is done
     consumer.in_flight      # messages read and not yet finished
     consumer.abandoned      # plain `def` handler calls given up on that still run
@@ -36,9 +38,12 @@ its process therefore costs its batch-mates at most one extra attempt, and is de
 (WorkerLost) once it has been read more than ``max_attempts`` times and its last lost read ran
 alone.
 
-Idle loops wait for `wake()` or `poll_interval`; after a wake-up they also read once more a
-notification throttle window later, so messages whose notification was throttled are not left
-for the poll. Database errors (a restart, a killed backend) never end `run`: the loop logs,
+Idle loops wait for `wake()`, for the moment `visible_in` announced, or `poll_interval`; after a
+wake-up they also read once more a notification throttle window later, so messages whose
+notification was throttled are not left for the poll. In a worker, the VisibilityClock
+(`visibility`) calls `visible_in` and the poll interval is long: an idle consumer sends nothing.
+
+Database errors (a restart, a killed backend) never end `run`: the loop logs,
 backs off (capped exponential with jitter) and carries on; unfinished messages come back at
 their vt. A missing queue ends `run` with QueueMissing (the worker stops, exit 4). When `run`
 is cancelled it rolls back its open transactions, gives back the messages it held (fenced by
@@ -129,7 +134,9 @@ class StepConsumer:
         )
         self._doorbell = Doorbell()
         self._recheck_at: float | None = None
+        self._due_at: float | None = None
         self._in_flight = 0
+        self.on_empty: Callable[[], None] | None = None
 
     def _init_logging(
         self, logger: logging.Logger | logging.LoggerAdapter[Any] | None, pipeline: str, step: str
@@ -162,6 +169,16 @@ class StepConsumer:
         self._doorbell.ring()
         if self._throttle is not None:
             self._recheck_at = time.monotonic() + self._throttle + RECHECK_MARGIN
+
+    def visible_in(self, seconds: float | None) -> None:
+        """The queue next holds a visible message in `seconds` (now if <= 0; None: it holds
+        none): idle loops read then (call from the event loop's thread)."""
+        if seconds is not None and seconds <= 0:
+            self._due_at = None
+            self._doorbell.ring()
+            return
+        self._due_at = None if seconds is None else time.monotonic() + seconds
+        self._doorbell.nudge()
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Consume until `stopping` is set and the batches in flight are done."""
@@ -210,8 +227,19 @@ class StepConsumer:
                 self._log_error(exc, delay, failures)
                 await wait(stopping, delay)
                 continue
-            if not stopping.is_set():
-                await self._doorbell.wait(rings, self._idle_timeout())
+            await self._idle(rings, stopping)
+
+    async def _idle(self, rings: int, stopping: asyncio.Event) -> None:
+        """Wait for a ring after `rings`, or until the idle timeout passes; a nudge (a new
+        moment from `visible_in`) recomputes the timeout."""
+        while not stopping.is_set() and self._doorbell.rings == rings:
+            timeout = self._idle_timeout()
+            if timeout <= 0:
+                return
+            nudges = self._doorbell.nudges
+            await self._doorbell.wait(rings, timeout)
+            if self._doorbell.nudges == nudges:
+                return  # rung, or the timeout passed
 
     def _missing(self) -> QueueMissing:
         t = self.target
@@ -260,9 +288,14 @@ class StepConsumer:
                 messages = await self._read(session.conn, admission)
                 healthy()
                 if not messages:
+                    if self.on_empty is not None:
+                        self.on_empty()
                     timeout = self._idle_timeout()
+                    nudges = self._doorbell.nudges
                     await self._doorbell.wait(rings, min(timeout, LINGER))
-                    if timeout > LINGER and self._doorbell.rings == rings:
+                    if self._doorbell.rings == rings and (
+                        timeout > LINGER or self._doorbell.nudges != nudges
+                    ):
                         return rings  # still nothing: wait without the connection
                     continue
                 self._in_flight += len(messages)
@@ -280,8 +313,11 @@ class StepConsumer:
     async def _read(self, conn: Connection, admission: Admission) -> list[Message]:
         """The step's read path: one batch of what the flow gate admitted, autocommit (the one
         place a step reads); the admission's unused tokens and slots go back at once."""
-        if self._recheck_at is not None and time.monotonic() >= self._recheck_at:
+        now = time.monotonic()
+        if self._recheck_at is not None and now >= self._recheck_at:
             self._recheck_at = None
+        if self._due_at is not None and now >= self._due_at:
+            self._due_at = None
         try:
             return await self.flow.read(conn, self.queue, self.vt_seconds, admission)
         except BaseException:
@@ -330,10 +366,13 @@ class StepConsumer:
 
     def _idle_timeout(self) -> float:
         """Seconds an idle loop waits for a wake-up: the poll interval, or less when the
-        trailing re-check after a throttled notification comes sooner."""
+        trailing re-check after a throttled notification or a message's visibility comes
+        sooner."""
         timeout = self.poll_interval
-        if self._recheck_at is not None:
-            timeout = min(timeout, max(0.0, self._recheck_at - time.monotonic()))
+        now = time.monotonic()
+        for moment in (self._recheck_at, self._due_at):
+            if moment is not None:
+                timeout = min(timeout, max(0.0, moment - now))
         return timeout
 
     async def _ring_when(self, stopping: asyncio.Event) -> None:

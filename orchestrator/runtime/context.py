@@ -29,6 +29,8 @@ from typing import Any
 import asyncpg
 from asyncpg.connection import _ConnectionProxy
 
+from orchestrator.runtime.pgconn import lent_to_handler
+
 
 class Retry(Exception):
     """Raise in a handler to try the message again later.
@@ -153,6 +155,8 @@ class StepContext:
     def conn(self) -> Any | None:
         """The transaction's connection (an asyncpg connection); None for plain ``def``
         handlers. What the handler writes through it commits with the hand-off or not at all."""
+        if not self._conn_used and self._conn is not None:
+            lent_to_handler(self._conn)  # its session is reset when the pool takes it back
         self._conn_used = True
         return self._conn
 

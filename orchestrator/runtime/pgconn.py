@@ -50,6 +50,42 @@ class Connection(Protocol):
     def remove_termination_listener(self, callback: Callable[[Any], None]) -> None: ...
 
 
+class PoolConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg is untyped here
+    """A connection of a worker's pool: it remembers whether a handler was given it.
+
+    The runtime's own statements leave no session state behind (no LISTEN, no session-level
+    SET or advisory lock, no open cursor: the wake-ups and upkeep locks live on dedicated
+    connections), so taking a connection back costs no reset round trip (`reset_if_lent`)
+    unless a handler had it and may have left any.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lent = False
+
+    def lend(self) -> None:
+        """A handler was given this connection: reset its session when it is taken back."""
+        self.lent = True
+
+
+async def reset_if_lent(conn: asyncpg.Connection) -> None:
+    """The pool's reset (after asyncpg has rolled back an open transaction): asyncpg's full
+    reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) for a connection a handler had."""
+    if getattr(conn, "lent", True):
+        query = conn.get_reset_query()  # empty behind a transaction pooler
+        if query:
+            await conn.execute(query)
+        if isinstance(conn, PoolConnection):
+            conn.lent = False
+
+
+def lent_to_handler(conn: object) -> None:
+    """Mark `conn` (a worker pool's connection, or its proxy) as given to a handler."""
+    lend = getattr(conn, "lend", None)
+    if lend is not None:
+        lend()
+
+
 async def settle(conn: object) -> None:
     """Wait until a query cancelled on `conn` (a handler's timeout) is acknowledged.
 

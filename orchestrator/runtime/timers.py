@@ -8,16 +8,25 @@ from typing import Any
 
 
 class Doorbell:
-    """Wakes idle loops: `ring` resolves every waiter; a ring since `seen` is never missed."""
+    """Wakes idle loops: `ring` resolves every waiter; a ring since `seen` is never missed.
+    `nudge` resolves them too without counting a ring: their timeout changed."""
 
-    __slots__ = ("_waiters", "rings")
+    __slots__ = ("_waiters", "nudges", "rings")
 
     def __init__(self) -> None:
         self.rings = 0
+        self.nudges = 0
         self._waiters: list[asyncio.Future[None]] = []
 
     def ring(self) -> None:
         self.rings += 1
+        self._resolve_all()
+
+    def nudge(self) -> None:
+        self.nudges += 1
+        self._resolve_all()
+
+    def _resolve_all(self) -> None:
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():

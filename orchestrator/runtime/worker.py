@@ -2,8 +2,11 @@
 
 Lifecycle (`Worker.run`):
 
-1. create the asyncpg pool (sized for the steps' concurrency), one `StepConsumer` per step,
-   the `WakeupListener` and the upkeep `Leader`; everything runs as tasks on one loop;
+1. create the asyncpg pool (sized for the steps' concurrency; a connection taken back costs
+   no reset round trip unless a handler had it, `pgconn.reset_if_lent`), one `StepConsumer`
+   per step, the `WakeupListener`, the `VisibilityClock` (one statement for all the steps:
+   when each queue next holds a visible message) and the upkeep `Leader`; everything runs as
+   tasks on one loop;
 2. run until `stopping` is set: by SIGTERM/SIGINT, by the supervisor (``stop`` on stdin, or
    stdin closing because the supervisor is gone), by drain mode once the queues are empty, or
    because a task failed (the process then stops loudly instead of running half-alive);
@@ -36,7 +39,8 @@ from orchestrator.observe.logging import step_logger
 from orchestrator.runtime.flow import FLOW_CHANNEL
 from orchestrator.runtime.heartbeat import Heartbeat
 from orchestrator.runtime.leader import Leader, upkeep_jobs
-from orchestrator.runtime.pgconn import SESSION_SETTINGS
+from orchestrator.runtime.pgconn import SESSION_SETTINGS, PoolConnection, reset_if_lent
+from orchestrator.runtime.visibility import VisibilityClock
 from orchestrator.runtime.wakeup import (
     POLL_WITHOUT_LISTEN,
     WakeupListener,
@@ -49,6 +53,14 @@ _log = logging.getLogger(__name__)
 
 SPARE_CONNECTIONS = 2
 """Pool connections beyond the steps' concurrency (drain checks, metrics, reads)."""
+
+CONSUMER_POLL = 3600.0
+"""Seconds a consumer of a worker waits, idle, for a wake-up before it reads anyway: the
+VisibilityClock tells it when to read, so this is only a backstop."""
+
+UNNOTIFIED_POLL = 1.0
+"""Seconds between the reads of an idle consumer whose queue sends no insert notifications
+(``queues.notify: false``): nothing else tells it of new messages."""
 
 DRAIN_CHECK_INTERVAL = 0.5
 RELEASE_TIMEOUT = 10.0
@@ -80,7 +92,10 @@ class WorkerConfig:
     """Overrides every step's `concurrency` when set."""
     drain: bool = False
     shutdown_timeout: float = 30.0
-    poll_interval: float = 1.0
+    poll_interval: float = 10.0
+    """Seconds between the safety checks of the queues (one statement for all the steps);
+    notifications and the announced visibility of delayed messages and retries start work
+    sooner."""
     metrics_port: int | None = None
     """Serve /metrics from this process (single-process mode)."""
     supervised: bool = False
@@ -150,6 +165,8 @@ class Worker:
                 min_size=0,
                 max_size=self.config.pool_size,
                 server_settings=SESSION_SETTINGS,
+                connection_class=PoolConnection,
+                reset=reset_if_lent,
             )
             try:
                 await self._serve(pool)
@@ -179,10 +196,14 @@ class Worker:
                 "polling every %gs instead (--listen-dsn with a direct URL gives wake-ups)",
                 poll,
             )
-        self.consumers = [self._consumer(pool, plan, poll) for plan in self.config.steps]
+        unheard = None if listen is not None else poll  # without LISTEN, consumers poll
+        self.consumers = [self._consumer(pool, plan, unheard) for plan in self.config.steps]
         listener = WakeupListener(listen or self.config.dsn, self.consumers if listen else ())
         if listen is not None:
             listener.also_listen(FLOW_CHANNEL, self._flow_notified)
+        clock = VisibilityClock(pool, self.consumers, self.config.poll_interval)
+        for consumer in self.consumers:
+            consumer.on_empty = clock.request
         leader = Leader(
             self.config.dsn, upkeep_jobs(self.config.pipelines, schedules=not self.config.drain)
         )
@@ -192,6 +213,7 @@ class Worker:
         }
         side_tasks = {
             asyncio.create_task(listener.run(self.stopping), name="wake-ups"),
+            asyncio.create_task(clock.run(self.stopping), name="visibility"),
             asyncio.create_task(leader.run(self.stopping), name="upkeep"),
             asyncio.create_task(
                 Heartbeat(pool, [c.queue for c in self.consumers]).run(self.stopping),
@@ -225,7 +247,9 @@ class Worker:
         for consumer in self.consumers:
             consumer.flow.wake(payload)
 
-    def _consumer(self, pool: asyncpg.Pool, plan: StepPlan, poll_interval: float) -> Any:
+    def _consumer(self, pool: asyncpg.Pool, plan: StepPlan, poll: float | None) -> Any:
+        """A step's consumer; `poll` None when insert notifications wake it (it then reads on
+        its own only as a safety net), else its polling interval."""
         from orchestrator.runtime.consumer import StepConsumer
 
         metrics = None
@@ -239,7 +263,9 @@ class Worker:
             plan.step,
             plan.handler,
             concurrency=self.config.step_concurrency(plan.step),
-            poll_interval=poll_interval,
+            poll_interval=poll or (
+                CONSUMER_POLL if plan.pipeline.queues.notify.enabled else UNNOTIFIED_POLL
+            ),
             metrics=metrics,
             logger=step_logger(
                 "orchestrator.runtime.consumer", pipeline=plan.pipeline.name, step=plan.step.name

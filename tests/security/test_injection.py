@@ -282,6 +282,7 @@ SQL_CALLS = [
     "SELECT * FROM orchestrator.claim($1, '{1}', '{1}')",
     "SELECT orchestrator.extend_lease($1, '{1}', '{1}', 30)",
     "SELECT orchestrator.release($1, '{1}', '{1}')",
+    "SELECT * FROM orchestrator.next_visible(ARRAY[$1::text])",
     "SELECT * FROM orchestrator.start_runs($1, ARRAY['{}']::jsonb[], NULL, NULL)",
 ]
 

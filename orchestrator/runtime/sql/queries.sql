@@ -146,3 +146,6 @@ DELETE FROM orchestrator.workers
 -- name: heartbeat_stop
 -- Worker $1 stops: remove its heartbeat row.
 DELETE FROM orchestrator.workers WHERE id = $1::uuid
+-- name: next_visible
+-- Seconds until each queue of $1 next holds a visible message (NULL: it holds none).
+SELECT queue_name, seconds FROM orchestrator.next_visible($1::text[])

@@ -48,6 +48,16 @@ async def test_ring_wakes_every_waiter_and_a_timeout_unlists_its_waiter() -> Non
     assert bell.waiting == 0
 
 
+async def test_a_nudge_ends_the_waits_without_counting_a_ring() -> None:
+    bell = Doorbell()
+    seen = bell.rings
+    waiter = asyncio.create_task(bell.wait(seen, 60))
+    await asyncio.sleep(0)
+    bell.nudge()
+    await asyncio.wait_for(waiter, 5)
+    assert (bell.rings, bell.nudges, bell.waiting) == (seen, 1, 0)
+
+
 # -- the deadline ---------------------------------------------------------------------------
 
 

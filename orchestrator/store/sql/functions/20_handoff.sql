@@ -73,13 +73,29 @@ BEGIN
 END
 $$;
 
+-- Messages made visible at once by an update (`release`, `unread`) get no insert notification:
+-- send the queue's one (delivered at commit), so idle workers read them now rather than at
+-- their next safety poll. Returns `moved`.
+CREATE OR REPLACE FUNCTION orchestrator.announce_visible(queue_name text, moved integer)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF moved > 0 THEN
+        PERFORM pg_notify('pgmq.q_' || lower(queue_name COLLATE "C") || '.INSERT', NULL);
+    END IF;
+    RETURN moved;
+END
+$$;
+
 -- Give owned messages back: visible again at once (after a worker gave up on a batch it had
 -- not handed off, e.g. when cancelled). Returns how many were still owned.
 CREATE OR REPLACE FUNCTION orchestrator.release(queue_name text, msg_ids bigint[], read_cts integer[])
 RETURNS integer
 LANGUAGE sql
 AS $$
-    SELECT orchestrator.extend_lease(queue_name, msg_ids, read_cts, 0)
+    SELECT orchestrator.announce_visible(
+        queue_name, orchestrator.extend_lease(queue_name, msg_ids, read_cts, 0))
 $$;
 
 -- Mark an owned message as run alone at read `read_ct` (headers.isolated), committed before its
@@ -119,7 +135,7 @@ BEGIN
         pgmq_ext.queue_table(queue_name))
         USING msg_ids, read_cts;
     GET DIAGNOSTICS moved = ROW_COUNT;
-    RETURN moved;
+    RETURN orchestrator.announce_visible(queue_name, moved);
 END
 $$;
 
