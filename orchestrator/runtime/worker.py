@@ -263,9 +263,8 @@ class Worker:
             plan.step,
             plan.handler,
             concurrency=self.config.step_concurrency(plan.step),
-            poll_interval=poll or (
-                CONSUMER_POLL if plan.pipeline.queues.notify.enabled else UNNOTIFIED_POLL
-            ),
+            poll_interval=poll
+            or (CONSUMER_POLL if plan.pipeline.queues.notify.enabled else UNNOTIFIED_POLL),
             metrics=metrics,
             logger=step_logger(
                 "orchestrator.runtime.consumer", pipeline=plan.pipeline.name, step=plan.step.name
