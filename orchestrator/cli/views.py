@@ -350,6 +350,15 @@ def maintain_text(report: MaintainReport) -> str:
     else:
         lines.append("archive retention: no pipeline sets queues.archive.retention")
     lines.append(f"join state: {count(report.joins_deleted, 'completed join row')} deleted")
+    lines.append(
+        "incomplete joins: "
+        f"{count(report.incomplete_joins_deleted, 'join row')} past retention deleted"
+    )
+    lines += [
+        f"  {t.pipeline}: {t.deleted} older than {format_duration(t.retention)}"
+        for t in report.incomplete_joins
+        if t.deleted
+    ]
     lines += [f"problem: {p}" for p in report.problems]
     now = datetime.now(UTC)
     lines += [f"warning: {h.describe(now)}" for h in report.horizon]
