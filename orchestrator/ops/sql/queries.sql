@@ -85,6 +85,15 @@ WITH gone AS (
 )
 SELECT count(*) FROM gone;
 
+-- name: waiting_joins
+-- Runs waiting at each join step ($1 pipelines, $2 steps, pairwise): how many, and when the
+-- oldest one's first predecessor arrived (one primary-key range per step).
+SELECT s.pipeline, s.step, count(j.run_id) AS waiting, min(j.created_at) AS oldest_created_at
+  FROM unnest($1::text[], $2::text[]) AS s (pipeline, step)
+  LEFT JOIN orchestrator.joins j
+    ON j.pipeline = s.pipeline AND j.step = s.step AND j.completed_at IS NULL
+ GROUP BY s.pipeline, s.step;
+
 -- name: schedule_rows
 -- Recorded ticks of every schedule.
 SELECT pipeline, name, cron, last_tick, next_tick, updated_at
