@@ -28,6 +28,7 @@ from orchestrator.ops.schedules import NextTick
 from orchestrator.ops.status import (
     DEAD_TUPLE_ALERT,
     DEAD_TUPLE_MIN,
+    JoinWaiting,
     PipelineStatus,
     StatusReport,
     StepStatus,
@@ -110,6 +111,7 @@ def _pipeline_block(
     lines += ["  " + _flow_line(f, colour) for f in p.flow]
     if p.cancelled_runs:
         lines.append(f"  cancelled runs: {p.cancelled_runs}")
+    lines += ["  " + _join_line(j) for j in p.joins]
     lines += ["  " + _schedule_line(t, report.measured_at, colour) for t in p.schedules]
     return "\n".join(lines)
 
@@ -135,6 +137,13 @@ def _step_row(s: StepStatus) -> list[Cell]:
         Cell(size(n.table_bytes)),
         Cell(percent(share), "yellow" if share is not None and share > DEAD_TUPLE_ALERT else None),
     ]
+
+
+def _join_line(j: JoinWaiting) -> str:
+    text = f"join {j.step}: {count(j.waiting, 'run')} waiting"
+    if j.oldest_age is None:
+        return text
+    return text + f", oldest {age(j.oldest_age)} (deleted after {format_duration(j.retention)})"
 
 
 def _flow_line(f: StepFlow, colour: bool) -> str:
@@ -350,6 +359,15 @@ def maintain_text(report: MaintainReport) -> str:
     else:
         lines.append("archive retention: no pipeline sets queues.archive.retention")
     lines.append(f"join state: {count(report.joins_deleted, 'completed join row')} deleted")
+    lines.append(
+        "incomplete joins: "
+        f"{count(report.incomplete_joins_deleted, 'join row')} past retention deleted"
+    )
+    lines += [
+        f"  {t.pipeline}: {t.deleted} older than {format_duration(t.retention)}"
+        for t in report.incomplete_joins
+        if t.deleted
+    ]
     lines += [f"problem: {p}" for p in report.problems]
     now = datetime.now(UTC)
     lines += [f"warning: {h.describe(now)}" for h in report.horizon]

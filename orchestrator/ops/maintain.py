@@ -5,7 +5,11 @@
 - Archive retention (`queues.archive.retention`): archived messages older than the retention
   are deleted from archives that are not partitioned, in batches of one short transaction
   each; partitioned archives lose whole partitions through partition retention instead.
-- Join state: rows of `orchestrator.joins` completed more than `JOIN_RETENTION` ago.
+- Join state: rows of `orchestrator.joins` completed more than `JOIN_RETENTION` ago, and
+  rows never completed (a predecessor was dead-lettered, the run was cancelled) created more
+  than their pipeline's `joins.incomplete_retention` ago (default 30 days), per pipeline in
+  batches of one short transaction each. A predecessor replayed after its row was removed
+  starts a new row that waits for the other predecessors again (see README, "Joins").
 
 The runtime's leader calls `maintain_all` periodically (one process per database); it is
 also safe to run by hand at the same time. Call it outside a transaction.
@@ -47,6 +51,15 @@ class ArchiveTrim:
 
 
 @dataclass(frozen=True)
+class IncompleteJoinTrim:
+    """Retention of incomplete join rows applied to one pipeline."""
+
+    pipeline: str
+    retention: float
+    deleted: int
+
+
+@dataclass(frozen=True)
 class MaintainReport:
     """Everything one `maintain_all` call did."""
 
@@ -57,6 +70,12 @@ class MaintainReport:
     """Failures, one line each; the rest of the upkeep still ran."""
     horizon: tuple[HorizonHolder, ...] = ()
     """What holds vacuum back, so that the trimmed rows cannot be reclaimed yet."""
+    incomplete_joins: tuple[IncompleteJoinTrim, ...] = ()
+    """Incomplete join rows deleted past each pipeline's `joins.incomplete_retention`."""
+
+    @property
+    def incomplete_joins_deleted(self) -> int:
+        return sum(t.deleted for t in self.incomplete_joins)
 
     @property
     def archived_deleted(self) -> int:
@@ -86,6 +105,15 @@ class MaintainReport:
                 for a in self.archives
             ],
             "joins_deleted": self.joins_deleted,
+            "incomplete_joins": [
+                {
+                    "pipeline": t.pipeline,
+                    "retention_seconds": t.retention,
+                    "deleted": t.deleted,
+                }
+                for t in self.incomplete_joins
+            ],
+            "incomplete_joins_deleted": self.incomplete_joins_deleted,
             "problems": list(self.problems),
             "vacuum_held_back_by": [h.to_json() for h in self.horizon],
         }
@@ -110,13 +138,16 @@ async def maintain_all(
     pipelines = await applied_pipelines(conn)
     archives = await _archive_retention(conn, pipelines, batch, problems)
     joins = await _trim_joins(conn, join_retention, batch, problems)
+    incomplete = await _trim_incomplete_joins(conn, pipelines, batch, problems)
     for line in problems:
         _log.warning("maintenance: %s", line)
     holders = await horizon_holders(conn)
     now = await conn.fetchval(query("clock"))
     for holder in holders:
         _log.warning("maintenance: %s", holder.describe(now))
-    return MaintainReport(report, tuple(archives), joins, tuple(problems), holders)
+    return MaintainReport(
+        report, tuple(archives), joins, tuple(problems), holders, tuple(incomplete)
+    )
 
 
 async def _archive_retention(
@@ -184,3 +215,34 @@ async def _trim_joins(
     except asyncpg.PostgresError as exc:
         problems.append(f"join cleanup failed: {exc}")
     return deleted
+
+
+async def _trim_incomplete_joins(
+    conn: asyncpg.Connection, pipelines: list[AppliedPipeline], batch: int, problems: list[str]
+) -> list[IncompleteJoinTrim]:
+    """Per pipeline, its incomplete join rows created before its own retention."""
+    now: datetime = await conn.fetchval(query("clock"))
+    trims = []
+    for pipeline in pipelines:
+        retention = pipeline.join_incomplete_retention
+        cutoff = now - timedelta(seconds=retention)
+        deleted = 0
+        try:
+            while True:
+                done: int = await conn.fetchval(
+                    query("trim_incomplete_joins"), pipeline.name, cutoff, batch
+                )
+                deleted += done
+                if done < batch:
+                    break
+        except asyncpg.PostgresError as exc:
+            problems.append(f"incomplete join cleanup of {pipeline.name} failed: {exc}")
+        if deleted:
+            _log.info(
+                "deleted %d incomplete join rows older than %.0fs",
+                deleted,
+                retention,
+                extra={"pipeline": pipeline.name},
+            )
+        trims.append(IncompleteJoinTrim(pipeline.name, retention, deleted))
+    return trims

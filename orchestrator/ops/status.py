@@ -120,6 +120,25 @@ class StepStatus:
 
 
 @dataclass(frozen=True)
+class JoinWaiting:
+    """Runs waiting at one join step: some predecessors arrived, not all of them yet."""
+
+    step: str
+    waiting: int
+    oldest_age: float | None
+    """Seconds since the oldest waiting run's first predecessor arrived; None when none waits."""
+    retention: float
+    """`joins.incomplete_retention`: `maintain` deletes rows waiting longer than this."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "waiting": self.waiting,
+            "oldest_age_seconds": self.oldest_age,
+            "incomplete_retention_seconds": self.retention,
+        }
+
+
+@dataclass(frozen=True)
 class PipelineStatus:
     """One pipeline: its steps, its dead-letter queue and its schedules."""
 
@@ -137,6 +156,8 @@ class PipelineStatus:
     flow: tuple[StepFlow, ...] = ()
     """Steps that are paused or limited, in step order."""
     cancelled_runs: int = 0
+    joins: tuple[JoinWaiting, ...] = ()
+    """Every join step of the pipeline, in step order."""
 
     @property
     def dead_letters(self) -> int:
@@ -165,6 +186,7 @@ class PipelineStatus:
             "schedules": [s.to_json() for s in self.schedules],
             "flow": {f.step: f.to_json() for f in self.flow},
             "cancelled_runs": self.cancelled_runs,
+            "joins": {j.step: j.to_json() for j in self.joins},
         }
 
 
@@ -207,6 +229,7 @@ async def collect_status(
     ticks = await next_ticks(conn, pipelines, measured_at)
     flow = await collect_flow(conn, names)
     cancelled = await cancelled_counts(conn, names)
+    joins = await _waiting_joins(conn, pipelines, measured_at)
     report = []
     for pipeline in pipelines:
         dead = await _dead_letter_steps(conn, pipeline.dead_letter_queue, since)
@@ -221,6 +244,14 @@ async def collect_status(
                 status,
                 flow=tuple(f for f in limits if f is not None and f.active),
                 cancelled_runs=cancelled.get(pipeline.name, 0),
+                joins=tuple(
+                    JoinWaiting(
+                        step,
+                        *joins.get((pipeline.name, step), (0, None)),
+                        pipeline.join_incomplete_retention,
+                    )
+                    for step in pipeline.join_steps
+                ),
             )
         )
     holders = await horizon_holders(conn) if pipelines else ()
@@ -295,3 +326,19 @@ async def _dead_letter_steps(
     """(depth, failed attempts since `since`) per failed step of dead-letter queue `queue`."""
     rows = await conn.fetch(query("dead_letter_stats"), queue, since)
     return {r["step"]: (int(r["depth"]), int(r["recent_failures"])) for r in rows}
+
+
+async def _waiting_joins(
+    conn: asyncpg.Connection, pipelines: Sequence[AppliedPipeline], now: datetime
+) -> dict[tuple[str, str], tuple[int, float | None]]:
+    """(runs waiting, age of the oldest) per (pipeline, join step)."""
+    keys = [(p.name, step) for p in pipelines for step in p.join_steps]
+    if not keys:
+        return {}
+    rows = await conn.fetch(query("waiting_joins"), [k[0] for k in keys], [k[1] for k in keys])
+    found = {}
+    for r in rows:
+        oldest = r["oldest_created_at"]
+        age = max(0.0, (now - oldest).total_seconds()) if oldest else None
+        found[(r["pipeline"], r["step"])] = (int(r["waiting"]), age)
+    return found

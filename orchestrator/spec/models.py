@@ -421,6 +421,19 @@ class QueueSettings(_Model):
     """Insert notifications that wake workers (default on, throttled to one per 250ms)."""
 
 
+JOIN_INCOMPLETE_RETENTION = 30 * 86400.0
+"""Default seconds an incomplete join row is kept (`joins.incomplete_retention`)."""
+
+
+class JoinSettings(_Model):
+    """State of the join steps (steps with several predecessors) of this pipeline."""
+
+    incomplete_retention: PositiveDuration = JOIN_INCOMPLETE_RETENTION
+    """A run that waits at a join this long after its first predecessor arrived (another
+    predecessor was dead-lettered, or the run was cancelled) loses its join row to
+    `orchestrator maintain`. Default: 30 days."""
+
+
 class Schedule(_Model):
     """Start a run of the pipeline on a cron schedule."""
 
@@ -465,6 +478,8 @@ class Pipeline(_Model):
         BeforeValidator(_one_or_many, json_schema_input_type=Schedule | list[Schedule]),
     ] = Field(default=(), alias="schedule")
     """Start runs on a cron schedule: one schedule or a list of them."""
+    join_settings: JoinSettings = Field(default=JoinSettings(), alias="joins")
+    """State of the join steps: how long a run that never completes a join keeps its row."""
     dedupe_window: Duration = 0.0
     """How long after a keyed run finished a start with the same key still returns that run
     instead of starting a new one. Default 0: only while the run is not finished."""
@@ -568,6 +583,8 @@ class Pipeline(_Model):
         }
         if self.dedupe_window:
             canonical["dedupe_window"] = self.dedupe_window
+        if self.join_settings != JoinSettings():  # absent at the default: hashes stay the same
+            canonical["joins"] = self.join_settings.model_dump(mode="json")
         return canonical
 
     def spec_hash(self) -> str:

@@ -19,7 +19,7 @@ import asyncpg
 from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import ConfigError, NotFound
 from orchestrator.spec import Schedule
-from orchestrator.spec.models import SPEC_FORMAT
+from orchestrator.spec.models import JOIN_INCOMPLETE_RETENTION, SPEC_FORMAT
 from orchestrator.spec.suggest import did_you_mean
 from orchestrator.state.layers import ensure_prepared
 
@@ -83,6 +83,13 @@ class AppliedPipeline:
     partitioned: bool
     schedules: tuple[Schedule, ...]
     description: str | None = None
+    join_incomplete_retention: float = JOIN_INCOMPLETE_RETENTION
+    """Seconds an incomplete join row is kept (`joins.incomplete_retention`)."""
+
+    @property
+    def join_steps(self) -> tuple[str, ...]:
+        """Steps with several predecessors, in topological order."""
+        return tuple(s.name for s in self.steps if len(s.predecessors) > 1)
 
     @property
     def step_names(self) -> tuple[str, ...]:
@@ -128,6 +135,7 @@ def _from_spec(spec: Mapping[str, Any], spec_hash: str, applied_at: datetime) ->
     queues = spec.get("queues") or {}
     archive = queues.get("archive") or {}
     retention = archive.get("retention")
+    joins = spec.get("joins") or {}
     return AppliedPipeline(
         name=str(spec["pipeline"]),
         spec_hash=spec_hash,
@@ -140,6 +148,9 @@ def _from_spec(spec: Mapping[str, Any], spec_hash: str, applied_at: datetime) ->
         partitioned=queues.get("partitioned") is not None,
         schedules=tuple(Schedule.model_validate(s) for s in spec.get("schedules") or ()),
         description=spec.get("description"),
+        join_incomplete_retention=float(
+            joins.get("incomplete_retention", JOIN_INCOMPLETE_RETENTION)
+        ),
     )
 
 

@@ -69,6 +69,31 @@ WITH gone AS (
 )
 SELECT count(*) FROM gone;
 
+-- name: trim_incomplete_joins
+-- Delete up to $3 join rows of pipeline $1 still incomplete and created before $2; returns how
+-- many (through the primary key's pipeline prefix; rows an arrival holds are skipped).
+WITH gone AS (
+    DELETE FROM orchestrator.joins j
+     USING (SELECT pipeline, step, run_id
+              FROM orchestrator.joins
+             WHERE pipeline = $1 AND completed_at IS NULL AND created_at < $2
+             LIMIT $3
+               FOR UPDATE SKIP LOCKED) old
+     WHERE (j.pipeline, j.step, j.run_id) = (old.pipeline, old.step, old.run_id)
+       AND j.completed_at IS NULL
+    RETURNING 1
+)
+SELECT count(*) FROM gone;
+
+-- name: waiting_joins
+-- Runs waiting at each join step ($1 pipelines, $2 steps, pairwise): how many, and when the
+-- oldest one's first predecessor arrived (one primary-key range per step).
+SELECT s.pipeline, s.step, count(j.run_id) AS waiting, min(j.created_at) AS oldest_created_at
+  FROM unnest($1::text[], $2::text[]) AS s (pipeline, step)
+  LEFT JOIN orchestrator.joins j
+    ON j.pipeline = s.pipeline AND j.step = s.step AND j.completed_at IS NULL
+ GROUP BY s.pipeline, s.step;
+
 -- name: schedule_rows
 -- Recorded ticks of every schedule.
 SELECT pipeline, name, cron, last_tick, next_tick, updated_at

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
+from orchestrator.cli.views import status_text
 from orchestrator.errors import NotFound, SchemaMissing
-from orchestrator.ops.status import collect_status
+from orchestrator.ops.status import JoinWaiting, collect_status
 from orchestrator.spec import Pipeline
 from tests.integration.ops import support
 
@@ -179,3 +180,38 @@ async def test_database_without_schema(empty_dsn: str) -> None:
             await collect_status(bare)
     finally:
         await bare.close()
+
+
+async def test_runs_waiting_at_a_join(
+    conn: asyncpg.Connection, orders: Pipeline, ledger: Pipeline
+) -> None:
+    insert = (
+        "INSERT INTO orchestrator.joins (pipeline, step, run_id, arrived, expected, created_at,"
+        " completed_at) VALUES ('orders', 'report', $1::uuid, '{\"label\": {}}',"
+        " '{label,sync}', now() - $2::text::interval, now() - $3::text::interval)"
+    )
+    for created, completed in [("2 hours", None), ("1 day", None), ("3 days", "1 day")]:
+        await conn.execute(insert, support.new_run(), created, completed)
+    await conn.execute(  # another pipeline's join step with the same name is not counted
+        "INSERT INTO orchestrator.joins (pipeline, step, run_id, expected)"
+        " VALUES ('other', 'report', $1::uuid, '{a,b}')",
+        support.new_run(),
+    )
+
+    report = await collect_status(conn)
+
+    found = {p.name: p for p in report.pipelines}
+    assert found["ledger"].joins == ()
+    (join,) = found["orders"].joins
+    assert (join.step, join.waiting, join.retention) == ("report", 2, 30 * 86400)
+    assert join.oldest_age is not None and 86400 <= join.oldest_age < 86400 + 60
+    data = found["orders"].to_json()["joins"]
+    assert data["report"]["waiting"] == 2
+    assert data["report"]["incomplete_retention_seconds"] == 30 * 86400
+    assert "join report: 2 runs waiting, oldest 1d" in status_text(report)
+
+
+async def test_a_join_without_waiting_runs(conn: asyncpg.Connection, orders: Pipeline) -> None:
+    report = await collect_status(conn)
+    assert report.pipelines[0].joins == (JoinWaiting("report", 0, None, 30 * 86400),)
+    assert "join report: 0 runs waiting" in status_text(report)

@@ -156,3 +156,24 @@ def test_parse_pipeline_raises_config_error_listing_everything() -> None:
     assert "x.yaml:1:11: error: invalid name 'P'" in message
     assert "x.yaml:3:19: error: unknown key 'concurrancy'" in message
     assert "x.yaml:3:16: error: malformed handler 'x'" in message
+
+
+def test_join_retention_defaults_to_30_days_and_leaves_the_hash_alone() -> None:
+    steps = {
+        "a": {"handler": "m:f", "next": ["b", "c"]},
+        "b": {"handler": "m:f"},
+        "c": {"handler": "m:f"},
+        "d": {"handler": "m:f", "after": ["b", "c"]},
+    }
+    plain = Pipeline.model_validate({"pipeline": "p", "steps": steps})
+    assert plain.join_settings.incomplete_retention == 30 * 86400
+    assert "joins" not in plain.to_json()  # pipelines applied before keep their hash
+    same = Pipeline.model_validate(
+        {"pipeline": "p", "joins": {"incomplete_retention": "30 days"}, "steps": steps}
+    )
+    assert same.spec_hash() == plain.spec_hash()
+    short = Pipeline.model_validate(
+        {"pipeline": "p", "joins": {"incomplete_retention": "2 days"}, "steps": steps}
+    )
+    assert short.to_json()["joins"] == {"incomplete_retention": 2 * 86400}
+    assert short.spec_hash() != plain.spec_hash()
