@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.spec.contracts import contract_issues, inline_file_refs
 from orchestrator.spec.diagnostics import Diagnostic, Issue, dotted
 from orchestrator.spec.graph import StepLinks, analyze
 from orchestrator.spec.load import Document, load_bytes
@@ -33,6 +34,11 @@ class FileReport:
     _seen: set[Diagnostic] = field(default_factory=set, repr=False)
 
     @property
+    def errors(self) -> list[Diagnostic]:
+        """The diagnostics that make the file invalid (not the warnings)."""
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
     def declared_name(self) -> str | None:
         """The ``pipeline:`` value as written, even when the file is otherwise invalid."""
         data = self.document.data
@@ -46,7 +52,7 @@ class FileReport:
         if structural and position in self._structural:
             return
         diagnostic = Diagnostic(
-            self.file, mark.line, mark.column, issue.message, dotted(issue.path)
+            self.file, mark.line, mark.column, issue.message, dotted(issue.path), issue.severity
         )
         if diagnostic in self._seen:  # a set: 20,000 diagnostics must not cost quadratic time
             return
@@ -91,6 +97,7 @@ def check_document(document: Document, file: str) -> FileReport:
     report.report_load_problems()
     if document.data is None:
         return report
+    _report_all(report, inline_file_refs(document.data, file), structural=True)
     from_schema = schema_issues(document.data)
     _report_all(report, from_schema, structural=True)
     _report_all(report, _graph_issues(document.data))
@@ -99,7 +106,9 @@ def check_document(document: Document, file: str) -> FileReport:
     if not from_schema:  # otherwise the schema stage has reported these problems already
         _report_all(report, outcome.field_issues, structural=True)
     _report_all(report, outcome.pipeline_issues)
-    if not report.diagnostics:
+    if outcome.pipeline is not None and not report.diagnostics:
+        _report_all(report, contract_issues(outcome.pipeline))
+    if not report.errors:
         report.pipeline = outcome.pipeline
     return report
 

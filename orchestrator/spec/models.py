@@ -135,6 +135,25 @@ StepRefs = Annotated[
     BeforeValidator(_one_or_many, json_schema_input_type=Text | list[Text]),
 ]
 Backoff = Literal["constant", "linear", "exponential"]
+Contract = Annotated[
+    HandlerRef | dict[str, JsonValue],
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": HANDLER_PATTERN,
+                    "patternErrorMessage": "a model is written as 'package.module:Model'",
+                },
+                {"type": "object"},
+            ],
+            "errorMessage": "expected a JSON Schema (a mapping, or {$ref: file.json}) "
+            "or a pydantic model as 'package.module:Model'",
+        }
+    ),
+]
+"""A payload contract: a JSON Schema (inline; a top-level ``$ref`` to a file is inlined when the
+file is loaded) or the path of a pydantic model."""
 
 
 class _Model(BaseModel):
@@ -227,6 +246,16 @@ class Step(_Model):
     """Overrides defaults.batch_size."""
     retry: RetrySettings | None = None
     """Overrides defaults.retry key by key (`{max_attempts: 5}` keeps the default backoff)."""
+    input: Contract | None = None
+    """What the step takes: a JSON Schema (inline or {$ref: file.json}, relative to the
+    pipeline file) or a pydantic model 'package.module:Model'. Default: the output of its
+    single predecessor; for a join, the object of its predecessors' outputs."""
+    output: Contract | None = None
+    """What the step gives: a JSON Schema or a pydantic model, like `input`. A handler output
+    that breaks it fails its message permanently."""
+    renamed_from: Name | None = None
+    """The step's former name: apply moves the old queue's messages, archive, dead letters and
+    join rows to this step."""
 
     def settings(self, defaults: Defaults) -> StepSettings:
         """This step's effective settings given the pipeline's `defaults`."""
@@ -238,6 +267,15 @@ class Step(_Model):
             batch_size=_pick(self.batch_size, defaults.batch_size),
             retry=RetryPolicy().merged(defaults.retry).merged(self.retry),
         )
+
+
+def _step_json(step: ResolvedStep) -> dict[str, Any]:
+    """A resolved step as stored; contracts only when declared (older hashes stay valid)."""
+    data = step.model_dump(mode="json", exclude={"pipeline", "name"})
+    for key in ("input", "output"):
+        if data[key] is None:
+            del data[key]
+    return data
 
 
 def _pick(own: _T | None, inherited: _T) -> _T:
@@ -254,6 +292,8 @@ class ResolvedStep(StepSettings):
     queue: str
     predecessors: tuple[str, ...]
     successors: tuple[str, ...]
+    input: str | dict[str, JsonValue] | None = None
+    output: str | dict[str, JsonValue] | None = None
 
     @property
     def is_entry(self) -> bool:
@@ -437,6 +477,8 @@ class Pipeline(_Model):
             queue=self.queue_name(name),
             predecessors=self.predecessors(name),
             successors=self.successors(name),
+            input=spec.input,
+            output=spec.output,
         )
 
     def resolved_steps(self) -> tuple[ResolvedStep, ...]:
@@ -457,10 +499,7 @@ class Pipeline(_Model):
             "dead_letter_queue": self.dead_letter_queue,
             "queues": self.queues.model_dump(mode="json"),
             "schedules": [s.model_dump(mode="json") for s in self.schedules],
-            "steps": {
-                s.name: s.model_dump(mode="json", exclude={"pipeline", "name"})
-                for s in self.resolved_steps()
-            },
+            "steps": {s.name: _step_json(s) for s in self.resolved_steps()},
         }
 
     def spec_hash(self) -> str:

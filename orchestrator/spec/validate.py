@@ -38,7 +38,12 @@ class LoadResult:
     @property
     def ok(self) -> bool:
         """True when no file has a problem."""
-        return not self.diagnostics
+        return not self.errors
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        """The diagnostics that make a file invalid; the others are warnings."""
+        return [d for d in self.diagnostics if d.severity == "error"]
 
     @property
     def step_count(self) -> int:
@@ -47,8 +52,8 @@ class LoadResult:
 
     def raise_for_errors(self) -> None:
         """Raise `ConfigError` listing every diagnostic, when there are any."""
-        if self.diagnostics:
-            count = len(self.diagnostics)
+        if self.errors:
+            count = len(self.errors)
             noun = "error" if count == 1 else "errors"
             message = f"{count} {noun} in pipeline files:\n{format_all(self.diagnostics)}"
             raise InvalidPipelineFiles(message)
@@ -88,7 +93,7 @@ def parse_pipeline(text: str, file: str = "<string>") -> Pipeline:
 
 def _result(reports: list[FileReport], path_diagnostics: list[Diagnostic]) -> LoadResult:
     diagnostics = [*path_diagnostics, *(d for r in reports for d in r.diagnostics)]
-    valid = [r for r in reports if r.pipeline is not None and not r.diagnostics]
+    valid = [r for r in reports if r.pipeline is not None and not r.errors]
     return LoadResult(
         pipelines=[r.pipeline for r in valid if r.pipeline is not None],
         diagnostics=sorted(diagnostics, key=Diagnostic.sort_key),
