@@ -76,6 +76,10 @@ class Change:
     """What `at_risk` holds, once measured."""
     open_joins: int = 0
     """Runs waiting at a join whose state this change deletes."""
+    moving: tuple[str, str] | None = None
+    """(from queue, to queue) when this change moves a renamed step's messages."""
+    moved: Depth | None = None
+    """What the `moving` queue holds, once measured."""
 
     @property
     def destructive(self) -> bool:
@@ -85,6 +89,14 @@ class Change:
     def describe(self) -> list[str]:
         """The change in words: one line, then its details indented."""
         line = f"{self.symbol} {self.subject}: {self.summary}"
+        if self.moving is not None and self.moved is not None:
+            old, new = self.moving
+            waiting = (
+                f"{self.moved.messages} waiting message{'' if self.moved.messages == 1 else 's'}"
+            )
+            line += f"; move {waiting} from {old} to {new}"
+            if self.moved.archived:
+                line += f" (and {self.moved.archived} archived)"
         losses = self.losses()
         if losses:
             line += f"; {losses} [destructive]"
@@ -117,6 +129,14 @@ class Change:
             if self.depth is None
             else {"messages": self.depth.messages, "archived": self.depth.archived},
             "open_joins": self.open_joins,
+            "moves": None
+            if self.moving is None
+            else {
+                "from": self.moving[0],
+                "to": self.moving[1],
+                "messages": None if self.moved is None else self.moved.messages,
+                "archived": None if self.moved is None else self.moved.archived,
+            },
             "sql": list(self.statements),
         }
 
@@ -201,6 +221,9 @@ async def measure(conn: asyncpg.Connection, the_plan: Plan, catalog: Catalog) ->
         queue = catalog.queues.get(change.at_risk) if change.at_risk else None
         if queue is not None:
             change = replace(change, depth=await read_depth(conn, queue))
+        source = catalog.queues.get(change.moving[0]) if change.moving else None
+        if source is not None:
+            change = replace(change, moved=await read_depth(conn, source))
         changes.append(change)
     return Plan(tuple(changes))
 
@@ -209,13 +232,16 @@ def diff(desired: DesiredState, catalog: Catalog) -> Plan:
     """The changes from `catalog` to `desired`; destructive changes are not measured yet."""
     recorded = recorded_states(catalog)
     recorded_queues = {q.name: q for state in recorded.values() for q in state.queues}
+    renames = rename_changes(desired, catalog)
+    moved = {name for change in renames for name in change.moving or ()}
     creates, recreates, alters, indexes = _queue_changes(desired, catalog, recorded_queues)
     return Plan(
         (
             *layer_changes(catalog.layers),
-            *drop_changes(desired, catalog, recorded),
+            *(c for c in drop_changes(desired, catalog, recorded) if c.at_risk not in moved),
             *recreates,
-            *creates,
+            *renames,
+            *(c for c in creates if c.subject.removeprefix("queue ") not in moved),
             *alters,
             *indexes,
             *join_changes(desired, catalog),
@@ -234,6 +260,43 @@ def recorded_states(catalog: Catalog) -> dict[str, PipelineState]:
         except ConfigError:
             continue
     return states
+
+
+def rename_changes(desired: DesiredState, catalog: Catalog) -> list[Change]:
+    """Steps renamed with `renamed_from` whose old queue exists and new queue does not yet:
+    create the new queue, move everything of the old step to it, drop the old queue."""
+    changes = []
+    for state in desired.pipelines.values():
+        queues = {q.step: q for q in state.queues if q.step is not None}
+        dead_letter = next(q.name for q in state.queues if q.step is None)
+        for old_step, new_step in state.renames:
+            old_queue = naming.step_queue_name(state.name, old_step)
+            want = queues[new_step]
+            if old_queue not in catalog.queues or want.name in catalog.queues:
+                continue
+            statements = (
+                *create_statements(want),
+                render(
+                    "move_step",
+                    pipeline=state.name,
+                    old_step=old_step,
+                    new_step=new_step,
+                    dead_letter_queue=dead_letter,
+                ),
+                render("drop_queue", name=old_queue),
+            )
+            summary = f"rename step {old_step} to {new_step} (archive, dead letters, join rows)"
+            changes.append(
+                Change(
+                    "~",
+                    "queue",
+                    f"queue {old_queue} -> {want.name}",
+                    summary,
+                    statements,
+                    moving=(old_queue, want.name),
+                )
+            )
+    return changes
 
 
 def layer_changes(layers: Layers) -> list[Change]:

@@ -28,10 +28,12 @@ from typing import Any
 import asyncpg
 
 from orchestrator.errors import NotFound, QueueError, SchemaMissing
+from orchestrator.runtime.contracts import check_entry
 from orchestrator.runtime.handoff import (
     CONTRACT_HEADERS,
     MAX_PAYLOAD_BYTES,
     PayloadError,
+    decode,
     encode_object,
     queries,
 )
@@ -97,6 +99,7 @@ async def _start(
     delay: float | None,
 ) -> list[uuid.UUID]:
     try:
+        await _check_contract(conn, pipeline, payloads)
         rows = await conn.fetch(queries()["start_runs"], pipeline, payloads, headers, delay)
     except asyncpg.UndefinedObjectError as exc:
         raise NotFound(str(exc.args[0] if exc.args else exc)) from None
@@ -111,6 +114,15 @@ async def _start(
     except asyncpg.InvalidParameterValueError as exc:
         raise QueueError(str(exc.args[0] if exc.args else exc)) from None
     return [uuid.UUID(str(row[0])) for row in rows]
+
+
+async def _check_contract(conn: Any, pipeline: str, payloads: list[str]) -> None:
+    """Refuse the payloads when one breaks the entry step's applied input contract."""
+    row = await conn.fetchrow(queries()["entry_contract"], pipeline)
+    if row is None or row[0] is None:
+        return  # not applied (start_runs says so) or no contract declared
+    where = f"step '{row[1]}' of pipeline '{pipeline}'"
+    check_entry(decode(row[0]), [decode(p) for p in payloads], where)
 
 
 def _payload_text(payload: object, index: int, count: int) -> str:

@@ -64,9 +64,11 @@ from typing import Any
 
 import asyncpg
 
+from orchestrator.errors import ContractError
 from orchestrator.observe.logging import step_logger
 from orchestrator.runtime import handoff
 from orchestrator.runtime.context import SavepointConnection, StepContext
+from orchestrator.runtime.contracts import StepContracts
 from orchestrator.runtime.handoff import Completion, Message, Outcomes, PayloadError, StepTarget
 from orchestrator.runtime.retry import decide, reconnect_delay
 from orchestrator.spec.handlers import HandlerInfo
@@ -158,6 +160,7 @@ class StepConsumer:
         self._handler = handler
         self.queue: str = step.queue
         self.target = StepTarget.of(pipeline, step)
+        self._contracts = StepContracts.of(pipeline, step.name, handler)
         self.concurrency = concurrency or step.concurrency
         self.batch_size = step.batch_size
         self.poll_interval = poll_interval
@@ -541,10 +544,11 @@ class StepConsumer:
         deadline = _Deadline(task, step.timeout)
         lease.deadline = deadline
         try:
+            payload = self._contracts.payload(m.body)
             if self._handler.is_async:
-                result = await self._handler.function(m.body, ctx)
+                result = await self._handler.function(payload, ctx)
             else:
-                result = await self._in_thread(m.body, ctx)
+                result = await self._in_thread(payload, ctx)
         except asyncio.CancelledError as exc:
             if not deadline.expired:
                 if task.cancelling():
@@ -566,12 +570,15 @@ class StepConsumer:
         if lease.lost is not None:
             return ctx, False
         if error is None:
-            output = m.body if result is None else result
             try:
+                output = self._contracts.output(m.body if result is None else result)
                 outcomes.done(m, handoff.encode_object(output, "handler output"))
                 return ctx, True
             except PayloadError as exc:
                 self._failed(outcomes, m, InvalidOutput(str(exc)), permanent=True, ctx=ctx)
+                return ctx, False
+            except ContractError as exc:
+                self._failed(outcomes, m, exc, ctx=ctx)
                 return ctx, False
         self._failed(outcomes, m, error, ctx=ctx)
         return ctx, False

@@ -47,6 +47,7 @@ CONTRACT_HEADERS = frozenset(
         "sent_at",
         "errors",
         "dead_letter",
+        "spec_hash",
     }
 )
 """Header keys the runtime sets; callers of `start` cannot choose them."""
@@ -196,13 +197,14 @@ class StepTarget:
     step: str
     queue: str
     routes: str
-    """JSON: [{"step", "delay", "expects": null | [predecessors]}] for each successor."""
+    """JSON: [{"step", "delay", "expects": null | [predecessors], "spec_hash"}] per successor."""
     archive: bool
     dead_letter_queue: str
 
     @classmethod
     def of(cls, pipeline: Pipeline, step: ResolvedStep) -> StepTarget:
         routes = []
+        spec_hash = pipeline.spec_hash()
         for name in step.successors:
             successor = pipeline.step(name)
             routes.append(
@@ -210,6 +212,7 @@ class StepTarget:
                     "step": name,
                     "delay": successor.delay,
                     "expects": list(successor.predecessors) if successor.is_join else None,
+                    "spec_hash": spec_hash,
                 }
             )
         return cls(

@@ -13,6 +13,7 @@ and the rule it broke.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 import fastjsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel, ValidationError
 
 from orchestrator.spec.compat import Finding, check_edge
 from orchestrator.spec.diagnostics import DocPath, Issue
+from orchestrator.spec.handlers import HandlerError, resolve_handler
 
 if TYPE_CHECKING:
     from orchestrator.spec.models import Pipeline
@@ -143,6 +146,49 @@ def _remote_refs(node: object) -> Iterator[str]:
             yield from _remote_refs(item)
 
 
+# --- checkers ------------------------------------------------------------------------------
+
+
+def checker(contract: str | dict[str, Any]) -> Callable[[Any], None]:
+    """A check raising `ContractViolation`, compiled once per process and contract."""
+    if isinstance(contract, str):
+        return _model_checker(contract)
+    return _compiled(json.dumps(contract, sort_keys=True))
+
+
+@functools.cache
+def _compiled(schema_text: str) -> Callable[[Any], None]:
+    return compile_contract(json.loads(schema_text))
+
+
+@functools.cache
+def _model_checker(ref: str) -> Callable[[Any], None]:
+    model = contract_model(ref)
+
+    def check(value: Any) -> None:
+        try:
+            model.model_validate(value)
+        except ValidationError as exc:
+            raise violation_of(exc) from None
+
+    return check
+
+
+def contract_model(ref: str) -> type[BaseModel]:
+    """The pydantic model class named `ref` (``package.module:Model``)."""
+    target = resolve_handler(ref)
+    if not (isinstance(target, type) and issubclass(target, BaseModel)):
+        raise HandlerError(f"contract '{ref}' is not a pydantic model class")
+    return target
+
+
+def violation_of(exc: ValidationError) -> ContractViolation:
+    """The first error of a pydantic ValidationError as a `ContractViolation`."""
+    first = exc.errors()[0]
+    pointer = "".join(f"/{part}" for part in first["loc"])
+    return ContractViolation(pointer, first["type"], first["msg"])
+
+
 # --- compiling ----------------------------------------------------------------------------
 
 
@@ -168,12 +214,21 @@ def compile_contract(schema: dict[str, Any]) -> Callable[[Any], None]:
 
 def _violation(exc: fastjsonschema.JsonSchemaValueException) -> ContractViolation:
     parts = list(exc.path or [])[1:]  # the first part is the variable name "data"
-    pointer = "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+    pointer = "".join("/" + _escape(str(p)) for p in parts)
+    rule = str(exc.rule or "schema")
+    if rule == "required" and isinstance(exc.value, dict):
+        missing = [p for p in exc.rule_definition or () if p not in exc.value]
+        if missing:
+            return ContractViolation(f"{pointer}/{_escape(str(missing[0]))}", rule, "is missing")
     detail = str(exc.message)
     name = str(exc.name or "data")
     if detail.startswith(name + " "):
         detail = detail[len(name) + 1 :]
-    return ContractViolation(pointer, str(exc.rule or "schema"), detail)
+    return ContractViolation(pointer, rule, detail)
+
+
+def _escape(part: str) -> str:
+    return part.replace("~", "~0").replace("/", "~1")
 
 
 # --- the edges of a pipeline --------------------------------------------------------------

@@ -270,9 +270,10 @@ class Step(_Model):
 
 
 def _step_json(step: ResolvedStep) -> dict[str, Any]:
-    """A resolved step as stored; contracts only when declared (older hashes stay valid)."""
+    """A resolved step as stored; contracts and renames only when declared (older hashes stay
+    valid)."""
     data = step.model_dump(mode="json", exclude={"pipeline", "name"})
-    for key in ("input", "output"):
+    for key in ("input", "output", "renamed_from"):
         if data[key] is None:
             del data[key]
     return data
@@ -294,6 +295,7 @@ class ResolvedStep(StepSettings):
     successors: tuple[str, ...]
     input: str | dict[str, JsonValue] | None = None
     output: str | dict[str, JsonValue] | None = None
+    renamed_from: str | None = None
 
     @property
     def is_entry(self) -> bool:
@@ -479,6 +481,7 @@ class Pipeline(_Model):
             successors=self.successors(name),
             input=spec.input,
             output=spec.output,
+            renamed_from=spec.renamed_from,
         )
 
     def resolved_steps(self) -> tuple[ResolvedStep, ...]:

@@ -86,11 +86,13 @@ def test_routes_name_successors_and_joins() -> None:
         "  d: {handler: m:d, after: [b, c]}\n",
         Path("p.yaml"),
     )
+    sender = f'"spec_hash":"{pipeline.spec_hash()}"'
     assert StepTarget.of(pipeline, pipeline.step("a")).routes == (
-        '[{"step":"b","delay":5.0,"expects":null},{"step":"c","delay":0.0,"expects":null}]'
+        f'[{{"step":"b","delay":5.0,"expects":null,{sender}}},'
+        f'{{"step":"c","delay":0.0,"expects":null,{sender}}}]'
     )
     assert StepTarget.of(pipeline, pipeline.step("b")).routes == (
-        '[{"step":"d","delay":0.0,"expects":["b","c"]}]'
+        f'[{{"step":"d","delay":0.0,"expects":["b","c"],{sender}}}]'
     )
     assert StepTarget.of(pipeline, pipeline.step("d")).routes == "[]"
 
