@@ -66,8 +66,9 @@ def decide(
 ) -> RetryDecision:
     """What to do after attempt `attempt` failed with `error`.
 
-    `Fail`, `ContractError` (or `permanent=True`) dead-letter at once; so does a failure of the last allowed
-    attempt. `Retry(after=...)` picks the wait itself; otherwise the policy's backoff does.
+    `Fail`, `ContractError` (or `permanent=True`) dead-letter at once; so does a failure of
+    the last allowed attempt. `Retry(after=...)` picks the wait itself; otherwise the
+    policy's backoff does.
     """
     if permanent or isinstance(error, Fail | ContractError):
         return RetryDecision(attempt, dead=True, permanent=True)

@@ -48,7 +48,7 @@ async def test_start_refuses_a_payload_breaking_the_entry_contract(rt: Runtime) 
         "the payload breaks the input contract of step 'take' of pipeline 'typed' at "
         "/quantity: must be bigger than or equal to 1 (rule 'minimum')"
     )
-    with pytest.raises(ContractError, match="payload 2 of 2 .* at /order: must match pattern"):
+    with pytest.raises(ContractError, match=r"payload 2 of 2 .* at /order: must match pattern"):
         await start_many(
             "typed", [{"order": "WO-1", "quantity": 1}, {"order": "X", "quantity": 1}], conn=rt.conn
         )
