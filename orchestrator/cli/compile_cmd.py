@@ -72,6 +72,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="allow dropping or converting queues that hold messages",
     )
+    removed = apply.add_mutually_exclusive_group()
+    removed.add_argument(
+        "--to-dead-letter",
+        dest="removed_steps",
+        action="store_const",
+        const="dead_letter",
+        default="refuse",
+        help="move the messages of removed steps to the dead-letter queue (StepRemoved)",
+    )
+    removed.add_argument(
+        "--drain-first",
+        dest="removed_steps",
+        action="store_const",
+        const="drain",
+        help="keep the queue of a removed step while it holds messages; a later apply drops it",
+    )
+    apply.add_argument(
+        "--allow-incompatible",
+        action="store_true",
+        help="apply input contracts that messages already waiting do not satisfy",
+    )
     apply.add_argument(
         "--grant",
         metavar="ROLE",
@@ -146,7 +167,14 @@ async def _run_apply(
             if not _confirm(preview):
                 return 1, ["Apply cancelled; nothing was changed."]
             allow = frozenset(c.subject for c in preview.destructive)
-    result = await apply(conn, pipelines, allow_destroy=allow, grant=args.grant)
+    result = await apply(
+        conn,
+        pipelines,
+        allow_destroy=allow,
+        grant=args.grant,
+        removed_steps=args.removed_steps,
+        allow_incompatible=args.allow_incompatible,
+    )
     return 0, result.lines()
 
 

@@ -163,8 +163,10 @@ def _run(args: argparse.Namespace) -> int:
     loaded, selected = _load(args)
     dsn = resolve_dsn(args.dsn)
     # The database decides what may run: no handler is imported before the check passes.
-    running = {pipeline.name for pipeline, _ in selected}
-    asyncio.run(_preflight(dsn, [p for p in loaded if p.name in running]))
+    running: dict[str, set[str]] = {}
+    for pipeline, step in selected:
+        running.setdefault(pipeline.name, set()).add(step)
+    asyncio.run(_preflight(dsn, [p for p in loaded if p.name in running], running))
     plans = _import_handlers(selected)
 
     if args.workers > 1 and worker_index is None:
@@ -227,13 +229,15 @@ def _import_handlers(selected: list[tuple[Pipeline, str]]) -> list[StepPlan]:
     return plans
 
 
-async def _preflight(dsn: str, pipelines: list[Pipeline]) -> None:
+async def _preflight(
+    dsn: str, pipelines: list[Pipeline], steps: dict[str, set[str]] | None = None
+) -> None:
     from orchestrator.compiler import check_applied
     from orchestrator.db import connect
 
     conn = await connect(dsn)
     try:
-        await check_applied(conn, pipelines)
+        await check_applied(conn, pipelines, steps)
     finally:
         await conn.close()
 

@@ -19,9 +19,12 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
 
 from orchestrator.compiler.catalog import (
     ActualQueue,
@@ -43,6 +46,7 @@ from orchestrator.compiler.render import render
 from orchestrator.compiler.spec_diff import spec_changes
 from orchestrator.errors import ConfigError
 from orchestrator.spec import naming
+from orchestrator.spec.contracts import ContractViolation, checker, stored_input
 
 if TYPE_CHECKING:
     import asyncpg
@@ -50,7 +54,7 @@ if TYPE_CHECKING:
     from orchestrator.spec import Pipeline
 
 Symbol = Literal["+", "-", "~"]
-Kind = Literal["install", "queue", "index", "joins", "pipeline"]
+Kind = Literal["install", "queue", "index", "joins", "pipeline", "contract"]
 
 DRIFT_NOTE = "changed outside orchestrator apply"
 _RETENTION_TOLERANCE = 1e-3
@@ -80,6 +84,14 @@ class Change:
     """(from queue, to queue) when this change moves a renamed step's messages."""
     moved: Depth | None = None
     """What the `moving` queue holds, once measured."""
+    checks: tuple[str, Any] | None = None
+    """(queue, new input contract) when a step's input changes: its waiting messages are
+    checked against the new contract."""
+    breaking: int | None = None
+    """Waiting messages that break the new input contract, once counted."""
+    removed_step: tuple[str, str, str] | None = None
+    """(pipeline, step, dead-letter queue) when this drop removes a step of a pipeline that
+    remains: apply's --to-dead-letter and --drain-first decide what happens to its messages."""
 
     @property
     def destructive(self) -> bool:
@@ -97,6 +109,9 @@ class Change:
             line += f"; move {waiting} from {old} to {new}"
             if self.moved.archived:
                 line += f" (and {self.moved.archived} archived)"
+        if self.breaking:
+            verb = "breaks" if self.breaking == 1 else "break"
+            line += f"; {_count(self.breaking, 'waiting message')} {verb} it [incompatible]"
         losses = self.losses()
         if losses:
             line += f"; {losses} [destructive]"
@@ -129,6 +144,7 @@ class Change:
             if self.depth is None
             else {"messages": self.depth.messages, "archived": self.depth.archived},
             "open_joins": self.open_joins,
+            "breaking": self.breaking,
             "moves": None
             if self.moving is None
             else {
@@ -158,6 +174,11 @@ class Plan:
         return tuple(c for c in self.changes if c.destructive)
 
     @property
+    def incompatible(self) -> tuple[Change, ...]:
+        """Contract changes that messages already waiting do not satisfy."""
+        return tuple(c for c in self.changes if c.breaking)
+
+    @property
     def drift(self) -> tuple[Change, ...]:
         """Changes that repair what was changed by hand."""
         return tuple(c for c in self.changes if c.drift)
@@ -176,6 +197,8 @@ class Plan:
         notes = []
         if self.destructive:
             notes.append(f"{len(self.destructive)} destructive")
+        if self.incompatible:
+            notes.append(f"{len(self.incompatible)} incompatible")
         if self.drift:
             notes.append(f"{len(self.drift)} drift")
         return f"{text} ({', '.join(notes)})" if notes else text
@@ -224,6 +247,9 @@ async def measure(conn: asyncpg.Connection, the_plan: Plan, catalog: Catalog) ->
         source = catalog.queues.get(change.moving[0]) if change.moving else None
         if source is not None:
             change = replace(change, moved=await read_depth(conn, source))
+        checked = catalog.queues.get(change.checks[0]) if change.checks else None
+        if checked is not None and change.checks is not None and checked.has_table:
+            change = replace(change, breaking=await count_breaking(conn, *change.checks))
         changes.append(change)
     return Plan(tuple(changes))
 
@@ -245,6 +271,7 @@ def diff(desired: DesiredState, catalog: Catalog) -> Plan:
             *alters,
             *indexes,
             *join_changes(desired, catalog),
+            *contract_changes(desired, catalog),
             *record_changes(desired, catalog),
             *forget_changes(desired, catalog),
         )
@@ -299,6 +326,48 @@ def rename_changes(desired: DesiredState, catalog: Catalog) -> list[Change]:
     return changes
 
 
+def contract_changes(desired: DesiredState, catalog: Catalog) -> list[Change]:
+    """Steps (applied before) whose effective input contract changes to a JSON Schema."""
+    changes = []
+    for name, state in desired.pipelines.items():
+        applied = catalog.applied.get(name)
+        if applied is None or applied.spec_hash == state.spec_hash:
+            continue
+        old_steps, new_steps = applied.spec.get("steps", {}), state.spec["steps"]
+        for step in new_steps:
+            if step not in old_steps:
+                continue
+            new = stored_input(new_steps, step)
+            if not isinstance(new, dict) or new == _stored_input_or_none(old_steps, step):
+                continue
+            queue = naming.step_queue_name(name, step)
+            summary = "input contract changes; waiting messages are checked against it"
+            changes.append(
+                Change("~", "contract", f"input of {name}.{step}", summary, checks=(queue, new))
+            )
+    return changes
+
+
+def _stored_input_or_none(steps: Mapping[str, Any], step: str) -> Any:
+    try:
+        return stored_input(steps, step)
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
+async def count_breaking(conn: asyncpg.Connection, queue: str, contract: Any) -> int:
+    """How many messages `queue` holds that break `contract` (a JSON Schema)."""
+    check = checker(contract)
+    breaking = 0
+    async with conn.transaction(readonly=True) if not conn.is_in_transaction() else _nothing():
+        async for row in conn.cursor(render("waiting_bodies", name=queue)):
+            try:
+                check(orjson.loads(row[0]))
+            except ContractViolation:
+                breaking += 1
+    return breaking
+
+
 def layer_changes(layers: Layers) -> list[Change]:
     """Installs and upgrades of the queue layer and of schema orchestrator."""
     from orchestrator.queue import sqlfiles
@@ -351,8 +420,38 @@ def drop_changes(
     for name in sorted(managed_queues(desired, catalog, recorded) - set(wanted)):
         statements = (render("drop_queue", name=name),)
         reason = _drop_reason(name, owners.get(name), desired)
-        changes.append(Change("-", "queue", f"queue {name}", reason, statements, at_risk=name))
+        split = naming.split_step_queue_name(name)
+        state = desired.pipelines.get(split[0]) if split is not None else None
+        removed = None
+        if split is not None and state is not None:
+            dead_letter = next(q.name for q in state.queues if q.step is None)
+            removed = (split[0], split[1], dead_letter)
+        changes.append(
+            Change(
+                "-",
+                "queue",
+                f"queue {name}",
+                reason,
+                statements,
+                at_risk=name,
+                removed_step=removed,
+            )
+        )
     return changes
+
+
+def to_dead_letter(change: Change) -> Change:
+    """A removed step's drop that first moves its messages to the dead-letter queue (its
+    archive still goes with the queue)."""
+    if change.removed_step is None:
+        return change
+    pipeline, step, dead_letter = change.removed_step
+    move = render("dead_letter_step", pipeline=pipeline, step=step, dead_letter_queue=dead_letter)
+    held = change.depth.messages if change.depth is not None else 0
+    summary = f"{change.summary}; move {held} message{'' if held == 1 else 's'} to {dead_letter}"
+    if change.depth is not None and change.depth.archived:
+        summary += f" (its {change.depth.archived} archived go with the queue)"
+    return replace(change, summary=summary, statements=(move, *change.statements), depth=None)
 
 
 def _drop_reason(name: str, owner: QueueState | None, desired: DesiredState) -> str:
@@ -569,3 +668,12 @@ def forget_changes(desired: DesiredState, catalog: Catalog) -> list[Change]:
             Change("-", "pipeline", f"pipeline {name}", summary, statements, open_joins=waiting)
         )
     return changes
+
+
+@contextlib.asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

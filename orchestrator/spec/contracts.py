@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -264,20 +264,30 @@ def effective_input(pipeline: Pipeline, step: str) -> dict[str, Any] | str | Non
 
 def produced_for(pipeline: Pipeline, step: str) -> dict[str, Any] | str | None:
     """What the predecessors promise `step`: the single one's output, or a join's object."""
-    predecessors = pipeline.predecessors(step)
-    if len(predecessors) == 1:
-        return pipeline.steps[predecessors[0]].output
-    if not predecessors:
-        return None
-    outputs = {p: pipeline.steps[p].output for p in predecessors}
-    if any(is_model_ref(o) for o in outputs.values()):
+    return promised({p: pipeline.steps[p].output for p in pipeline.predecessors(step)})
+
+
+def promised(outputs: Mapping[str, Any]) -> dict[str, Any] | str | None:
+    """What predecessors with `outputs` ({step: output contract}) promise their successor."""
+    if len(outputs) == 1:
+        only: dict[str, Any] | str | None = next(iter(outputs.values()))
+        return only
+    if not outputs or any(is_model_ref(o) for o in outputs.values()):
         return None
     return {
         "type": "object",
         "properties": {p: o if o is not None else True for p, o in outputs.items()},
-        "required": list(predecessors),
+        "required": list(outputs),
         "additionalProperties": False,
     }
+
+
+def stored_input(steps: Mapping[str, Mapping[str, Any]], step: str) -> Any:
+    """`effective_input` read from a stored spec's steps (`Pipeline.to_json()["steps"]`)."""
+    own = steps[step].get("input")
+    if own is not None:
+        return own
+    return promised({p: steps[p].get("output") for p in steps[step].get("predecessors", ())})
 
 
 def _edge_issues(pipeline: Pipeline, step: str) -> list[Issue]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncpg
+import pytest
 
-from orchestrator.compiler import apply, plan
+from orchestrator.compiler import DestructiveChange, IncompatibleChange, apply, plan
 from orchestrator.runtime import start_many
 from tests.integration.compiler.conftest import Write
 
@@ -103,3 +104,109 @@ async def test_a_rename_already_applied_is_not_planned_again(
     await apply(conn, write(orders=V1))
     await apply(conn, write(orders=V2))
     assert (await plan(conn, write(orders=V2))).empty
+
+
+REMOVED = """
+pipeline: orders
+steps:
+  receive: {handler: app.orders:receive, next: [bill]}
+  bill: {handler: app.orders:bill}
+"""
+
+
+async def _two_for_ship(conn: asyncpg.Connection) -> None:
+    for n in range(2):
+        await conn.execute(
+            "SELECT pgmq.send('orders__ship', $1::jsonb, $2::jsonb)",
+            {"n": n},
+            {"run_id": f"00000000-0000-0000-0000-00000000001{n}", "step": "ship"},
+        )
+
+
+async def test_a_removed_step_holding_messages_is_refused_without_a_choice(
+    conn: asyncpg.Connection, write: Write
+) -> None:
+    await apply(conn, write(orders=V1))
+    await _two_for_ship(conn)
+    the_plan = await plan(conn, write(orders=REMOVED))
+    [drop] = [c for c in the_plan.destructive if c.subject == "queue orders__ship"]
+    assert drop.depth is not None and drop.depth.messages == 2
+    with pytest.raises(DestructiveChange, match="orders__ship holds 2 messages"):
+        await apply(conn, write(orders=REMOVED))
+    assert await conn.fetchval("SELECT count(*) FROM pgmq.q_orders__ship") == 2
+
+
+async def test_to_dead_letter_moves_them_as_replayable_step_removed(
+    conn: asyncpg.Connection, write: Write
+) -> None:
+    await apply(conn, write(orders=V1))
+    await _two_for_ship(conn)
+    result = await apply(conn, write(orders=REMOVED), removed_steps="dead_letter")
+    assert any("move 2 messages to orders_dlq" in line for line in result.lines())
+    assert await conn.fetchval("SELECT to_regclass('pgmq.q_orders__ship')") is None
+    dead = await conn.fetch("SELECT message, headers FROM pgmq.q_orders_dlq ORDER BY msg_id")
+    assert [d["message"]["payload"] for d in dead] == [{"n": 0}, {"n": 1}]
+    body = dead[0]["message"]
+    assert body["error"]["type"] == "StepRemoved" and body["permanent"] is True
+    assert (body["step"], body["queue"], body["run_id"]) == (
+        "ship",
+        "orders__ship",
+        "00000000-0000-0000-0000-000000000010",
+    )
+    assert dead[0]["headers"] == {
+        "run_id": body["run_id"],
+        "pipeline": "orders",
+        "step": "ship",
+        "dead_letter": True,
+    }
+
+
+async def test_drain_first_keeps_the_queue_until_it_is_empty(
+    conn: asyncpg.Connection, write: Write
+) -> None:
+    await apply(conn, write(orders=V1))
+    await _two_for_ship(conn)
+    await apply(conn, write(orders=REMOVED), removed_steps="drain")
+    assert await conn.fetchval("SELECT count(*) FROM pgmq.q_orders__ship") == 2
+    await conn.execute("DELETE FROM pgmq.q_orders__ship")  # an old worker drained it
+    await apply(conn, write(orders=REMOVED), removed_steps="drain")
+    assert await conn.fetchval("SELECT to_regclass('pgmq.q_orders__ship')") is None
+
+
+TYPED_V1 = """
+pipeline: orders
+steps:
+  receive: {handler: app.orders:receive, next: [bill]}
+  bill:
+    handler: app.orders:bill
+    input: {type: object, properties: {amount: {type: number}}}
+"""
+TYPED_V2 = TYPED_V1.replace(
+    "{amount: {type: number}}}", "{amount: {type: integer}}, required: [amount]}"
+)
+
+
+async def test_a_contract_that_waiting_messages_break_is_counted_and_refused(
+    conn: asyncpg.Connection, write: Write
+) -> None:
+    await apply(conn, write(orders=TYPED_V1))
+    for body in ({"amount": 1}, {"amount": 1.5}, {}):
+        await conn.execute("SELECT pgmq.send('orders__bill', $1::jsonb)", body)
+    the_plan = await plan(conn, write(orders=TYPED_V2))
+    assert [line for line in the_plan.lines() if "[incompatible]" in line] == [
+        "~ input of orders.bill: input contract changes; waiting messages are checked against "
+        "it; 2 waiting messages break it [incompatible]"
+    ]
+    assert the_plan.summary() == "2 changes (1 incompatible)"
+    with pytest.raises(IncompatibleChange, match=r"input of orders.bill: 2 waiting"):
+        await apply(conn, write(orders=TYPED_V2))
+    await apply(conn, write(orders=TYPED_V2), allow_incompatible=True)
+    assert (await plan(conn, write(orders=TYPED_V2))).empty
+
+
+async def test_a_compatible_tightening_passes(conn: asyncpg.Connection, write: Write) -> None:
+    await apply(conn, write(orders=TYPED_V1))
+    await conn.execute("SELECT pgmq.send('orders__bill', $1::jsonb)", {"amount": 3})
+    the_plan = await plan(conn, write(orders=TYPED_V2))
+    assert not the_plan.incompatible
+    await apply(conn, write(orders=TYPED_V2))

@@ -70,3 +70,45 @@ BEGIN
     join_rows := join_rows + more;
 END
 $$;
+
+-- Move every message of the queue of step `step` (removed from `pipeline` by apply with
+-- --to-dead-letter) to `dead_letter_queue`, as dead letters whose error is StepRemoved: the
+-- body of a dead letter (docs/architecture.md, "Messages"), so `dlq replay` sends them back
+-- once the step exists again. Returns how many were moved.
+CREATE OR REPLACE FUNCTION orchestrator.dead_letter_step(
+    pipeline text, step text, dead_letter_queue text)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    queue text := orchestrator.step_queue(pipeline, step);
+    now_ts timestamptz := clock_timestamp();
+    bodies jsonb[];
+BEGIN
+    EXECUTE format(
+        'WITH gone AS (DELETE FROM %s RETURNING *)'
+        ' SELECT array_agg(jsonb_build_object('
+        '     ''pipeline'', $1::text, ''step'', $2::text, ''queue'', $3::text,'
+        '     ''run_id'', headers -> ''run_id'', ''msg_id'', msg_id, ''payload'', message,'
+        '     ''headers'', coalesce(headers, ''{}'') - ''errors'', ''attempts'', read_ct,'
+        '     ''failed_at'', $4::timestamptz, ''permanent'', true,'
+        '     ''error'', jsonb_build_object(''type'', ''StepRemoved'', ''message'','
+        '         format(''step %%s was removed from pipeline %%s by apply --to-dead-letter; '
+        'replay the message once the step exists again'', $2, $1), ''traceback'', NULL))'
+        '     ORDER BY msg_id)'
+        '   FROM gone',
+        pgmq_ext.queue_table(queue))
+        INTO bodies
+        USING pipeline, step, queue, now_ts;
+    IF bodies IS NULL THEN
+        RETURN 0;
+    END IF;
+    PERFORM pgmq.send_batch(
+        dead_letter_queue,
+        bodies,
+        ARRAY(SELECT jsonb_build_object('run_id', b -> 'run_id', 'pipeline', pipeline,
+                                        'step', step, 'dead_letter', true)
+                FROM unnest(bodies) AS b));
+    RETURN cardinality(bodies);
+END
+$$;
