@@ -234,11 +234,12 @@ def _escape(part: str) -> str:
 # --- the edges of a pipeline --------------------------------------------------------------
 
 
-def contract_issues(pipeline: Pipeline) -> list[Issue]:
+def contract_issues(pipeline: Pipeline, *, import_models: bool = False) -> list[Issue]:
     """Invalid contracts, then every edge whose producer may break its consumer's input.
 
-    An edge is checked where both ends are JSON Schemas; a pydantic model end is checked by
-    ``validate --import-handlers`` (see `resolve_models`), else reported as undecided.
+    An edge is checked where both ends are JSON Schemas. A pydantic model end is imported and
+    its JSON Schema used when `import_models` is set (``validate --import-handlers``); without
+    it the edge is reported as undecided.
     """
     issues = [
         Issue(("steps", name, key), f"{key} contract: {problem}")
@@ -247,10 +248,28 @@ def contract_issues(pipeline: Pipeline) -> list[Issue]:
         if isinstance(contract := getattr(step, key), dict)
         and (problem := schema_problem(contract))
     ]
+    schemas: dict[str, dict[str, Any]] = {}
+    if import_models:
+        issues.extend(_import_models(pipeline, schemas))
     if issues:
         return issues
     for name in pipeline.order:
-        issues.extend(_edge_issues(pipeline, name))
+        issues.extend(_edge_issues(pipeline, name, schemas))
+    return issues
+
+
+def _import_models(pipeline: Pipeline, schemas: dict[str, dict[str, Any]]) -> list[Issue]:
+    """Import every model contract into `schemas` (ref -> JSON Schema); issues for failures."""
+    issues = []
+    for name, step in pipeline.steps.items():
+        for key in CONTRACT_KEYS:
+            ref = getattr(step, key)
+            if not isinstance(ref, str) or ref in schemas:
+                continue
+            try:
+                schemas[ref] = contract_model(ref).model_json_schema()
+            except HandlerError as exc:
+                issues.append(Issue(("steps", name, key), f"{key} contract: {exc}"))
     return issues
 
 
@@ -290,30 +309,32 @@ def stored_input(steps: Mapping[str, Mapping[str, Any]], step: str) -> Any:
     return promised({p: steps[p].get("output") for p in steps[step].get("predecessors", ())})
 
 
-def _edge_issues(pipeline: Pipeline, step: str) -> list[Issue]:
-    wanted = pipeline.steps[step].input
-    given = produced_for(pipeline, step)
+def _edge_issues(
+    pipeline: Pipeline, step: str, schemas: Mapping[str, dict[str, Any]]
+) -> list[Issue]:
     predecessors = pipeline.predecessors(step)
+    wanted = _resolved(pipeline.steps[step].input, schemas)
     if wanted is None or not predecessors:
         return []
+    outputs = {p: _resolved(pipeline.steps[p].output, schemas) for p in predecessors}
+    given = promised(outputs)
     where: DocPath = ("steps", step, "input")
     edge = f"'{predecessors[0]}' output -> '{step}' input"
     if len(predecessors) > 1:
         edge = f"join of {', '.join(repr(p) for p in predecessors)} -> '{step}' input"
-    if given is None or is_model_ref(given) or is_model_ref(wanted):
-        if given is None and len(predecessors) == 1:
-            return []  # the producer promises nothing: checked at run time only
-        return [
-            Issue(
-                where,
-                f"contract {edge}: cannot decide with a pydantic model; "
-                "run validate --import-handlers",
-                "key",
-                "warning",
-            )
-        ]
-    assert isinstance(given, dict) and isinstance(wanted, dict)
+    if given is None and len(predecessors) == 1:
+        return []  # the producer promises nothing: checked at run time only
+    if not isinstance(given, dict) or not isinstance(wanted, dict):
+        message = (
+            f"contract {edge}: cannot decide with a pydantic model; run validate --import-handlers"
+        )
+        return [Issue(where, message, "key", "warning")]
     return [_edge_issue(where, edge, f) for f in check_edge(given, wanted)]
+
+
+def _resolved(contract: Any, schemas: Mapping[str, dict[str, Any]]) -> Any:
+    """A model contract's imported JSON Schema when there is one, else the contract."""
+    return schemas.get(contract, contract) if isinstance(contract, str) else contract
 
 
 def _edge_issue(where: DocPath, edge: str, finding: Finding) -> Issue:

@@ -79,7 +79,7 @@ class FileReport:
         self._stage = set()
 
 
-def check_file(path: Path) -> FileReport:
+def check_file(path: Path, *, import_models: bool = False) -> FileReport:
     """All single-file stages for the file at `path`."""
     try:
         raw = path.read_bytes()
@@ -88,11 +88,12 @@ def check_file(path: Path) -> FileReport:
         message = f"cannot read file: {exc.strerror or exc}"
         report.diagnostics.append(Diagnostic(str(path), None, None, message))
         return report
-    return check_document(load_bytes(raw), str(path))
+    return check_document(load_bytes(raw), str(path), import_models=import_models)
 
 
-def check_document(document: Document, file: str) -> FileReport:
-    """All single-file stages for an already loaded document."""
+def check_document(document: Document, file: str, *, import_models: bool = False) -> FileReport:
+    """All single-file stages for an already loaded document; `import_models` imports the
+    pydantic models named as contracts to check the edges they are on."""
     report = FileReport(file, document)
     report.report_load_problems()
     if document.data is None:
@@ -107,7 +108,7 @@ def check_document(document: Document, file: str) -> FileReport:
         _report_all(report, outcome.field_issues, structural=True)
     _report_all(report, outcome.pipeline_issues)
     if outcome.pipeline is not None and not report.diagnostics:
-        _report_all(report, contract_issues(outcome.pipeline))
+        _report_all(report, contract_issues(outcome.pipeline, import_models=import_models))
     if not report.errors:
         report.pipeline = outcome.pipeline
     return report

@@ -64,7 +64,7 @@ def load_pipelines(
 ) -> LoadResult:
     """Load and validate the pipeline files under `paths` (files or directories)."""
     discovery = discover(as_paths(paths))
-    reports = [check_file(path) for path in discovery.files]
+    reports = [check_file(path, import_models=import_handlers) for path in discovery.files]
     check_unique_names(reports)
     check_unique_queues(reports)
     if import_handlers:

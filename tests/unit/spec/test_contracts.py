@@ -152,3 +152,56 @@ def test_compiled_contract_names_the_pointer_and_the_rule() -> None:
 def test_compiled_contract_never_fetches_remote_refs() -> None:
     with pytest.raises(ContractViolation, match="not allowed"):
         compile_contract({"$ref": "https://example.invalid/s.json"})
+
+
+MODELS = """\
+from pydantic import BaseModel
+
+
+class Order(BaseModel):
+    order: str
+    quantity: int | None = None
+
+
+class Needs(BaseModel):
+    order: str
+    quantity: int
+"""
+
+
+def test_pydantic_contracts_are_checked_with_import_handlers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "contract_models_a.py").write_text(MODELS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "pipeline: p\nsteps:\n"
+        "  a: {handler: m:a, output: 'contract_models_a:Order', next: [b]}\n"
+        "  b: {handler: m:b, input: 'contract_models_a:Needs'}\n"
+    )
+    (offline,) = load_pipelines(path).diagnostics
+    assert offline.severity == "warning" and "run validate --import-handlers" in offline.message
+    diagnostics = load_pipelines(path, import_handlers=True).diagnostics
+    imported = [d for d in diagnostics if d.message.startswith("contract")]  # not handlers
+    assert [(d.line, d.column, d.severity) for d in imported] == [(4, 21, "error")] * 2
+    assert any("at /quantity: optional in the output" in d.message for d in imported)
+    assert any("at /quantity: the output may be null" in d.message for d in imported)
+
+
+def test_a_contract_naming_no_model_is_an_error_with_import_handlers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "contract_models_b.py").write_text("def Order():\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "p.yaml"
+    path.write_text("pipeline: p\nsteps:\n  a: {handler: m:a, input: 'contract_models_b:Order'}\n")
+    (error,) = [
+        d for d in load_pipelines(path, import_handlers=True).diagnostics if "contract" in d.message
+    ]
+    assert (
+        error.message
+        == "input contract: contract 'contract_models_b:Order' is not a pydantic model class"
+    )
