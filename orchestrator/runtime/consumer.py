@@ -544,7 +544,7 @@ class StepConsumer:
         deadline = _Deadline(task, step.timeout)
         lease.deadline = deadline
         try:
-            payload = self._contracts.payload(m.body)
+            payload = self._contracts.payload(m.body, m.headers)
             if self._handler.is_async:
                 result = await self._handler.function(payload, ctx)
             else:
