@@ -61,3 +61,64 @@ class ContractError(QueueError):
 
 class NotFound(OrchestratorError):
     """An object named by the user (pipeline, step, run, message) does not exist."""
+
+
+# --- failures of one attempt -----------------------------------------------------------------
+# What the runtime records in a message's ``headers.errors`` and in its dead letter
+# (``error.type`` is the class name) when an attempt fails for a reason of its own. They are
+# not OrchestratorErrors: they never reach the CLI, only the message they belong to.
+
+
+class AttemptFailure(Exception):
+    """An attempt failed for a reason the runtime found, not an exception of the handler."""
+
+    permanent = False
+    """True when no retry can help: the message is dead-lettered at once."""
+
+
+class HandlerTimeout(AttemptFailure, TimeoutError):
+    """The handler ran past its step's timeout and was cancelled (or, in a thread, abandoned)."""
+
+
+class InvalidPayload(AttemptFailure):
+    """The message body is not a JSON object; no handler can take it."""
+
+    permanent = True
+
+
+class UndecodableMessage(AttemptFailure):
+    """The message body is JSON that PostgreSQL stored but Python cannot decode (a number
+    beyond any float, nesting deeper than the decoder allows); the dead letter keeps its text."""
+
+    permanent = True
+
+
+class InvalidOutput(AttemptFailure):
+    """The handler returned something that cannot be the next steps' payload."""
+
+    permanent = True
+
+
+class InvalidRetryDelay(AttemptFailure):
+    """The handler asked for a retry at a time the queue cannot store (``Retry(after=1e13)``)."""
+
+    permanent = True
+
+
+class WorkerLost(AttemptFailure):
+    """The message was read more times than its step allows and its last attempt, run alone,
+    never finished: its handler ends the process (``os._exit``, a crash, the OOM killer)."""
+
+    permanent = True
+
+
+class TransactionAborted(AttemptFailure):
+    """The handler caught a database error and returned, leaving its transaction aborted."""
+
+
+class CommitFailed(AttemptFailure):
+    """The batch's COMMIT was refused (e.g. a deferred constraint of a handler's writes)."""
+
+
+class QueueMissing(SchemaMissing):
+    """A step queue does not exist (dropped by hand, or the pipeline was never applied)."""

@@ -166,7 +166,8 @@ def _run(args: argparse.Namespace) -> int:
     running: dict[str, set[str]] = {}
     for pipeline, step in selected:
         running.setdefault(pipeline.name, set()).add(step)
-    asyncio.run(_preflight(dsn, [p for p in loaded if p.name in running], running))
+    queues = [pipeline.step(name).queue for pipeline, name in selected]
+    asyncio.run(_preflight(dsn, [p for p in loaded if p.name in running], queues, running))
     plans = _import_handlers(selected)
 
     if args.workers > 1 and worker_index is None:
@@ -230,14 +231,18 @@ def _import_handlers(selected: list[tuple[Pipeline, str]]) -> list[StepPlan]:
 
 
 async def _preflight(
-    dsn: str, pipelines: list[Pipeline], steps: dict[str, set[str]] | None = None
+    dsn: str,
+    pipelines: list[Pipeline],
+    queues: list[str],
+    steps: dict[str, set[str]] | None = None,
 ) -> None:
-    from orchestrator.compiler import check_applied
+    from orchestrator.compiler.applied import check_applied, check_queues
     from orchestrator.db import connect
 
     conn = await connect(dsn)
     try:
         await check_applied(conn, pipelines, steps)
+        await check_queues(conn, queues)
     finally:
         await conn.close()
 

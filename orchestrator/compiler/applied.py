@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.compiler.catalog import queries
 from orchestrator.compiler.rolling import pipeline_problems
-from orchestrator.errors import SchemaMissing
+from orchestrator.errors import QueueMissing, SchemaMissing
 
 if TYPE_CHECKING:
     import asyncpg
@@ -59,3 +59,16 @@ async def check_applied(
                 )
     if problems:
         raise SchemaMissing(f"{'; '.join(problems)}; {_HINT}")
+
+
+async def check_queues(conn: asyncpg.Connection, queues: Iterable[str]) -> None:
+    """Raise `QueueMissing` when one of `queues` (the step queues a worker will read) does not
+    exist: it was dropped by hand after apply. `orchestrator plan` shows it as drift."""
+    missing = [row["name"] for row in await conn.fetch(queries()["missing_queues"], list(queues))]
+    if missing:
+        names = ", ".join(missing)
+        raise QueueMissing(
+            f"queue{'s' if len(missing) > 1 else ''} {names} "
+            f"{'do' if len(missing) > 1 else 'does'} not exist; {_HINT} "
+            "(orchestrator plan shows the drift)"
+        )

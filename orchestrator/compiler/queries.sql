@@ -11,6 +11,13 @@ SELECT to_regclass('pgmq.meta') IS NOT NULL AS has_pgmq,
        to_regclass('orchestrator.joins') IS NOT NULL AS has_joins,
        EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgmq') AS has_extension;
 
+-- name: missing_queues
+-- Which of the queue names $1 have no table (dropped by hand, or never applied).
+SELECT name
+  FROM unnest($1::text[]) AS name
+ WHERE to_regclass(format('pgmq.%I', 'q_' || name)) IS NULL
+ ORDER BY name;
+
 -- name: store_version
 -- Version of schema orchestrator and the checksum of its functions as last installed.
 SELECT version, functions_sha256

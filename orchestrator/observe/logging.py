@@ -39,11 +39,14 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`12:00:01 INFO  work_orders/barcode run=… msg` for people at a terminal."""
+    """`12:00:01 INFO  [w2] work_orders/barcode run=… msg` for people at a terminal (``[w2]``:
+    the worker index under a supervisor)."""
 
     def format(self, record: logging.LogRecord) -> str:
         ctx = _context(record)
         where = "/".join(str(ctx[k]) for k in ("pipeline", "step") if k in ctx)
+        if "worker" in ctx:
+            where = f"[w{ctx['worker']}] {where}".rstrip()
         tags = " ".join(f"{k}={ctx[k]}" for k in ("run_id", "msg_id", "attempt") if k in ctx)
         stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
         line = " ".join(p for p in (stamp, f"{record.levelname:<7}", where, tags) if p)

@@ -84,6 +84,7 @@ class StepContext:
     """
 
     __slots__ = (
+        "_abandoned",
         "_conn",
         "_conn_used",
         "_deadline",
@@ -125,6 +126,7 @@ class StepContext:
         self._deadline = deadline
         self._conn = conn
         self._conn_used = False
+        self._abandoned = False
 
     @property
     def run_id(self) -> uuid.UUID:
@@ -158,6 +160,21 @@ class StepContext:
     def conn_used(self) -> bool:
         """True once the handler has asked for `conn`."""
         return self._conn_used
+
+    @property
+    def abandoned(self) -> bool:
+        """True once the runtime gave up on this attempt (it ran past the step's timeout).
+
+        An ``async def`` handler is cancelled instead; a plain ``def`` handler cannot be, and
+        keeps running in its thread while the message is retried or dead-lettered. A long
+        ``def`` handler should check it between its steps of work and return at once when it
+        is true: its result is thrown away, and another attempt may already be running.
+        """
+        return self._abandoned
+
+    def abandon(self) -> None:
+        """Mark this attempt as given up on (the runtime calls it; see `abandoned`)."""
+        self._abandoned = True
 
     @property
     def idempotency_key(self) -> str:

@@ -6,8 +6,11 @@ handlers, then ONE `complete` call (hand off, retry and dead-letter everything, 
 ``store/sql/functions/20_handoff.sql``), COMMIT. `extend_lease` and `release` serve long and
 abandoned batches.
 
-JSON travels as text: payloads and outputs are encoded here once (orjson), checked for what
-PostgreSQL's jsonb refuses (NUL characters) and for size, and sent as text[].
+JSON travels as text: payloads and outputs are encoded here once (`db.jsontext`: orjson, with
+every digit of big ints and Decimals kept), checked for what PostgreSQL's jsonb refuses (NUL
+characters) and for size, and sent as text[]. Bodies are read as text and decoded without
+losing digits; a body Python cannot decode does not raise: its `Message` keeps the raw text
+and says why (`undecodable`), and that message alone fails.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from orchestrator.db import jsontext
+from orchestrator.db.jsontext import UndecodableJson
 from orchestrator.errors import QueueError
 from orchestrator.spec.models import Pipeline, ResolvedStep
 
@@ -48,6 +53,7 @@ CONTRACT_HEADERS = frozenset(
         "errors",
         "dead_letter",
         "spec_hash",
+        "isolated",
     }
 )
 """Header keys the runtime sets; callers of `start` cannot choose them."""
@@ -88,7 +94,7 @@ def encode_object(value: object, what: str = "payload") -> str:
     if type(value) is not dict and not isinstance(value, Mapping):
         raise PayloadError(f"{what} must be a JSON object (a dict), not {_kind(value)}")
     try:
-        data = orjson.dumps(value)
+        data = jsontext.dumps(value)
     except TypeError as exc:
         raise PayloadError(f"{what} is not JSON-serialisable: {exc}") from None
     if len(data) > MAX_PAYLOAD_BYTES:
@@ -106,12 +112,12 @@ def encode_object(value: object, what: str = "payload") -> str:
 
 def encode_headers(value: Mapping[str, Any]) -> str:
     """Message headers as JSON text (the runtime's own; never user input that needs checks)."""
-    return orjson.dumps(value).decode()
+    return jsontext.dumps(value).decode()
 
 
 def decode(text: str | None) -> Any:
-    """A jsonb column read as text (None for SQL NULL)."""
-    return None if text is None else orjson.loads(text)
+    """A jsonb column read as text (None for SQL NULL); UndecodableJson when Python cannot."""
+    return None if text is None else jsontext.loads(text)
 
 
 def _kind(value: object) -> str:
@@ -161,15 +167,35 @@ class Message:
     headers: dict[str, Any]
     run_id: str
     """The run id in canonical text form (what the database returns and takes)."""
+    undecodable: str | None = None
+    """Why the body could not be decoded; `body` is then its JSON text, kept as read."""
 
     @classmethod
     def from_row(cls, row: Sequence[Any], queue: str = "") -> Message:
-        """From a `read` row of `queue`: (msg_id, read_ct, message text, headers text)."""
-        headers = decode(row[3])
+        """From a `read` row of `queue`: (msg_id, read_ct, message text, headers text).
+        Never raises: a body that cannot be decoded is kept as text (`undecodable`)."""
+        try:
+            headers = _decode_headers(row[3])
+        except UndecodableJson:
+            headers = None
         if not isinstance(headers, dict):
             headers = {}
         run_id = _run_id(headers.get("run_id"), queue, row[0])
-        return cls(row[0], row[1], decode(row[2]), headers, run_id)
+        try:
+            return cls(row[0], row[1], decode(row[2]), headers, run_id)
+        except UndecodableJson as exc:
+            return cls(row[0], row[1], row[2], headers, run_id, undecodable=str(exc))
+
+
+def _decode_headers(text: str | None) -> Any:
+    """Headers are the runtime's own (no number beyond 64 bits): orjson alone, the exact
+    decoder only when orjson refuses."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return jsontext.loads(text)
 
 
 _FOREIGN_RUNS = uuid.UUID("5d1c1a43-54c7-4f0c-9f3e-6f7a0b3f6a2e")
@@ -266,7 +292,7 @@ def dead_letter_body(
         "run_id": message.run_id,
         "msg_id": message.msg_id,
         "payload": message.body,
-        "headers": dict(headers),
+        "headers": {k: v for k, v in headers.items() if k != "isolated"},
         "attempts": message.read_ct,
         "permanent": permanent,
         "error": {
@@ -311,6 +337,12 @@ class Outcomes:
         self.done_run_ids.append(message.run_id)
         self.done_outputs.append(output)
 
+    def undo_done(self, message: Message) -> None:
+        """Take back the last hand-off recorded for `message`."""
+        index = len(self.done_ids) - 1 - self.done_ids[::-1].index(message.msg_id)
+        for column in (self.done_ids, self.done_read_cts, self.done_run_ids, self.done_outputs):
+            del column[index]
+
     def retry(self, message: Message, delay: float, headers: Mapping[str, Any]) -> None:
         self.retry_ids.append(message.msg_id)
         self.retry_read_cts.append(message.read_ct)
@@ -320,7 +352,7 @@ class Outcomes:
     def dead(self, message: Message, body: Mapping[str, Any]) -> None:
         self.dead_ids.append(message.msg_id)
         self.dead_read_cts.append(message.read_ct)
-        self.dead_bodies.append(orjson.dumps(body).decode())
+        self.dead_bodies.append(jsontext.dumps(body).decode())
 
     def failures_only(self) -> Outcomes:
         """These outcomes without the hand-offs."""
@@ -411,13 +443,29 @@ async def extend_lease(conn: Any, queue: str, messages: Iterable[Message], secon
     return moved
 
 
+async def isolate(conn: Any, queue: str, message: Message) -> bool:
+    """Record, committed, that `message` runs alone at this read (outside a transaction)."""
+    owned: bool = await conn.fetchval(_Q["isolate"], queue, message.msg_id, message.read_ct)
+    return owned
+
+
+async def unread(conn: Any, queue: str, messages: Iterable[Message]) -> int:
+    """Give owned messages back as if this read never happened (outside a transaction)."""
+    return await _fenced(conn, "unread", queue, messages)
+
+
 async def release(conn: Any, queue: str, messages: Iterable[Message]) -> int:
     """Make owned messages visible at once (outside their batch's transaction)."""
+    return await _fenced(conn, "release", queue, messages)
+
+
+async def _fenced(conn: Any, query: str, queue: str, messages: Iterable[Message]) -> int:
+    """Run fenced query `query` on `messages`; how many were still owned."""
     ids, cts = _fence(messages)
     if not ids:
         return 0
-    released: int = await conn.fetchval(_Q["release"], queue, ids, cts)
-    return released
+    count: int = await conn.fetchval(_Q[query], queue, ids, cts)
+    return count
 
 
 def _fence(messages: Iterable[Message]) -> tuple[list[int], list[int]]:

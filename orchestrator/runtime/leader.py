@@ -26,6 +26,7 @@ import asyncpg
 from orchestrator.db import connect
 from orchestrator.ops.maintain import maintain_all
 from orchestrator.ops.schedules import fire_due
+from orchestrator.runtime.pgconn import SESSION_SETTINGS
 from orchestrator.runtime.wakeup import (
     Connect,
     close_quietly,
@@ -35,6 +36,12 @@ from orchestrator.runtime.wakeup import (
 from orchestrator.spec import Pipeline
 
 _log = logging.getLogger(__name__)
+
+
+async def _connect_pinned(dsn: str) -> asyncpg.Connection:
+    """The upkeep connection: its transactions (schedules, maintenance) are READ COMMITTED."""
+    return await connect(dsn, server_settings=SESSION_SETTINGS)
+
 
 DATABASE_LOCK = int.from_bytes(b"orchlead", "big", signed=True)
 """Advisory lock key of database-wide upkeep (the bytes of "orchlead" as a bigint)."""
@@ -79,7 +86,7 @@ class Leader:
     ) -> None:
         self._dsn = dsn
         self._jobs = tuple(jobs)
-        self._connect = connector or connect
+        self._connect = connector or _connect_pinned
         self._claim_interval = claim_interval
         self._log = logger or _log
         self._held: set[int] = set()

@@ -30,9 +30,10 @@ from typing import Any
 import asyncpg
 
 from orchestrator.db import create_pool
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, QueueMissing
 from orchestrator.observe.logging import step_logger
 from orchestrator.runtime.leader import Leader, upkeep_jobs
+from orchestrator.runtime.pgconn import SESSION_SETTINGS
 from orchestrator.runtime.wakeup import WakeupListener, wait_for_event
 from orchestrator.spec import HandlerInfo, Pipeline, ResolvedStep
 
@@ -117,6 +118,7 @@ class Worker:
         self._signals = 0
         self._immediate: int | None = None
         self._failed = False
+        self._failed_code = 1
         self.drained = False
         self.consumers: list[Any] = []
 
@@ -133,7 +135,12 @@ class Worker:
         try:
             # min_size 0: connections open on demand, so no background task keeps failing (and
             # logging) to refill the pool while the database is down.
-            pool = await create_pool(self.config.dsn, min_size=0, max_size=self.config.pool_size)
+            pool = await create_pool(
+                self.config.dsn,
+                min_size=0,
+                max_size=self.config.pool_size,
+                server_settings=SESSION_SETTINGS,
+            )
             try:
                 await self._serve(pool)
             finally:
@@ -146,7 +153,9 @@ class Worker:
                 metrics_server.server_close()
         if self._immediate is not None:
             return 128 + self._immediate
-        return 1 if self._failed else 0
+        if self._failed:
+            return self._failed_code
+        return 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -227,6 +236,10 @@ class Worker:
         self._failed = True
         if error is None:
             _log.error("%s stopped unexpectedly; stopping the worker", task.get_name())
+        elif isinstance(error, QueueMissing):
+            # Restarting cannot fix it: one line, and the exit code of an unprepared database.
+            self._failed_code = error.exit_code
+            _log.error("%s; stopping the worker", error)
         else:
             _log.error(
                 "%s failed; stopping the worker",

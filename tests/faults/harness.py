@@ -8,11 +8,12 @@ after a scenario the table holds exactly one row per (run, step) that handed off
 
 What a run does at each step is written in its payload (``plan``): sleep, hang past the
 step's timeout for the first N attempts, fail transiently for the first N attempts, fail for
-good (``Fail`` or exhausting its attempts), or announce its first attempt by writing the
-worker's pid to a file (so a test can kill exactly the process that is inside a batch). The
-test therefore knows, before anything runs, which runs must complete and which must end in
-the dead-letter queue; `verify` checks exactly that, and `Figures` carries what the large
-variants report.
+good (``Fail`` or exhausting its attempts), be poison (``poison``: end the process, ask for an
+impossible retry delay, return an output over the payload limit), or announce its first
+attempt by writing the worker's pid to a file (so a test can kill exactly the process that is
+inside a batch). The test therefore knows, before anything runs, which runs must complete
+and which must end in the dead-letter queue; `verify` checks exactly that, and `Figures`
+carries what the large variants report.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ HANDLERS = '''\
 import asyncio
 import os
 
-from orchestrator import Fail
+from orchestrator import Fail, Retry
 
 
 async def handle(payload, ctx):
@@ -72,6 +73,13 @@ async def handle(payload, ctx):
         await asyncio.sleep(pause)
     if ctx.attempt <= plan.get("flaky", 0):
         raise RuntimeError(f"transient failure on attempt {ctx.attempt}")
+    poison = plan.get("poison")
+    if poison == "exit":
+        os._exit(9)  # ends the process like a crash: no outcome is ever recorded
+    if poison == "retry_far":
+        raise Retry(after=1e13)
+    if poison == "bad_output":
+        return {"blob": "x" * (1 << 20)}
     if plan.get("doom") == "fail":
         raise Fail("this run is meant to fail here")
     if plan.get("doom") == "exhaust":
@@ -208,7 +216,8 @@ class Runs:
 def doomed_step(payload: dict[str, Any]) -> str | None:
     """The step a payload's plan makes fail for good, if any."""
     for step in STEPS:
-        if payload.get("plan", {}).get(step, {}).get("doom"):
+        entry = payload.get("plan", {}).get(step, {})
+        if entry.get("doom") or entry.get("poison"):
             return step
     return None
 

@@ -52,6 +52,14 @@ SELECT c.handed_off, c.sent, c.joins_completed, c.retried, c.dead_lettered,
 -- Move the vt of owned messages $2 (at read_cts $3) of queue $1 to $4 seconds from now.
 SELECT orchestrator.extend_lease($1::text, $2::bigint[], $3::integer[], $4::float8)
 
+-- name: isolate
+-- Record (committed, before its handler runs) that message $2 at read_ct $3 of queue $1 runs alone.
+SELECT orchestrator.isolate($1::text, $2::bigint, $3::integer)
+
+-- name: unread
+-- Give owned messages back as if not read: visible at once, read_ct one less; how many.
+SELECT orchestrator.unread($1::text, $2::bigint[], $3::integer[])
+
 -- name: release
 -- Make owned messages visible again at once; returns how many were still owned.
 SELECT orchestrator.release($1::text, $2::bigint[], $3::integer[])

@@ -35,7 +35,7 @@ async def test_claim_skips_a_message_read_again_by_someone_else(rt: Runtime) -> 
         [msg] = await handoff.read(conn, "fence__work", 30, 1)
         # vt expired and another worker read it: read_ct moved on.
         await rt.conn.execute("UPDATE pgmq.q_fence__work SET read_ct = read_ct + 1")
-        await consumer._batch(_session(conn), [msg], stopping=None)
+        await consumer._batches.run(_session(conn), [msg], stopping=None)
     [row] = await rt.rows("fence__work")
     assert row["read_ct"] == 2 and "errors" not in row["headers"]
     assert await rt.count("fence__done") == 0
@@ -60,7 +60,7 @@ async def test_lease_lost_during_the_handler_rolls_everything_back(rt: Runtime) 
     try:
         async with rt.pool.acquire() as conn:
             messages = await handoff.read(conn, "lost__work", 30, 1)
-            await consumer._batch(_session(conn), messages, stopping=None)
+            await consumer._batches.run(_session(conn), messages, stopping=None)
     finally:
         await other.close()
     assert calls == 1
@@ -180,7 +180,7 @@ async def _never(payload: dict[str, Any], ctx: StepContext) -> None:
 
 
 def _session(conn: Any) -> Any:
-    from orchestrator.runtime.consumer import _Session
+    from orchestrator.runtime.batch import Session as _Session
 
     return _Session(conn)
 
@@ -225,7 +225,7 @@ async def test_a_lost_message_does_not_hold_back_the_rest_of_its_batch(rt: Runti
     try:
         async with rt.pool.acquire() as conn:
             messages = await handoff.read(conn, "part__work", 30, 2)
-            await consumer._batch(_session(conn), messages, stopping=None)
+            await consumer._batches.run(_session(conn), messages, stopping=None)
     finally:
         await other.close()
     assert calls == [1, 2]

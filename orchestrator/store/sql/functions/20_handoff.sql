@@ -72,6 +72,47 @@ AS $$
     SELECT orchestrator.extend_lease(queue_name, msg_ids, read_cts, 0)
 $$;
 
+-- Mark an owned message as run alone at read `read_ct` (headers.isolated), committed before its
+-- handler starts: when that read too is lost, the next read knows the message itself ended its
+-- worker (see docs/architecture.md, "Poison messages"). Returns whether it was still owned.
+CREATE OR REPLACE FUNCTION orchestrator.isolate(queue_name text, msg_id bigint, read_ct integer)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    moved integer;
+BEGIN
+    EXECUTE format(
+        'UPDATE %s q SET headers = coalesce(q.headers, ''{}''::jsonb) || jsonb_build_object(''isolated'', $2)'
+        ' WHERE q.msg_id = $1 AND q.read_ct = $2',
+        pgmq_ext.queue_table(queue_name))
+        USING msg_id, read_ct;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    RETURN moved = 1;
+END
+$$;
+
+-- Give owned messages back as if this read never happened: visible at once, read_ct one less.
+-- For suspects read together (see isolate()): one runs alone, the others are given back
+-- unread, so they pay no attempt for a read whose handler never ran.
+CREATE OR REPLACE FUNCTION orchestrator.unread(queue_name text, msg_ids bigint[], read_cts integer[])
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    moved integer;
+BEGIN
+    EXECUTE format(
+        'UPDATE %s q SET vt = clock_timestamp(), read_ct = q.read_ct - 1'
+        ' FROM unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
+        ' WHERE q.msg_id = f.id AND q.read_ct = f.ct',
+        pgmq_ext.queue_table(queue_name))
+        USING msg_ids, read_cts;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    RETURN moved;
+END
+$$;
+
 -- Raise the error of a lost lease when `done` of `wanted` messages were still owned.
 CREATE OR REPLACE FUNCTION orchestrator.check_owned(queue_name text, what text, wanted integer, done integer)
 RETURNS void

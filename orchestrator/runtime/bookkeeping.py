@@ -1,0 +1,210 @@
+"""What a batch's attempts add up to: the hand-offs, retries and dead letters of its
+`complete` call, the metrics, and one log line per failed attempt.
+
+Every per-message decision of the hand-off is taken here, in `Bookkeeper`: a success is handed
+off; a failure is retried per the step's policy (`retry.decide`) or dead-lettered, and a retry
+delay the queue cannot store (``Retry(after=1e13)``) fails that message alone. Checks that
+must hold before a handler runs (`precheck`: a body that cannot be decoded or is not an object,
+a message read more often than its step allows) are here too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator.errors import (
+    AttemptFailure,
+    InvalidPayload,
+    InvalidRetryDelay,
+    UndecodableMessage,
+    WorkerLost,
+)
+from orchestrator.runtime import handoff
+from orchestrator.runtime.handoff import Completion, Message, Outcomes, StepTarget
+from orchestrator.runtime.retry import RetryDecision, decide
+from orchestrator.spec.models import RetryPolicy
+
+MAX_RETRY_DELAY = 10 * 365 * 86400.0
+"""Longest wait a retry may ask for (ten years): far below what a timestamp can hold."""
+
+TRACEBACK_EVERY = 60.0
+"""Seconds between two tracebacks of the same error in the log (the dead letter keeps each)."""
+
+Log = logging.LoggerAdapter[logging.Logger]
+
+
+class Counters:
+    """The runtime metrics bound to one step's labels."""
+
+    def __init__(self, metrics: Any, pipeline: str, step: str) -> None:
+        self.handoffs = metrics.handoffs.labels(pipeline, step)
+        self.failures = metrics.failures.labels(pipeline, step)
+        self.retries = metrics.retries.labels(pipeline, step)
+        self.dead_letters = metrics.dead_letters.labels(pipeline, step)
+        self.lease_extensions = metrics.lease_extensions.labels(pipeline, step)
+        self.handler_seconds = metrics.handler_seconds.labels(pipeline, step)
+
+    def count(self, done: Completion) -> None:
+        if done.handed_off:
+            self.handoffs.inc(done.handed_off)
+        if done.retried:
+            self.retries.inc(done.retried)
+        if done.dead_lettered:
+            self.dead_letters.inc(done.dead_lettered)
+        if done.retried or done.dead_lettered:
+            self.failures.inc(done.retried + done.dead_lettered)
+
+
+class TracebackGate:
+    """Lets a traceback into the log once per distinct error per `every` seconds."""
+
+    def __init__(self, every: float = TRACEBACK_EVERY, clock: Callable[[], float] = time.monotonic):
+        self._every = every
+        self._clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+
+    def allow(self, error: BaseException) -> bool:
+        key = (type(error).__qualname__, _where(error))
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._every:
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
+def _where(error: BaseException) -> str:
+    """The innermost frame of `error`'s traceback, as ``file:line``."""
+    tb = error.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
+def lost_attempts(m: Message) -> bool:
+    """True when `m`'s previous read ended without a recorded outcome: its worker died, its
+    batch was rolled back, or it was given back on a shutdown. Such a message is a suspect."""
+    if m.read_ct <= 1:
+        return False
+    errors = m.headers.get("errors")
+    last = errors[-1] if isinstance(errors, list) and errors else None
+    return not (isinstance(last, dict) and last.get("attempt") == m.read_ct - 1)
+
+
+def _proven_lost(m: Message) -> bool:
+    """Over its cap, a message is dead-lettered when its last lost read ran alone (so its own
+    handler ended it: ``headers.isolated`` is set before a suspect runs alone); lost last in a
+    shared batch, it gets one run alone first, so a batch-mate is never dead-lettered for it."""
+    return not lost_attempts(m) or m.headers.get("isolated") == m.read_ct - 1
+
+
+def is_suspect(m: Message) -> bool:
+    """A message to run alone, in a batch of one (see docs/architecture.md, "Poison")."""
+    return m.undecodable is None and lost_attempts(m)
+
+
+class Bookkeeper:
+    """Records one step's attempts in a batch's `Outcomes`; see the module docstring."""
+
+    def __init__(
+        self,
+        target: StepTarget,
+        policy: RetryPolicy,
+        message_logger: Callable[[Message], Log],
+        counters: Counters | None = None,
+    ) -> None:
+        self.target = target
+        self.policy = policy
+        self._message_logger = message_logger
+        self._counters = counters
+        self._gate = TracebackGate()
+
+    def precheck(self, outcomes: Outcomes, m: Message) -> bool:
+        """Fail `m` before its handler runs when it must not run; True when it may run."""
+        if m.undecodable is not None:
+            self.failed(outcomes, m, UndecodableMessage(m.undecodable))
+        elif not isinstance(m.body, dict):
+            what = handoff._kind(m.body)
+            self.failed(outcomes, m, InvalidPayload(f"the message body is {what}, not an object"))
+        elif m.read_ct > self.policy.max_attempts and _proven_lost(m):
+            self.failed(outcomes, m, WorkerLost(self._lost_text(m)))
+        else:
+            return True
+        return False
+
+    def _lost_text(self, m: Message) -> str:
+        return (
+            f"read {m.read_ct - 1} times (max_attempts {self.policy.max_attempts}) and its "
+            "last attempt never finished: its worker died or lost it during that attempt"
+        )
+
+    def succeeded(self, outcomes: Outcomes, m: Message, output: str) -> None:
+        outcomes.done(m, output)
+
+    def failed(
+        self, outcomes: Outcomes, m: Message, error: BaseException, log: Log | None = None
+    ) -> None:
+        """Record a failed attempt: a retry per the policy, or a dead letter."""
+        decision = self._decide(m, error)
+        if not decision.dead and not _storable(decision.delay):
+            error = InvalidRetryDelay(
+                f"{error}: a retry in {decision.delay:g}s cannot be stored; "
+                f"the longest wait is {MAX_RETRY_DELAY:g}s (ten years)"
+            )
+            decision = RetryDecision(decision.attempt, dead=True, permanent=True)
+        headers = handoff.with_error(m.headers, handoff.error_record(m.read_ct, error))
+        if decision.dead:
+            body = handoff.dead_letter_body(
+                self.target, m, error, permanent=decision.permanent, headers=headers
+            )
+            outcomes.dead(m, body)
+        else:
+            outcomes.retry(m, decision.delay, headers)
+        self._log(log or self._message_logger(m), m, error, decision)
+
+    def _decide(self, m: Message, error: BaseException) -> RetryDecision:
+        permanent = isinstance(error, AttemptFailure) and error.permanent
+        try:
+            return decide(self.policy, m.read_ct, error, permanent=permanent)
+        except (OverflowError, ValueError, OSError):  # a datetime no clock can reach
+            return RetryDecision(m.read_ct, dead=False, delay=math.inf)
+
+    def _log(self, log: Log, m: Message, error: BaseException, decision: RetryDecision) -> None:
+        described = f"{type(error).__name__}: {error}"
+        trace = not isinstance(error, AttemptFailure) and (
+            log.isEnabledFor(logging.DEBUG) or self._gate.allow(error)
+        )
+        attempt = f"attempt {m.read_ct} of {self.policy.max_attempts} failed"
+        if decision.dead:
+            why = "permanent failure" if decision.permanent else attempt
+            log.error(
+                "%s (%s); dead-lettered to %s",
+                why,
+                described,
+                self.target.dead_letter_queue,
+                exc_info=error if trace else None,
+            )
+        else:
+            log.warning(
+                "%s (%s); retrying in %.3gs",
+                attempt,
+                described,
+                decision.delay,
+                exc_info=error if trace else None,
+            )
+
+    def count(self, done: Completion) -> None:
+        if self._counters is not None:
+            self._counters.count(done)
+
+
+def _storable(delay: float) -> bool:
+    return math.isfinite(delay) and 0 <= delay <= MAX_RETRY_DELAY

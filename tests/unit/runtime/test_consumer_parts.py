@@ -1,0 +1,213 @@
+"""The consumer's parts on their own: the doorbell, the deadline, the outcome bookkeeping
+(retry, dead letter, the read cap, suspects, invalid delays), the traceback gate, and the
+lossless JSON text codec."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+
+from orchestrator.db.jsontext import UndecodableJson, dumps, loads
+from orchestrator.errors import HandlerTimeout
+from orchestrator.observe.logging import TextFormatter
+from orchestrator.runtime import Fail, Retry
+from orchestrator.runtime.bookkeeping import (
+    Bookkeeper,
+    TracebackGate,
+    is_suspect,
+    lost_attempts,
+)
+from orchestrator.runtime.handoff import Message, Outcomes, StepTarget
+from orchestrator.runtime.timers import Deadline, Doorbell
+from orchestrator.spec.models import RetryPolicy
+
+# -- the doorbell ---------------------------------------------------------------------------
+
+
+async def test_a_ring_since_seen_is_never_missed() -> None:
+    bell = Doorbell()
+    seen = bell.rings
+    bell.ring()
+    await asyncio.wait_for(bell.wait(seen, 60), 5)  # rang before the wait: returns at once
+    assert bell.waiting == 0
+
+
+async def test_ring_wakes_every_waiter_and_a_timeout_unlists_its_waiter() -> None:
+    bell = Doorbell()
+    waiters = [asyncio.create_task(bell.wait(bell.rings, 60)) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert bell.waiting == 3
+    bell.ring()
+    await asyncio.wait_for(asyncio.gather(*waiters), 5)
+    await bell.wait(bell.rings, 0.01)  # nobody rings: the timer ends it
+    assert bell.waiting == 0
+
+
+# -- the deadline ---------------------------------------------------------------------------
+
+
+async def test_a_deadline_cancels_its_task_and_says_so() -> None:
+    async def handler() -> None:
+        await asyncio.sleep(60)
+
+    task = asyncio.create_task(handler())
+    await asyncio.sleep(0)
+    deadline = Deadline(task, 0.01)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert deadline.expired
+
+
+async def test_a_cancelled_deadline_never_fires_and_expire_now_fires_at_once() -> None:
+    async def handler() -> str:
+        await asyncio.sleep(0.05)
+        return "done"
+
+    task = asyncio.create_task(handler())
+    quiet = Deadline(task, 0.01)
+    quiet.cancel()
+    assert await task == "done" and not quiet.expired
+
+    task = asyncio.create_task(handler())
+    await asyncio.sleep(0)
+    loud = Deadline(task, 60)
+    loud.expire_now()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert loud.expired
+
+
+# -- the outcome bookkeeping ----------------------------------------------------------------
+
+TARGET = StepTarget("p", "s", "p__s", "[]", True, "p_dlq")
+
+
+def _books(max_attempts: int = 3) -> Bookkeeper:
+    policy = RetryPolicy(max_attempts=max_attempts, backoff="constant", initial=5, jitter=False)
+    log = logging.LoggerAdapter(logging.getLogger("test.books"), {})
+    return Bookkeeper(TARGET, policy, lambda m: log)
+
+
+def _message(read_ct: int = 1, body: Any = None, **headers: Any) -> Message:
+    body = {"n": 1} if body is None else body
+    return Message(7, read_ct, body, headers, "00000000-0000-0000-0000-000000000001")
+
+
+def test_a_failure_is_retried_then_dead_lettered_on_its_last_attempt() -> None:
+    books, outcomes = _books(), Outcomes()
+    books.failed(outcomes, _message(1), ValueError("boom"))
+    assert outcomes.retry_ids == [7] and outcomes.retry_delays == [5]
+    [headers] = [orjson.loads(h) for h in outcomes.retry_headers]
+    assert headers["errors"][0]["type"] == "ValueError"
+    books.failed(outcomes, _message(3), ValueError("boom"))
+    [dead] = [orjson.loads(b) for b in outcomes.dead_bodies]
+    assert dead["attempts"] == 3 and not dead["permanent"]
+
+
+def test_fail_and_runtime_failures_are_permanent() -> None:
+    books, outcomes = _books(), Outcomes()
+    books.failed(outcomes, _message(1), Fail("no"))
+    books.failed(outcomes, _message(1), HandlerTimeout("slow"))
+    assert len(outcomes.dead_ids) == 1 and len(outcomes.retry_ids) == 1
+
+
+@pytest.mark.parametrize("after", [1e13, float("inf"), float("nan")])
+def test_a_retry_delay_the_queue_cannot_store_fails_that_message(after: float) -> None:
+    books, outcomes = _books(), Outcomes()
+    books.failed(outcomes, _message(1), Retry(after=after))
+    if after != after:  # NaN: Retry reads it as "now"
+        assert outcomes.retry_delays == [0.0]
+        return
+    [dead] = [orjson.loads(b) for b in outcomes.dead_bodies]
+    assert dead["error"]["type"] == "InvalidRetryDelay" and dead["permanent"]
+
+
+def test_suspects_are_messages_whose_last_read_left_no_outcome() -> None:
+    assert not lost_attempts(_message(1))
+    recorded = {"errors": [{"attempt": 1, "type": "ValueError"}]}
+    assert not lost_attempts(_message(2, **recorded))
+    assert lost_attempts(_message(3, **recorded)) and is_suspect(_message(3, **recorded))
+    undecodable = _message(2)
+    undecodable.undecodable = "too deep"
+    assert not is_suspect(undecodable)  # it fails at once anyway
+
+
+def test_the_read_cap_holds_before_the_handler_only_for_a_message_proven_lost() -> None:
+    books, outcomes = _books(max_attempts=2), Outcomes()
+    assert books.precheck(outcomes, _message(2))  # within the cap
+    assert books.precheck(outcomes, _message(3))  # lost last in a shared batch: once alone
+    assert not books.precheck(outcomes, _message(3, isolated=2))  # lost alone: its own fault
+    [dead] = [orjson.loads(b) for b in outcomes.dead_bodies]
+    assert dead["error"]["type"] == "WorkerLost" and "worker died" in dead["error"]["message"]
+    assert "isolated" not in dead["headers"]
+
+
+def test_precheck_fails_bodies_no_handler_can_take() -> None:
+    books, outcomes = _books(), Outcomes()
+    assert not books.precheck(outcomes, _message(1, body=[1, 2]))
+    text = _message(1, body='{"deep": [[[]]]}')
+    text.undecodable = "JSON nested too deeply for the decoder"
+    assert not books.precheck(outcomes, text)
+    kinds = [orjson.loads(b)["error"]["type"] for b in outcomes.dead_bodies]
+    assert kinds == ["InvalidPayload", "UndecodableMessage"]
+    assert orjson.loads(outcomes.dead_bodies[1])["payload"] == '{"deep": [[[]]]}'
+
+
+def test_undo_done_takes_back_the_last_hand_off_of_a_message() -> None:
+    outcomes = Outcomes()
+    outcomes.done(_message(1), "{}")
+    outcomes.undo_done(_message(1))
+    assert len(outcomes) == 0
+
+
+def test_tracebacks_are_let_through_once_per_error_per_window() -> None:
+    now = [0.0]
+    gate = TracebackGate(every=60, clock=lambda: now[0])
+    errors = []
+    for _ in range(3):
+        try:
+            raise ValueError("same place")
+        except ValueError as exc:
+            errors.append(exc)
+    assert [gate.allow(e) for e in errors] == [True, False, False]
+    assert gate.allow(KeyError("another"))
+    now[0] = 61
+    assert gate.allow(errors[0])
+
+
+def test_text_logs_carry_the_worker_index() -> None:
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "attempt failed", None, None)
+    record.worker = "2"
+    record.pipeline = "wo"
+    record.step = "mail"
+    assert "[w2] wo/mail" in TextFormatter().format(record)
+
+
+# -- lossless JSON text ---------------------------------------------------------------------
+
+
+def test_big_integers_and_long_decimals_keep_every_digit() -> None:
+    text = '{"id": 123456789012345678901, "amount": 1234567890.123456789, "x": 0.1, "n": 3}'
+    value = loads(text)
+    assert value == {
+        "id": 123456789012345678901,
+        "amount": Decimal("1234567890.123456789"),
+        "x": 0.1,
+        "n": 3,
+    }
+    assert isinstance(value["x"], float)
+    assert loads(dumps(value).decode()) == value  # a round trip changes nothing
+    assert b"123456789012345678901" in dumps(value) and b"1234567890.123456789" in dumps(value)
+
+
+def test_what_python_cannot_decode_says_why() -> None:
+    with pytest.raises(UndecodableJson, match="nested too deeply"):
+        loads("[" * 1025 + "]" * 1025)
+    with pytest.raises(UndecodableJson):
+        loads('{"n": 1' + "0" * 5000 + "}")
+    assert loads('{"n": 1' + "0" * 400 + "}") == {"n": 10**400}
