@@ -87,7 +87,8 @@ async def test_v1_to_v2_under_load_ends_every_run_exactly_once(tmp_path: Path, d
 
         shown = new.cli("plan", "--dsn", dsn)
         assert shown.returncode == 0, shown.stderr
-        assert f"move {waiting_b} waiting messages from flow__b to flow__b2" in shown.stdout
+        noun = "message" if waiting_b == 1 else "messages"
+        assert f"move {waiting_b} waiting {noun} from flow__b to flow__b2" in shown.stdout
         assert "incompatible" not in shown.stdout
         refused = new.cli("apply", "--dsn", dsn)
         assert refused.returncode == 1 and "flow__c" in refused.stderr
