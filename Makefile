@@ -1,17 +1,23 @@
 # Every target installs what it needs into .venv first.
 PYTHON ?= python3
+# pytest processes of `make test`; each starts its own embedded PostgreSQL (or shares
+# DATABASE_URL's server, where every test still gets its own database).
+TEST_WORKERS ?= 2
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv demo test lint format unit bench faults schema db-stop clean
+.PHONY: help venv demo test lint format unit bench faults schema db-stop clean test-matrix bench-fleet
 
 help:
 	@echo "make demo    run the work-order pipeline end to end on the embedded PostgreSQL"
 	@echo "make test    lint, type-check, validate pipelines and run the test suite"
 	@echo "make lint    ruff, mypy and import contracts only"
+	@echo "make unit    the unit tests only (no database)"
 	@echo "make bench   queue and runtime benchmarks (ratios against plain SQL)"
+	@echo "make bench-fleet  what 20 idle workers on 50 steps cost PostgreSQL"
 	@echo "make faults  the large fault-injection suite"
+	@echo "make test-matrix  queue, compiler and runtime suites on PostgreSQL 15, 16 and 18"
 	@echo "make schema  regenerate schemas/pipeline.schema.json"
 
 $(STAMP): pyproject.toml
@@ -34,10 +40,19 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/orchestrator validate pipelines
-	$(BIN)/pytest -q -m "not faults"
+	$(BIN)/pytest -q -m "not faults" -n $(TEST_WORKERS) --dist loadfile
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+bench-fleet: $(STAMP)
+	$(BIN)/python -m bench.fleet
+
+test-matrix: $(STAMP)
+	$(BIN)/python -m tests.matrix
 
 faults: $(STAMP)
 	$(BIN)/pytest -q -m faults tests/faults

@@ -48,6 +48,11 @@ async def _main(parts: str, quick: bool) -> int:
         runtime_bench = importlib.import_module("bench.runtime_bench")
         _log("runtime benchmark")
         rows += await runtime_bench.run(dsn, quick, queue_bench.baseline(rows))
+    if parts == "all":
+        from bench import pgqueuer_bench
+
+        _log("beside PgQueuer (installed into a venv of its own on first use)")
+        rows += await pgqueuer_bench.run(server_dsn, 1000 if quick else 5000)
     facts.load_after = os.getloadavg()
     print(f"python -m bench{'' if parts == 'all' else ' ' + parts}{' --quick' if quick else ''}")
     print(f"took {time.perf_counter() - started:.0f} s")

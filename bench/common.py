@@ -143,7 +143,7 @@ def _number(value: float, unit: str) -> str:
 
 def format_table(rows: Sequence[Row]) -> str:
     """The rows as an aligned text table (also valid Markdown)."""
-    header = ["workload", "conns", "measured", "plain SQL", "ratio", "unit", "plain SQL twin"]
+    header = ["workload", "conns", "measured", "baseline", "ratio", "unit", "baseline (same run)"]
     body = [
         [
             row.workload + (f" ({row.note})" if row.note else ""),

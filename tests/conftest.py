@@ -11,24 +11,17 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from orchestrator.db import connect
 from orchestrator.db import embedded as embedded_db
+from tests.support.pg import temporary_database, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def with_database(dsn: str, database: str) -> str:
-    """The same server URL pointed at another database."""
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + database))
 
 
 def _docker_answers() -> bool:
@@ -110,35 +103,15 @@ def admin_dsn(pg_server: dict[str, object]) -> str:
 @pytest.fixture
 async def empty_dsn(admin_dsn: str) -> AsyncIterator[str]:
     """A fresh, empty database (no queue layer)."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield with_database(admin_dsn, name)
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with temporary_database(admin_dsn) as dsn:
+        yield dsn
 
 
 @pytest.fixture
 async def dsn(admin_dsn: str, template_db: str) -> AsyncIterator[str]:
     """A fresh database cloned from the template (queue layer installed)."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    finally:
-        await admin.close()
-    yield with_database(admin_dsn, name)
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with temporary_database(admin_dsn, template_db) as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -264,9 +264,9 @@ def _filters(parser: argparse.ArgumentParser) -> None:
 
 
 def _dlq_list(args: argparse.Namespace) -> int:
-    from orchestrator.ops.applied import applied_pipeline
     from orchestrator.ops.dlq import Filter, count_dead_letters, list_dead_letters
     from orchestrator.ops.views import dead_letters_text
+    from orchestrator.state import applied_pipeline
 
     where = Filter(step=args.step, error=args.error, since=args.since)
 
@@ -342,11 +342,11 @@ def _dlq_replay(args: argparse.Namespace) -> int:
 
 
 def _dlq_purge(args: argparse.Namespace) -> int:
-    from orchestrator.ops.applied import applied_pipeline
     from orchestrator.ops.dlq import Filter, count_dead_letters, purge_dead_letters
     from orchestrator.ops.format import count
     from orchestrator.ops.progress import Progress
     from orchestrator.spec.durations import format_duration
+    from orchestrator.state import applied_pipeline
 
     ask = not args.yes
     if ask and not sys.stdin.isatty():

@@ -392,7 +392,7 @@ def _read_input(path: str) -> bytes:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-class PayloadError(ConfigError):
+class PayloadParseError(ConfigError):
     """A payload that cannot be sent; `line` and `column` locate it (1-based)."""
 
     def __init__(self, message: str, line: int | None = None, column: int | None = None):
@@ -402,27 +402,26 @@ class PayloadError(ConfigError):
 
 
 def parse_payload(text: bytes) -> dict[str, Any]:
-    """A payload from JSON text: a JSON object the runtime can send, else PayloadError."""
-    from orchestrator.runtime.handoff import PayloadError as Unsendable
-    from orchestrator.runtime.handoff import encode_object
+    """A payload from JSON text: a JSON object the runtime can send, else PayloadParseError."""
+    from orchestrator.runtime.handoff import PayloadError, encode_object
 
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise PayloadError(f"not valid JSON: {exc.msg}", exc.lineno, exc.colno) from None
+        raise PayloadParseError(f"not valid JSON: {exc.msg}", exc.lineno, exc.colno) from None
     if not isinstance(value, dict):
-        raise PayloadError(f"the payload must be a JSON object, not {_json_type(value)}")
+        raise PayloadParseError(f"the payload must be a JSON object, not {_json_type(value)}")
     try:
         encode_object(value, "the payload")  # size limit, NUL characters
-    except Unsendable as exc:
-        raise PayloadError(str(exc)) from None
+    except PayloadError as exc:
+        raise PayloadParseError(str(exc)) from None
     return value
 
 
 def _parse_one(text: bytes, where: str) -> dict[str, Any]:
     try:
         return parse_payload(text)
-    except PayloadError as exc:
+    except PayloadParseError as exc:
         if exc.line is None:
             raise
         raise ConfigError(f"{where} at line {exc.line}, column {exc.column}: {exc}") from None
@@ -437,7 +436,7 @@ def parse_json_lines(data: bytes, name: str) -> list[dict[str, Any]]:
             continue
         try:
             payloads.append(parse_payload(line))
-        except PayloadError as exc:
+        except PayloadParseError as exc:
             problems.append(f"{name}:{number}:{exc.column or 1}: error: {exc}")
     if problems:
         for problem in problems[:MAX_REPORTED_LINES]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from orchestrator.compiler.catalog import queries
 from orchestrator.compiler.rolling import pipeline_problems
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import QueueMissing, SchemaMissing
+from orchestrator.state import read_applied_records, read_layers
 
 if TYPE_CHECKING:
     import asyncpg
@@ -24,11 +25,10 @@ _HINT = "run orchestrator apply"
 
 async def applied_hashes(conn: asyncpg.Connection) -> dict[str, str]:
     """Pipeline name -> spec hash recorded by the last apply; empty without schema orchestrator."""
-    layers = await conn.fetchrow(queries()["layers"])
-    if not layers["has_pipelines"]:
+    layers = await read_layers(conn, versions=False)
+    if not layers.has_pipelines:
         return {}
-    rows = await conn.fetch(queries()["applied_pipelines"])
-    return {row["name"]: row["spec_hash"] for row in rows}
+    return {name: record.spec_hash for name, record in (await read_applied_records(conn)).items()}
 
 
 async def check_applied(
@@ -39,20 +39,20 @@ async def check_applied(
     """Raise `SchemaMissing` unless the layers exist and every pipeline is applied as it is,
     or differs only in ways a rolling deploy bridges for the `steps` ({pipeline: steps}, by
     default all) the caller runs."""
-    layers = await conn.fetchrow(queries()["layers"])
-    if not (layers["has_extension"] or (layers["has_pgmq"] and layers["has_versions"])):
+    layers = await read_layers(conn, versions=False)
+    if not layers.queue_present:
         raise SchemaMissing(f"the queue layer is not installed in this database; {_HINT}")
-    if not (layers["has_store"] and layers["has_pipelines"]):
+    if not layers.store_present:
         raise SchemaMissing(f"schema orchestrator is missing in this database; {_HINT}")
-    rows = {r["name"]: r for r in await conn.fetch(queries()["applied_pipelines"])}
+    rows = await read_applied_records(conn)
     problems = []
     for pipeline in pipelines:
         recorded = rows.get(pipeline.name)
         if recorded is None:
             problems.append(f"pipeline {pipeline.name} is not applied")
-        elif recorded["spec_hash"] != pipeline.spec_hash():
+        elif recorded.spec_hash != pipeline.spec_hash():
             chosen = None if steps is None else steps.get(pipeline.name)
-            unsafe = pipeline_problems(pipeline, recorded["spec"], chosen)
+            unsafe = pipeline_problems(pipeline, recorded.spec, chosen)
             if unsafe:
                 problems.append(
                     f"pipeline {pipeline.name} changed since it was applied ({'; '.join(unsafe)})"
@@ -64,7 +64,12 @@ async def check_applied(
 async def check_queues(conn: asyncpg.Connection, queues: Iterable[str]) -> None:
     """Raise `QueueMissing` when one of `queues` (the step queues a worker will read) does not
     exist: it was dropped by hand after apply. `orchestrator plan` shows it as drift."""
-    missing = [row["name"] for row in await conn.fetch(queries()["missing_queues"], list(queues))]
+    missing = [
+        row["name"]
+        for row in await conn.fetch(
+            named_queries("orchestrator.compiler")["missing_queues"], list(queues)
+        )
+    ]
     if missing:
         names = ", ".join(missing)
         raise QueueMissing(

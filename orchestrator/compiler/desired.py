@@ -46,7 +46,7 @@ MAX_NOTIFY_THROTTLE_MS = 2**31 - 1
 
 
 @dataclass(frozen=True)
-class Partitioning:
+class PartitionLayout:
     """How a queue is partitioned: ``by`` 'time' (seconds), 'msg_id' (messages) or 'months'."""
 
     by: str
@@ -92,7 +92,7 @@ class Partitioning:
 class Storage:
     """Storage of one queue: partitioning, persistence, insert notifications."""
 
-    partition: Partitioning | None = None
+    partition: PartitionLayout | None = None
     unlogged: bool = False
     notify_ms: int | None = None
 
@@ -142,7 +142,7 @@ class ArchiveState:
 
 
 @dataclass(frozen=True)
-class JoinState:
+class JoinStep:
     """A join step and the predecessors whose outputs it waits for."""
 
     pipeline: str
@@ -160,7 +160,7 @@ class PipelineState:
     entry_step: str
     queues: tuple[QueueState, ...]
     archive: ArchiveState
-    joins: tuple[JoinState, ...]
+    joins: tuple[JoinStep, ...]
     renames: tuple[tuple[str, str], ...] = ()
     """(former name, step) of each step declaring `renamed_from`."""
 
@@ -182,7 +182,7 @@ class DesiredState:
         return {q.name: q for p in self.pipelines.values() for q in p.queues}
 
     @property
-    def joins(self) -> dict[tuple[str, str], JoinState]:
+    def joins(self) -> dict[tuple[str, str], JoinStep]:
         """Every join step, by (pipeline, step)."""
         return {(j.pipeline, j.step): j for p in self.pipelines.values() for j in p.joins}
 
@@ -260,7 +260,7 @@ def _pipeline_state(spec: Mapping[str, Any], spec_hash: str) -> PipelineState:
     queues = [QueueState(str(s["queue"]), name, step, storage) for step, s in steps.items()]
     queues.append(QueueState(str(spec["dead_letter_queue"]), name, None, storage))
     joins = [
-        JoinState(name, step, tuple(s["predecessors"]))
+        JoinStep(name, step, tuple(s["predecessors"]))
         for step, s in steps.items()
         if len(s["predecessors"]) > 1
     ]
@@ -284,7 +284,7 @@ def storage_from_json(queues: Mapping[str, Any]) -> Storage:
     partition = None
     if partitioned is not None:
         retention = partitioned.get("retention")
-        partition = Partitioning(
+        partition = PartitionLayout(
             "time", float(partitioned["interval"]), None if retention is None else float(retention)
         )
     notify = queues.get("notify") or {}

@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from orchestrator.compiler.catalog import queries
 from orchestrator.compiler.render import IDENTIFIER_PATTERN, render
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def check_role(role: str) -> str:
 async def ensure_role(conn: asyncpg.Connection, role: str) -> str:
     """`role` when it is valid and exists; raises `InvalidRole` otherwise."""
     check_role(role)
-    if not await conn.fetchval(queries()["role_exists"], role):
+    if not await conn.fetchval(named_queries("orchestrator.compiler")["role_exists"], role):
         raise InvalidRole(
             f"role {role} does not exist; create it first (CREATE ROLE {role} LOGIN PASSWORD ...)"
         )
@@ -77,7 +77,9 @@ async def queue_relations(
     conn: asyncpg.Connection, queues: Iterable[str]
 ) -> tuple[list[Relation], list[Relation]]:
     """Tables (queue, archive, partitions) and sequences of `queues`, as they exist now."""
-    rows = await conn.fetch(queries()["queue_relations"], sorted(set(queues)))
+    rows = await conn.fetch(
+        named_queries("orchestrator.compiler")["queue_relations"], sorted(set(queues))
+    )
     tables = [(r["schema"], r["name"]) for r in rows if r["kind"] == "table"]
     sequences = [(r["schema"], r["name"]) for r in rows if r["kind"] == "sequence"]
     return tables, sequences

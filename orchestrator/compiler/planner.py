@@ -30,7 +30,6 @@ from orchestrator.compiler.catalog import (
     ActualQueue,
     Catalog,
     Depth,
-    Layers,
     read_catalog,
     read_depth,
 )
@@ -47,6 +46,7 @@ from orchestrator.compiler.spec_diff import spec_changes
 from orchestrator.errors import ConfigError
 from orchestrator.spec import naming
 from orchestrator.spec.contracts import ContractViolation, checker, stored_input
+from orchestrator.state import Layers
 
 if TYPE_CHECKING:
     import asyncpg
@@ -556,7 +556,7 @@ def alter_change(want: QueueState, have: ActualQueue, before: QueueState | None)
     details: list[str] = []
     statements: list[str] = []
     drift = False
-    ws, hs = want.storage, have.storage
+    wanted, current = want.storage, have.storage
     prior = before.storage if before is not None else None
 
     def note(text: str, by_hand: bool) -> None:
@@ -564,20 +564,29 @@ def alter_change(want: QueueState, have: ActualQueue, before: QueueState | None)
         drift = drift or by_hand
         details.append(f"{text} ({DRIFT_NOTE})" if by_hand else text)
 
-    wp, hp = ws.partition, hs.partition
-    if wp is not None and hp is not None and not _same_retention(wp.retention, hp.retention):
-        by_hand = prior is not None and prior.partition == wp
-        note(f"partitions: {hp.describe_retention()} -> {wp.describe_retention()}", by_hand)
-        statements.append(render("set_partition_retention", name=want.name, partition=wp))
-    if wp is None and (ws.unlogged != hs.unlogged or ws.unlogged != have.meta_unlogged):
-        by_hand = prior is not None and prior.unlogged == ws.unlogged
-        note(f"{_persistence(hs.unlogged)} -> {_persistence(ws.unlogged)}", by_hand)
-        statements.append(render("set_persistence", name=want.name, unlogged=ws.unlogged))
-    if ws.notify_ms != hs.notify_ms or have.notify_broken:
-        by_hand = have.notify_broken or (prior is not None and prior.notify_ms == ws.notify_ms)
-        was = "broken notifications" if have.notify_broken else describe_notify(hs.notify_ms)
-        note(f"{was} -> {describe_notify(ws.notify_ms)}", by_hand)
-        statements.append(_notify_statement(want.name, ws.notify_ms, have.notify_broken))
+    wanted_partition, current_partition = wanted.partition, current.partition
+    if (
+        wanted_partition is not None
+        and current_partition is not None
+        and not _same_retention(wanted_partition.retention, current_partition.retention)
+    ):
+        by_hand = prior is not None and prior.partition == wanted_partition
+        was, now = current_partition.describe_retention(), wanted_partition.describe_retention()
+        note(f"partitions: {was} -> {now}", by_hand)
+        statements.append(
+            render("set_partition_retention", name=want.name, partition=wanted_partition)
+        )
+    if wanted_partition is None and (
+        wanted.unlogged != current.unlogged or wanted.unlogged != have.meta_unlogged
+    ):
+        by_hand = prior is not None and prior.unlogged == wanted.unlogged
+        note(f"{_persistence(current.unlogged)} -> {_persistence(wanted.unlogged)}", by_hand)
+        statements.append(render("set_persistence", name=want.name, unlogged=wanted.unlogged))
+    if wanted.notify_ms != current.notify_ms or have.notify_broken:
+        by_hand = have.notify_broken or (prior is not None and prior.notify_ms == wanted.notify_ms)
+        was = "broken notifications" if have.notify_broken else describe_notify(current.notify_ms)
+        note(f"{was} -> {describe_notify(wanted.notify_ms)}", by_hand)
+        statements.append(_notify_statement(want.name, wanted.notify_ms, have.notify_broken))
     if not statements:
         return None
     summary = "; ".join(details)

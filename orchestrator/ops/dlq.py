@@ -18,9 +18,9 @@ from typing import Any
 import asyncpg
 
 from orchestrator.errors import NotFound, UsageError
-from orchestrator.ops.applied import AppliedPipeline, applied_pipeline, applied_pipelines
 from orchestrator.ops.queries import query
 from orchestrator.spec.suggest import did_you_mean
+from orchestrator.state import AppliedPipeline, applied_pipeline, applied_pipelines
 
 MAX_ID = 2**63 - 1
 """Largest message id (bigint)."""

@@ -20,9 +20,10 @@ from typing import Any
 
 import asyncpg
 
-from orchestrator.ops.applied import AppliedPipeline, applied_pipelines
+from orchestrator.ops.horizon import HorizonHolder, horizon_holders
 from orchestrator.ops.queries import query
 from orchestrator.queue.maintenance import MaintenanceReport, maintain
+from orchestrator.state import AppliedPipeline, applied_pipelines
 
 _log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class MaintainReport:
     joins_deleted: int
     problems: tuple[str, ...]
     """Failures, one line each; the rest of the upkeep still ran."""
+    horizon: tuple[HorizonHolder, ...] = ()
+    """What holds vacuum back, so that the trimmed rows cannot be reclaimed yet."""
 
     @property
     def archived_deleted(self) -> int:
@@ -84,6 +87,7 @@ class MaintainReport:
             ],
             "joins_deleted": self.joins_deleted,
             "problems": list(self.problems),
+            "vacuum_held_back_by": [h.to_json() for h in self.horizon],
         }
 
 
@@ -108,7 +112,11 @@ async def maintain_all(
     joins = await _trim_joins(conn, join_retention, batch, problems)
     for line in problems:
         _log.warning("maintenance: %s", line)
-    return MaintainReport(report, tuple(archives), joins, tuple(problems))
+    holders = await horizon_holders(conn)
+    now = await conn.fetchval(query("clock"))
+    for holder in holders:
+        _log.warning("maintenance: %s", holder.describe(now))
+    return MaintainReport(report, tuple(archives), joins, tuple(problems), holders)
 
 
 async def _archive_retention(

@@ -1,4 +1,4 @@
-"""The named SQL of the operations layer (`sql/queries.sql`) and the checks every command needs.
+"""The named SQL of the operations layer (`sql/queries.sql`) and its error translation.
 
 Errors the database raises for things a user can fix are translated here, at the boundary,
 into the project's exceptions, so commands print one line instead of a traceback.
@@ -6,45 +6,18 @@ into the project's exceptions, so commands print one line instead of a traceback
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import cache
-from importlib.resources import files
 
 import asyncpg
 
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import NotFound, OrchestratorError, SchemaMissing
-
-_QUERY_HEADER = re.compile(r"^-- name: ([a-z_]+)\n", re.M)
-
-
-@cache
-def queries() -> dict[str, str]:
-    """Every named query of ``sql/queries.sql``."""
-    text = (files("orchestrator.ops") / "sql" / "queries.sql").read_text(encoding="utf-8")
-    parts = _QUERY_HEADER.split(text)[1:]
-    return {name: body.strip() for name, body in zip(parts[::2], parts[1::2], strict=True)}
 
 
 def query(name: str) -> str:
-    """The SQL of query `name`."""
-    return queries()[name]
-
-
-async def ensure_prepared(conn: asyncpg.Connection) -> None:
-    """Raise `SchemaMissing` unless the queue layer, schema orchestrator and the operations'
-    functions are all in the database."""
-    row = await conn.fetchrow(query("layers"))
-    if not row["has_pgmq"] or not row["has_pipelines"]:
-        raise SchemaMissing(
-            "this database has no pipelines yet; run `orchestrator apply` to create them"
-        )
-    if not row["has_functions"]:
-        raise SchemaMissing(
-            "the orchestrator functions in this database are older than this version; "
-            "run `orchestrator apply` to update them"
-        )
+    """The SQL of query `name` of ``ops/sql/queries.sql``."""
+    return named_queries("orchestrator.ops")[name]
 
 
 @asynccontextmanager

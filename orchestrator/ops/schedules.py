@@ -262,7 +262,7 @@ async def next_ticks(
     scheduler is running: see `NextTick.overdue`).
     """
     if pipelines is None:
-        from orchestrator.ops.applied import applied_pipelines
+        from orchestrator.state import applied_pipelines
 
         pipelines = await applied_pipelines(conn)
     moment = now or await conn.fetchval(query("clock"))

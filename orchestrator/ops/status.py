@@ -15,9 +15,10 @@ from typing import Any
 
 import asyncpg
 
-from orchestrator.ops.applied import AppliedPipeline, applied_pipelines
+from orchestrator.ops.horizon import HorizonHolder, horizon_holders
 from orchestrator.ops.queries import query
 from orchestrator.ops.schedules import NextTick, next_ticks
+from orchestrator.state import AppliedPipeline, applied_pipelines
 
 WINDOW = 60.0
 """Seconds of recent activity counted as 'handed off' and 'failures'."""
@@ -163,12 +164,15 @@ class StatusReport:
     measured_at: datetime
     window: float
     pipelines: tuple[PipelineStatus, ...]
+    horizon: tuple[HorizonHolder, ...] = ()
+    """What has held vacuum back for longer than `horizon.HOLD_ALERT`."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "measured_at": self.measured_at.isoformat(),
             "window_seconds": self.window,
             "pipelines": [p.to_json() for p in self.pipelines],
+            "vacuum_held_back_by": [h.to_json() for h in self.horizon],
         }
 
 
@@ -198,7 +202,8 @@ async def collect_status(
         if local_hashes is not None and pipeline.name in local_hashes:
             changed = local_hashes[pipeline.name] != pipeline.spec_hash
         report.append(_pipeline_status(pipeline, numbers, dead, schedules, changed))
-    return StatusReport(measured_at, window, tuple(report))
+    holders = await horizon_holders(conn) if pipelines else ()
+    return StatusReport(measured_at, window, tuple(report), holders)
 
 
 def _pipeline_status(

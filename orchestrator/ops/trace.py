@@ -17,9 +17,9 @@ from typing import Any
 import asyncpg
 
 from orchestrator.errors import NotFound, OrchestratorError
-from orchestrator.ops.applied import AppliedPipeline, applied_pipelines
 from orchestrator.ops.dlq import DeadLetter
 from orchestrator.ops.queries import query
+from orchestrator.state import AppliedPipeline, applied_pipelines
 
 _END = datetime.max.replace(tzinfo=UTC)
 

@@ -7,7 +7,7 @@ and only where something needs attention.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from orchestrator.ops.dlq import DeadLetter, ReplayReport
 from orchestrator.ops.format import (
@@ -49,6 +49,10 @@ def status_text(report: StatusReport, *, colour: bool = False) -> str:
         return "no pipelines applied yet (run `orchestrator apply`)"
     window = format_duration(report.window)
     blocks = [_pipeline_block(p, report, window, colour) for p in report.pipelines]
+    blocks += [
+        paint("warning: " + h.describe(report.measured_at), "yellow", colour)
+        for h in report.horizon
+    ]
     legend = (
         "waiting = visible + in flight + retrying + delayed; handed off and failures (failed "
         f"attempts): last {window}; dead: share of dead tuples in the queue table"
@@ -284,4 +288,6 @@ def maintain_text(report: MaintainReport) -> str:
         lines.append("archive retention: no pipeline sets queues.archive.retention")
     lines.append(f"join state: {count(report.joins_deleted, 'completed join row')} deleted")
     lines += [f"problem: {p}" for p in report.problems]
+    now = datetime.now(UTC)
+    lines += [f"warning: {h.describe(now)}" for h in report.horizon]
     return "\n".join(lines)

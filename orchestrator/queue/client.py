@@ -7,7 +7,7 @@ asyncpg prepares each once per connection, so PostgreSQL plans them once instead
 call. The client makes the argument checks those functions make first, with their messages.
 Other calls, and every call on a database whose queue layer has no `pgmq_ext.statements()`
 (an older install, or the real pgmq extension), go through the `pgmq.*` functions
-(`queries.sql`), one prepared statement each.
+(`sql/queries.sql`), one prepared statement each.
 
 Every method takes an optional `conn=` so a caller can send, read or acknowledge inside a
 transaction of its own: the queue operation then commits or rolls back with the caller's other
@@ -27,8 +27,6 @@ import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from functools import cache
-from importlib.resources import files
 from operator import itemgetter
 from types import TracebackType
 from typing import Any, NoReturn, TypeAlias, overload
@@ -36,6 +34,7 @@ from typing import Any, NoReturn, TypeAlias, overload
 import asyncpg
 import orjson
 
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import NotFound, QueueError, SchemaMissing
 from orchestrator.queue.models import JSON, Message, QueueInfo, QueueMetrics
 
@@ -57,24 +56,7 @@ class QueueNotFound(QueueError, NotFound):
     """The queue does not exist (`pgmq` raised undefined_table)."""
 
 
-_QUERY_HEADER = re.compile(r"^-- name: ([a-z_]+)\n", re.M)
-
-
-@cache
-def queries() -> dict[str, str]:
-    """The named queries of `queries.sql` (description comments stripped)."""
-    text = (files("orchestrator.queue") / "queries.sql").read_text(encoding="utf-8")
-    chunks = _QUERY_HEADER.split(text)[1:]
-    named = zip(chunks[::2], chunks[1::2], strict=True)
-    return {name: _strip_comments(body) for name, body in named}
-
-
-def _strip_comments(body: str) -> str:
-    lines = [line for line in body.splitlines() if line and not line.startswith("--")]
-    return "\n".join(lines).strip().rstrip(";")
-
-
-_Q = queries()
+_Q = named_queries("orchestrator.queue")
 _SEND = _Q["send"]
 _SEND_HEADERS = _Q["send_headers"]
 _READ = _Q["read"]

@@ -1,6 +1,8 @@
 """Install or upgrade the queue layer (schemas `pgmq` and `pgmq_ext`) in a database.
 
-Everything happens in one READ COMMITTED transaction under a transaction-level advisory lock,
+The steps are those of every package of SQL (`orchestrator.db.install`); this module adds what
+is particular to the queue layer. Everything happens in one READ COMMITTED transaction under
+a transaction-level advisory lock,
 so two installers running at once serialize and the second finds the work done. A database
 without the layer gets `schema.sql` (latest version); an older one gets the missing numbered
 migrations; then the function files are re-applied when they changed since the last install.
@@ -18,11 +20,12 @@ from typing import Literal
 
 import asyncpg
 
+from orchestrator.db import install as db_install
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import ConfigError
-from orchestrator.queue import sqlfiles
+from orchestrator.queue.sqlfiles import QUEUE_SQL
 
-# pg_advisory_xact_lock key of the installer: the bytes of "orchqins" as a bigint.
-INSTALL_LOCK_KEY = int.from_bytes(b"orchqins", "big", signed=True)
+_Q = named_queries("orchestrator.queue")
 
 Action = Literal["installed", "upgraded", "refreshed", "unchanged", "extension"]
 
@@ -56,7 +59,7 @@ async def install(conn: asyncpg.Connection) -> InstallResult:
     """Install or upgrade the queue layer through `conn`; idempotent and safe to run at once."""
     try:
         async with conn.transaction(isolation="read_committed"):
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", INSTALL_LOCK_KEY)
+            await db_install.lock(conn, QUEUE_SQL)
             return await _install_locked(conn)
     except asyncpg.InsufficientPrivilegeError as exc:
         raise ConfigError(
@@ -87,45 +90,32 @@ def install_sync(dsn: str) -> InstallResult:
 
 async def has_pgmq_extension(conn: asyncpg.Connection) -> bool:
     """True when the real `pgmq` extension is installed in the database."""
-    query = "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pgmq')"
-    return bool(await conn.fetchval(query))
+    return bool(await conn.fetchval(_Q["has_pgmq_extension"]))
 
 
 async def installed_version(conn: asyncpg.Connection) -> int | None:
     """Version of the queue layer in the database, None when it is not installed."""
-    if await conn.fetchval("SELECT to_regclass('pgmq_ext.schema_version')") is None:
-        return None
-    version: int | None = await conn.fetchval("SELECT max(version) FROM pgmq_ext.schema_version")
-    return version
+    return await db_install.installed_version(conn, QUEUE_SQL)
 
 
 async def _install_locked(conn: asyncpg.Connection) -> InstallResult:
     if await has_pgmq_extension(conn):
         return InstallResult("extension")
     current = await installed_version(conn)
-    latest = sqlfiles.latest_version()
+    latest = QUEUE_SQL.latest_version()
     if current is None:
-        await _fresh_install(conn)
-        return InstallResult("installed", latest)
-    if current > latest:
+        await _refuse_foreign_schemas(conn)
+    elif current > latest:
         raise ConfigError(
             f"the database has queue layer version {current}, newer than this orchestrator "
             f"knows ({latest}); upgrade orchestrator"
         )
-    for migration in sqlfiles.pending_migrations(current):
-        await conn.execute(migration.sql)
-        await _record_version(conn, migration.version, migration.name)
-    refreshed = await _apply_functions_if_changed(conn, latest)
-    if current < latest:
-        return InstallResult("upgraded", latest, current)
-    return InstallResult("refreshed" if refreshed else "unchanged", latest)
+    outcome = await db_install.migrate(conn, QUEUE_SQL, current)
+    return InstallResult(outcome.action, outcome.version, outcome.previous_version)
 
 
-async def _fresh_install(conn: asyncpg.Connection) -> None:
-    taken = await conn.fetchval(
-        "SELECT array_agg(nspname::text ORDER BY nspname) FROM pg_namespace "
-        "WHERE nspname IN ('pgmq', 'pgmq_ext')"
-    )
+async def _refuse_foreign_schemas(conn: asyncpg.Connection) -> None:
+    taken = await conn.fetchval(_Q["taken_schemas"])
     if taken and "pgmq" in taken:
         raise ConfigError(
             "schema pgmq exists but was not created by orchestrator (PGMQ installed from its "
@@ -136,29 +126,3 @@ async def _fresh_install(conn: asyncpg.Connection) -> None:
             "schema pgmq_ext exists but holds no queue layer version (a failed or foreign "
             "install?); leaving it alone. Drop it or use another database."
         )
-    await conn.execute(sqlfiles.schema_sql())
-    await _record_version(conn, sqlfiles.latest_version(), "fresh install")
-    await _apply_functions_if_changed(conn, sqlfiles.latest_version())
-
-
-async def _record_version(conn: asyncpg.Connection, version: int, name: str) -> None:
-    await conn.execute(
-        "INSERT INTO pgmq_ext.schema_version (version, name) VALUES ($1, $2)", version, name
-    )
-
-
-async def _apply_functions_if_changed(conn: asyncpg.Connection, version: int) -> bool:
-    """Re-apply the function files unless the recorded checksum matches; True if applied."""
-    checksum = sqlfiles.functions_sha256()
-    recorded = await conn.fetchval(
-        "SELECT functions_sha256 FROM pgmq_ext.schema_version WHERE version = $1", version
-    )
-    if recorded == checksum:
-        return False
-    await conn.execute(sqlfiles.functions_sql())
-    await conn.execute(
-        "UPDATE pgmq_ext.schema_version SET functions_sha256 = $1 WHERE version = $2",
-        checksum,
-        version,
-    )
-    return True

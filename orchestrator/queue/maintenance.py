@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from orchestrator.db.named_sql import named_queries
+
 
 @dataclass(frozen=True)
 class MaintenanceAction:
@@ -54,8 +56,8 @@ class MaintenanceReport:
         return sum(a.moved_rows for a in self.actions)
 
 
-_RUN = "SELECT * FROM pgmq_ext.run_maintenance($1::text)"
-_PARTITIONED = "SELECT queue_name FROM pgmq_ext.partition_config ORDER BY queue_name"
+_RUN = named_queries("orchestrator.queue")["run_maintenance"]
+_PARTITIONED = named_queries("orchestrator.queue")["partitioned_queues"]
 
 
 async def maintain(conn: asyncpg.Connection, queue_name: str | None = None) -> MaintenanceReport:

@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import NotFound, QueueError, SchemaMissing
 from orchestrator.runtime.contracts import check_entry
 from orchestrator.runtime.handoff import (
@@ -35,7 +36,6 @@ from orchestrator.runtime.handoff import (
     PayloadError,
     decode,
     encode_object,
-    queries,
 )
 from orchestrator.spec.naming import is_valid_name
 
@@ -100,7 +100,9 @@ async def _start(
 ) -> list[uuid.UUID]:
     try:
         await _check_contract(conn, pipeline, payloads)
-        rows = await conn.fetch(queries()["start_runs"], pipeline, payloads, headers, delay)
+        rows = await conn.fetch(
+            named_queries("orchestrator.runtime")["start_runs"], pipeline, payloads, headers, delay
+        )
     except asyncpg.UndefinedObjectError as exc:
         raise NotFound(str(exc.args[0] if exc.args else exc)) from None
     except asyncpg.UndefinedTableError as exc:
@@ -118,7 +120,7 @@ async def _start(
 
 async def _check_contract(conn: Any, pipeline: str, payloads: list[str]) -> None:
     """Refuse the payloads when one breaks the entry step's applied input contract."""
-    row = await conn.fetchrow(queries()["entry_contract"], pipeline)
+    row = await conn.fetchrow(named_queries("orchestrator.runtime")["entry_contract"], pipeline)
     if row is None or row[0] is None:
         return  # not applied (start_runs says so) or no contract declared
     where = f"step '{row[1]}' of pipeline '{pipeline}'"

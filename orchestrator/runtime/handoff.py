@@ -21,14 +21,13 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
-from importlib.resources import files
 from typing import Any
 
 import orjson
 
 from orchestrator.db import jsontext
 from orchestrator.db.jsontext import UndecodableJson
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import QueueError
 from orchestrator.spec.models import Pipeline, ResolvedStep
 
@@ -59,27 +58,12 @@ CONTRACT_HEADERS = frozenset(
 """Header keys the runtime sets; callers of `start` cannot choose them."""
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
-_QUERY_HEADER = re.compile(r"^-- name: ([a-z_]+)\n", re.M)
 # An escaped NUL in orjson's output: \u0000 not itself escaped (preceded by an even number of
 # backslashes). jsonb refuses it anywhere, keys included.
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-@cache
-def queries() -> dict[str, str]:
-    """The named queries of ``runtime/sql/queries.sql``."""
-    text = (files("orchestrator.runtime") / "sql" / "queries.sql").read_text(encoding="utf-8")
-    chunks = _QUERY_HEADER.split(text)[1:]
-    named = zip(chunks[::2], chunks[1::2], strict=True)
-    return {name: _strip_comments(body) for name, body in named}
-
-
-def _strip_comments(body: str) -> str:
-    lines = [line for line in body.splitlines() if line and not line.startswith("--")]
-    return "\n".join(lines).strip().rstrip(";")
-
-
-_Q = queries()
+_Q = named_queries("orchestrator.runtime")
 
 
 # --- JSON ----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from orchestrator.db import connect
+from orchestrator.db.named_sql import named_queries
 from orchestrator.ops.maintain import maintain_all
 from orchestrator.ops.schedules import fire_due
 from orchestrator.runtime.pgconn import SESSION_SETTINGS
@@ -52,7 +53,7 @@ CLAIM_INTERVAL = 5.0
 MAINTENANCE_INTERVAL = 60.0
 SCHEDULE_INTERVAL = 1.0
 
-_CLAIM = "SELECT k FROM unnest($1::bigint[]) AS k WHERE pg_try_advisory_lock(k)"
+_CLAIM = named_queries("orchestrator.runtime")["try_upkeep_locks"]
 
 
 def lock_key(scope: str) -> int:

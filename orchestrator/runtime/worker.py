@@ -30,6 +30,7 @@ from typing import Any
 import asyncpg
 
 from orchestrator.db import create_pool
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import ConfigError, QueueMissing
 from orchestrator.observe.logging import step_logger
 from orchestrator.runtime.leader import Leader, upkeep_jobs
@@ -47,10 +48,7 @@ RELEASE_TIMEOUT = 10.0
 """Seconds cancelled consumers get to give their messages back."""
 POOL_CLOSE_TIMEOUT = 10.0
 
-_REMAINING = (
-    "SELECT coalesce(sum(m.queue_length), 0)::bigint"
-    " FROM unnest($1::text[]) AS q(name), LATERAL pgmq.metrics(q.name) AS m"
-)
+_REMAINING = named_queries("orchestrator.runtime")["remaining_messages"]
 
 
 @dataclass(frozen=True)

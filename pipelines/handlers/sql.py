@@ -6,30 +6,20 @@ under a `-- name: <name>` header, returned by `query(name)`.
 
 from __future__ import annotations
 
-import re
-from functools import cache
 from pathlib import Path
 
 import asyncpg
 
 from orchestrator import StepContext
+from orchestrator.db.named_sql import named_queries
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-_HEADER = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.M)
-
-
-@cache
-def _queries() -> dict[str, str]:
-    text = (SQL_DIR / "queries.sql").read_text(encoding="utf-8")
-    parts = _HEADER.split(text)
-    # parts = [preamble, name1, body1, name2, body2, ...]
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
 def query(name: str) -> str:
     """The SQL of query `name` from queries.sql (KeyError names the unknown query)."""
     try:
-        return _queries()[name]
+        return named_queries("pipelines")[name]
     except KeyError:
         raise KeyError(f"no query named {name!r} in {SQL_DIR / 'queries.sql'}") from None
 

@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.db import connect
 from tests.badinput.support import write_project
-from tests.conftest import with_database
+from tests.support.pg import with_database
 
 
 @pytest.fixture

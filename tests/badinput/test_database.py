@@ -72,7 +72,7 @@ def test_a_host_that_does_not_resolve(project: Path) -> None:
 
 
 def test_a_database_that_does_not_exist(admin_dsn: str) -> None:
-    from tests.conftest import with_database
+    from tests.support.pg import with_database
 
     result = main("status", "--dsn", with_database(admin_dsn, "no_such_database_here"))
     assert_refused(result, 3, "no_such_database_here")

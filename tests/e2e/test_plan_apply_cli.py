@@ -10,13 +10,12 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from orchestrator.db import connect
+from tests.support.pg import temporary_role
 
 SCRIPT = Path(sys.executable).parent / "orchestrator"
 CLI = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "orchestrator"]
@@ -226,10 +225,7 @@ async def test_grant_option(project: Path, dsn: str, admin_dsn: str) -> None:
     assert "role no_such_role does not exist" in unknown.stderr
     assert await queue_names(dsn) == set()
 
-    role = f"cli_worker_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_dsn)
-    await admin.execute(f'CREATE ROLE "{role}"')
-    try:
+    async with temporary_role(admin_dsn, [dsn], prefix="cli_worker", login=False) as role:
         done = run("apply", "--dsn", dsn, "--grant", role, cwd=project)
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines()[-1].startswith(f"Granted role {role} what ")
@@ -237,9 +233,6 @@ async def test_grant_option(project: Path, dsn: str, admin_dsn: str) -> None:
         try:
             await conn.execute(f'SET ROLE "{role}"')
             assert await conn.fetchval("SELECT pgmq.send('orders__ship', '{}'::jsonb)") == 1
-            await conn.execute(f'RESET ROLE; DROP OWNED BY "{role}"')
+            await conn.execute("RESET ROLE")
         finally:
             await conn.close()
-    finally:
-        await admin.execute(f'DROP ROLE "{role}"')
-        await admin.close()

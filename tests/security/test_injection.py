@@ -199,7 +199,7 @@ async def test_start_takes_pipeline_names_as_data(target: tuple[str, Path], evil
     whatever its name looks like, is refused with an orchestrator error, and the only
     statement that ran is the fixed `start_runs` call."""
     import orchestrator
-    from orchestrator.runtime.handoff import queries
+    from orchestrator.db.named_sql import named_queries
 
     dsn, _ = target
     conn = await connect(dsn)
@@ -215,7 +215,7 @@ async def test_start_takes_pipeline_names_as_data(target: tuple[str, Path], evil
         after = await DatabaseState.of(conn)
     finally:
         await conn.close()
-    assert set(ran) <= {queries()["start_runs"]}
+    assert set(ran) <= {named_queries("orchestrator.runtime")["start_runs"]}
     assert before.differences(after) == {}
 
 

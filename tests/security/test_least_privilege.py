@@ -9,16 +9,15 @@ the workers' logs.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from orchestrator.db import connect
 from tests.badinput.support import cli, write_project
+from tests.support.pg import temporary_role, with_login
 
 PASSWORD = "Worker-Pa55word"
 
@@ -71,38 +70,11 @@ REFUSED = [
 ]
 
 
-def login(dsn: str, role: str, password: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(netloc=f"{role}:{password}@{parts.netloc.rpartition('@')[2]}"))
-
-
 @pytest.fixture
 async def role(dsn: str, admin_dsn: str) -> AsyncIterator[str]:
     """A fresh LOGIN role with a password, dropped after the test (roles are cluster-wide)."""
-    name = f"worker_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{PASSWORD}'")
-    finally:
-        await admin.close()
-    yield name
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", name
-        )
-    finally:
-        await admin.close()
-    owner = await asyncpg.connect(dsn)
-    try:
-        await owner.execute(f"DROP OWNED BY {name}")
-    finally:
-        await owner.close()
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f"DROP ROLE {name}")
-    finally:
-        await admin.close()
+    async with temporary_role(admin_dsn, [dsn], password=PASSWORD) as name:
+        yield name
 
 
 @pytest.fixture
@@ -126,7 +98,7 @@ async def granted(dsn: str, role: str, tmp_path: Path) -> Path:
 
 
 async def test_workers_run_as_the_granted_role(dsn: str, role: str, granted: Path) -> None:
-    worker_dsn = login(dsn, role, PASSWORD)
+    worker_dsn = with_login(dsn, role, PASSWORD)
     for pipeline in ("orders", "events"):
         for n in range(5):
             sent = await asyncio.to_thread(
@@ -164,7 +136,7 @@ async def test_workers_run_as_the_granted_role(dsn: str, role: str, granted: Pat
 async def test_the_granted_role_cannot_create_drop_or_wander(
     dsn: str, role: str, granted: Path
 ) -> None:
-    worker = await connect(login(dsn, role, PASSWORD))
+    worker = await connect(with_login(dsn, role, PASSWORD))
     allowed = []
     try:
         assert await worker.fetchval("SELECT current_user") == role
@@ -195,7 +167,7 @@ async def test_the_granted_role_cannot_create_drop_or_wander(
 async def test_ops_commands_leak_no_password_as_the_role(
     dsn: str, role: str, granted: Path
 ) -> None:
-    worker_dsn = login(dsn, role, PASSWORD)
+    worker_dsn = with_login(dsn, role, PASSWORD)
     run_id = (
         await asyncio.to_thread(cli, "send", "orders", "{}", "--dsn", worker_dsn, cwd=granted)
     ).out.strip()

@@ -2,24 +2,6 @@
 -- description; orchestrator/ops/queries.py loads them by name. Queue names go to the SQL
 -- functions of schema orchestrator (store/sql/functions/5x_ops_*.sql), never into this text.
 
--- name: layers
--- Which parts the operations need exist: the queue layer, schema orchestrator, its ops functions.
-SELECT to_regclass('pgmq.meta') IS NOT NULL AS has_pgmq,
-       to_regclass('orchestrator.pipelines') IS NOT NULL AS has_pipelines,
-       to_regprocedure('orchestrator.ops_queue_stats(text, timestamp with time zone)') IS NOT NULL
-           AS has_functions;
-
--- name: applied_pipelines
--- Applied pipelines, all or those named in $1.
-SELECT name, spec, spec_hash, entry_step, applied_at
-  FROM orchestrator.pipelines
- WHERE $1::text[] IS NULL OR name = ANY ($1)
- ORDER BY name;
-
--- name: pipeline_names
--- Names of every applied pipeline.
-SELECT name FROM orchestrator.pipelines ORDER BY name;
-
 -- name: clock
 -- The database's clock (every age and window is measured against it, not the client's).
 SELECT clock_timestamp();
@@ -116,3 +98,41 @@ UPDATE orchestrator.schedules
 -- Start one run of pipeline $1 per payload $2 (JSON text), each with extra headers $3.
 SELECT run_id
   FROM orchestrator.start_runs($1, $2::text[]::jsonb[], $3::text[]::jsonb[]) AS run_id;
+
+-- name: horizon_holders
+-- What holds vacuum's xmin horizon back for longer than $1 seconds: open transactions, prepared transactions, replication slots, standbys' feedback.
+SELECT 'transaction' AS kind,
+       format('pid %s (%s@%s%s)', a.pid, coalesce(a.usename, '?'),
+              coalesce(host(a.client_addr), 'local'),
+              CASE WHEN a.application_name <> '' THEN ', ' || a.application_name ELSE '' END)
+           AS name,
+       format('%s in database %s: %s', a.state, coalesce(a.datname, '?'),
+              left(regexp_replace(coalesce(a.query, ''), '\s+', ' ', 'g'), 80)) AS detail,
+       a.xact_start AS since,
+       age(coalesce(a.backend_xmin, a.backend_xid))::bigint AS xid_age
+  FROM pg_stat_activity AS a
+ WHERE a.pid <> pg_backend_pid()
+   AND coalesce(a.backend_xmin, a.backend_xid) IS NOT NULL
+   AND a.xact_start < clock_timestamp() - make_interval(secs => $1)
+UNION ALL
+SELECT 'prepared transaction', p.gid,
+       format('prepared by %s in database %s; COMMIT PREPARED or ROLLBACK PREPARED it', p.owner,
+              p.database),
+       p.prepared, age(p.transaction)::bigint
+  FROM pg_prepared_xacts AS p
+ WHERE p.prepared < clock_timestamp() - make_interval(secs => $1)
+UNION ALL
+SELECT 'replication slot', s.slot_name,
+       format('%s slot, %s; drop it with pg_drop_replication_slot if nothing reads it',
+              s.slot_type, CASE WHEN s.active THEN 'active' ELSE 'inactive' END),
+       NULL, age(coalesce(s.xmin, s.catalog_xmin))::bigint
+  FROM pg_replication_slots AS s
+ WHERE coalesce(s.xmin, s.catalog_xmin) IS NOT NULL
+   AND (NOT s.active OR age(coalesce(s.xmin, s.catalog_xmin)) > 1000000)
+UNION ALL
+SELECT 'standby feedback', coalesce(r.application_name, r.client_addr::text, r.pid::text),
+       'hot_standby_feedback of a standby with a long query', r.backend_start,
+       age(r.backend_xmin)::bigint
+  FROM pg_stat_replication AS r
+ WHERE r.backend_xmin IS NOT NULL AND age(r.backend_xmin) > 1000000
+ ORDER BY xid_age DESC NULLS LAST;

@@ -71,3 +71,12 @@ SELECT orchestrator.start_runs($1::text, $2::text[]::jsonb[], $3::text[]::jsonb[
 -- name: entry_contract
 -- The input contract of an applied pipeline's entry step, as JSON text (NULL: none declared).
 SELECT contract, entry_step FROM orchestrator.entry_contract($1::text)
+
+-- name: remaining_messages
+-- Messages left in the queues $1 (visible, in flight or delayed): the drain check.
+SELECT coalesce(sum(m.queue_length), 0)::bigint
+  FROM unnest($1::text[]) AS q(name), LATERAL pgmq.metrics(q.name) AS m
+
+-- name: try_upkeep_locks
+-- The advisory lock keys of $1 this session could take (session-level locks).
+SELECT k FROM unnest($1::bigint[]) AS k WHERE pg_try_advisory_lock(k)

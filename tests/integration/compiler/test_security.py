@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -15,6 +13,7 @@ from orchestrator.compiler import InvalidRole, UnsafeName, apply, plan
 from orchestrator.db import connect
 from orchestrator.spec import load_pipelines
 from tests.integration.compiler.conftest import ORDERS, Write
+from tests.support.pg import temporary_role, with_login
 
 PASSWORD = "worker-secret"
 
@@ -30,23 +29,8 @@ steps:
 @pytest.fixture
 async def role(dsn: str, admin_dsn: str) -> AsyncIterator[str]:
     """A fresh login role (roles are cluster-wide: dropped again after the test)."""
-    name = f"worker_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{PASSWORD}'")
-    finally:
-        await admin.close()
-    yield name
-    database = await asyncpg.connect(dsn)
-    try:
-        await database.execute(f'DROP OWNED BY "{name}"')
-    finally:
-        await database.close()
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'DROP ROLE "{name}"')
-    finally:
-        await admin.close()
+    async with temporary_role(admin_dsn, [dsn], password=PASSWORD) as name:
+        yield name
 
 
 async def test_granted_role_runs_queues_and_cannot_create(
@@ -102,9 +86,7 @@ async def test_granted_role_as_its_own_login(dsn: str, write: Write, role: str) 
         await apply(admin, write(orders=ORDERS), grant=role)
     finally:
         await admin.close()
-    parts = urlsplit(dsn)
-    netloc = f"{role}:{PASSWORD}@{parts.netloc.rpartition('@')[2]}"
-    worker = await connect(urlunsplit(parts._replace(netloc=netloc)))
+    worker = await connect(with_login(dsn, role, PASSWORD))
     try:
         assert await worker.fetchval("SELECT current_user") == role
         msg_id = await worker.fetchval("SELECT pgmq.send('orders__check', '{}'::jsonb)")

@@ -82,5 +82,11 @@ async def test_old_completed_joins_are_deleted(conn: asyncpg.Connection, orders:
 
 async def test_report_as_json(conn: asyncpg.Connection, orders: Pipeline) -> None:
     data = (await maintain_all(conn)).to_json()
-    assert set(data) == {"partitions", "archives", "joins_deleted", "problems"}
+    assert set(data) == {
+        "partitions",
+        "archives",
+        "joins_deleted",
+        "problems",
+        "vacuum_held_back_by",
+    }
     assert {a["queue"] for a in data["archives"]} == set(orders.queue_names())

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from orchestrator.ops.applied import applied_pipelines
 from orchestrator.ops.schedules import fire_due, next_ticks
 from orchestrator.spec import Pipeline
+from orchestrator.state import applied_pipelines
 from tests.integration.ops import support
 
 TICKS = """

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from orchestrator.db import connect
-from tests.conftest import with_database
+from tests.support.pg import with_database
 
 QUEUE = "q"
 

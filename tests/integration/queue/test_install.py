@@ -6,10 +6,8 @@ import asyncio
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -30,6 +28,7 @@ from tests.integration.queue.helpers import (
     catalog_versions,
     user_relations,
 )
+from tests.support.pg import temporary_role, with_login
 
 NewDatabase = Callable[[], Awaitable[str]]
 LATEST = sqlfiles.latest_version()
@@ -312,30 +311,22 @@ async def test_real_extension_is_left_alone(empty_dsn: str, fake_pgmq_extension:
 async def test_a_role_without_create_privilege_gets_a_clear_error(
     empty_dsn: str, admin_dsn: str
 ) -> None:
-    role = f"limited_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(empty_dsn)
-    try:
-        await admin.execute(f'CREATE ROLE "{role}" LOGIN')
-        await admin.execute(f'REVOKE CREATE ON SCHEMA public FROM "{role}"')
-        parts = urlsplit(empty_dsn)
-        netloc = parts.netloc.split("@", 1)[-1]
-        limited_dsn = urlunsplit(parts._replace(netloc=f"{role}@{netloc}"))
-        limited = await connect(limited_dsn)
+    async with temporary_role(admin_dsn, [empty_dsn], prefix="limited") as role:
+        admin = await asyncpg.connect(empty_dsn)
         try:
-            with pytest.raises(ConfigError, match=r"^cannot install the queue layer: permission "):
-                await install(limited)
-            assert await installed_version(limited) is None
+            await admin.execute(f'REVOKE CREATE ON SCHEMA public FROM "{role}"')
+            limited = await connect(with_login(empty_dsn, role))
+            try:
+                with pytest.raises(
+                    ConfigError, match=r"^cannot install the queue layer: permission "
+                ):
+                    await install(limited)
+                assert await installed_version(limited) is None
+            finally:
+                await limited.close()
+            assert await admin.fetchval("SELECT to_regnamespace('pgmq')") is None
         finally:
-            await limited.close()
-        assert await admin.fetchval("SELECT to_regnamespace('pgmq')") is None
-    finally:
-        await admin.execute(f'DROP OWNED BY "{role}"')
-        await admin.close()
-        cleanup = await asyncpg.connect(admin_dsn)
-        try:
-            await cleanup.execute(f'DROP ROLE IF EXISTS "{role}"')
-        finally:
-            await cleanup.close()
+            await admin.close()
 
 
 async def test_install_sync(empty_dsn: str) -> None:

@@ -9,15 +9,13 @@ import pytest
 
 from orchestrator.compiler.catalog import (
     ActualQueue,
-    AppliedPipeline,
     Catalog,
     Depth,
     JoinCount,
-    Layers,
 )
 from orchestrator.compiler.desired import (
     DesiredState,
-    Partitioning,
+    PartitionLayout,
     QueueState,
     Storage,
     desired_state,
@@ -27,6 +25,7 @@ from orchestrator.compiler.spec_diff import spec_changes
 from orchestrator.errors import ConfigError
 from orchestrator.queue import sqlfiles
 from orchestrator.spec import parse_pipeline
+from orchestrator.state import AppliedRecord, Layers
 from orchestrator.store.install import VERSION as STORE_VERSION
 
 ORDERS = """
@@ -79,7 +78,7 @@ def applied_catalog(desired: DesiredState, **changes: object) -> Catalog:
         layers=CURRENT,
         queues={name: actual(q) for name, q in desired.queues.items()},
         applied={
-            name: AppliedPipeline(name, p.spec, p.spec_hash, p.entry_step, datetime.now(UTC))
+            name: AppliedRecord(name, p.spec, p.spec_hash, p.entry_step, datetime.now(UTC))
             for name, p in desired.pipelines.items()
         },
     )
@@ -260,5 +259,5 @@ def test_spec_changes_in_words() -> None:
 
 
 def test_partitioning_words() -> None:
-    assert Partitioning("time", 86400.0, None).describe() == "partitioned by 1d, keep forever"
+    assert PartitionLayout("time", 86400.0, None).describe() == "partitioned by 1d, keep forever"
     assert Storage(notify_ms=0).describe() == "notify on every insert"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from jinja2.exceptions import SecurityError, UndefinedError
 
-from orchestrator.compiler.desired import Partitioning, QueueState, Storage
+from orchestrator.compiler.desired import PartitionLayout, QueueState, Storage
 from orchestrator.compiler.render import (
     UnquotedValue,
     UnsafeName,
@@ -99,7 +99,7 @@ def test_create_queue_statements() -> None:
         "SELECT pgmq.create('orders__ship');\n"
         "SELECT pgmq.enable_notify_insert('orders__ship', 250);"
     )
-    partitioned = Storage(Partitioning("time", 86400.0, None), notify_ms=None)
+    partitioned = Storage(PartitionLayout("time", 86400.0, None), notify_ms=None)
     queue = QueueState("orders_dlq", "orders", None, partitioned)
     assert render("create_queue", queue=queue) == (
         "SELECT pgmq.create_partitioned('orders_dlq', '1 days', '100 years');"

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from orchestrator.errors import ConfigError, NotFound
-from orchestrator.ops.applied import from_spec
 from orchestrator.spec import load_pipelines_or_raise
+from orchestrator.state import from_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 NOW = datetime(2030, 1, 1, tzinfo=UTC)

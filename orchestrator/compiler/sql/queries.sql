@@ -1,36 +1,12 @@
 -- Catalog queries of the compiler. Each query starts with a `-- name: <name>` line followed by
 -- a one-line description; catalog.py loads them by name. They only read.
 
--- name: layers
--- Which parts of the schema exist: the queue layer, its internals, the orchestrator schema.
-SELECT to_regclass('pgmq.meta') IS NOT NULL AS has_pgmq,
-       to_regclass('pgmq_ext.schema_version') IS NOT NULL AS has_versions,
-       to_regclass('pgmq_ext.partition_config') IS NOT NULL AS has_partitions,
-       to_regclass('orchestrator.schema_version') IS NOT NULL AS has_store,
-       to_regclass('orchestrator.pipelines') IS NOT NULL AS has_pipelines,
-       to_regclass('orchestrator.joins') IS NOT NULL AS has_joins,
-       EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgmq') AS has_extension;
-
 -- name: missing_queues
 -- Which of the queue names $1 have no table (dropped by hand, or never applied).
 SELECT name
   FROM unnest($1::text[]) AS name
  WHERE to_regclass(format('pgmq.%I', 'q_' || name)) IS NULL
  ORDER BY name;
-
--- name: store_version
--- Version of schema orchestrator and the checksum of its functions as last installed.
-SELECT version, functions_sha256
-  FROM orchestrator.schema_version
- ORDER BY version DESC
- LIMIT 1;
-
--- name: queue_layer_checksum
--- Checksum of the queue functions recorded for the installed version.
-SELECT functions_sha256
-  FROM pgmq_ext.schema_version
- ORDER BY version DESC
- LIMIT 1;
 
 -- name: queues
 -- Every queue with its tables' persistence, its insert-notification trigger, if any, and
@@ -84,12 +60,6 @@ SELECT c.queue_name::text AS name,
            ELSE extract(epoch FROM c.time_retention)::float8
        END AS retention
   FROM pgmq_ext.partition_config c;
-
--- name: applied_pipelines
--- The pipelines applied so far.
-SELECT name, spec, spec_hash, entry_step, applied_at
-  FROM orchestrator.pipelines
- ORDER BY name;
 
 -- name: join_counts
 -- Join state per join step: runs still waiting for predecessors, and all rows.

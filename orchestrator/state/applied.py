@@ -1,8 +1,9 @@
-"""Applied pipelines as operations see them: read from `orchestrator.pipelines`, not from YAML.
+"""Applied pipelines: the rows of `orchestrator.pipelines`, read from the database, not YAML.
 
 `apply` stores each pipeline's canonical JSON (`Pipeline.to_json`), so status, traces, dead
 letters and maintenance work on any host that can reach the database, with or without the
-pipeline files. `AppliedPipeline` is the small read model they need from that document.
+pipeline files. `AppliedRecord` is the row as stored (what `plan` compares and `run` checks);
+`AppliedPipeline` is the read model operations need from its document.
 """
 
 from __future__ import annotations
@@ -15,11 +16,43 @@ from typing import Any
 
 import asyncpg
 
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import ConfigError, NotFound
-from orchestrator.ops.queries import ensure_prepared, query
 from orchestrator.spec import Schedule
 from orchestrator.spec.models import SPEC_FORMAT
 from orchestrator.spec.suggest import did_you_mean
+from orchestrator.state.layers import ensure_prepared
+
+_Q = named_queries("orchestrator.state")
+
+
+@dataclass(frozen=True)
+class AppliedRecord:
+    """A row of ``orchestrator.pipelines``: what `apply` recorded for a pipeline, as stored."""
+
+    name: str
+    spec: Mapping[str, Any]
+    spec_hash: str
+    entry_step: str
+    applied_at: datetime
+
+
+async def read_applied_records(
+    conn: asyncpg.Connection, names: Sequence[str] | None = None
+) -> dict[str, AppliedRecord]:
+    """Rows of ``orchestrator.pipelines`` by pipeline name, all or those in `names`; the caller
+    checks first that the table exists."""
+    rows = await conn.fetch(_Q["applied_pipelines"], list(names) if names else None)
+    return {
+        row["name"]: AppliedRecord(
+            name=row["name"],
+            spec=row["spec"],
+            spec_hash=row["spec_hash"],
+            entry_step=row["entry_step"],
+            applied_at=row["applied_at"],
+        )
+        for row in rows
+    }
 
 
 @dataclass(frozen=True)
@@ -153,8 +186,8 @@ async def applied_pipelines(
     """
     await ensure_prepared(conn)
     wanted = list(dict.fromkeys(names)) if names else None
-    rows = await conn.fetch(query("applied_pipelines"), wanted)
-    found = [from_spec(r["spec"], r["spec_hash"], r["applied_at"]) for r in rows]
+    records = await read_applied_records(conn, wanted)
+    found = [from_spec(r.spec, r.spec_hash, r.applied_at) for r in records.values()]
     if wanted:
         known = {p.name for p in found}
         missing = [n for n in wanted if n not in known]
@@ -169,6 +202,6 @@ async def applied_pipeline(conn: asyncpg.Connection, name: str) -> AppliedPipeli
 
 
 async def _unknown(conn: asyncpg.Connection, name: str) -> NotFound:
-    applied = [str(r["name"]) for r in await conn.fetch(query("pipeline_names"))]
+    applied = [str(r["name"]) for r in await conn.fetch(_Q["pipeline_names"])]
     listing = f"applied: {', '.join(applied)}" if applied else "none is applied yet"
     return NotFound(f"unknown pipeline '{name}'{did_you_mean(name, applied)} ({listing})")

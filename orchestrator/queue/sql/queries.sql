@@ -142,3 +142,40 @@ SELECT pgmq.enable_notify_insert($1::text, $2::integer)
 -- name: disable_notify_insert
 -- Stop the insert notifications of a queue.
 SELECT pgmq.disable_notify_insert($1::text)
+
+-- name: run_maintenance
+-- Partition upkeep of one queue: what was created, attached and dropped.
+SELECT * FROM pgmq_ext.run_maintenance($1::text)
+
+-- name: partitioned_queues
+-- Names of the partitioned queues, in name order.
+SELECT queue_name FROM pgmq_ext.partition_config ORDER BY queue_name
+
+-- name: version_table
+-- The queue layer's version table, NULL when it is not installed.
+SELECT to_regclass('pgmq_ext.schema_version')
+
+-- name: installed_version
+-- Version of the queue layer in the database.
+SELECT max(version) FROM pgmq_ext.schema_version
+
+-- name: record_version
+-- Record that version $1 (a migration named $2) is installed.
+INSERT INTO pgmq_ext.schema_version (version, name) VALUES ($1, $2)
+
+-- name: recorded_checksum
+-- Checksum of the function files applied at version $1.
+SELECT functions_sha256 FROM pgmq_ext.schema_version WHERE version = $1
+
+-- name: record_checksum
+-- Record checksum $1 of the function files applied at version $2.
+UPDATE pgmq_ext.schema_version SET functions_sha256 = $1 WHERE version = $2
+
+-- name: has_pgmq_extension
+-- True when the real pgmq extension is installed.
+SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pgmq')
+
+-- name: taken_schemas
+-- Which of the queue layer's schema names exist already (before a fresh install).
+SELECT array_agg(nspname::text ORDER BY nspname) FROM pg_namespace
+ WHERE nspname IN ('pgmq', 'pgmq_ext')
