@@ -20,10 +20,11 @@ help:
 	@echo "make test-matrix  queue, compiler and runtime suites on PostgreSQL 15, 16 and 18"
 	@echo "make schema  regenerate schemas/pipeline.schema.json"
 
+# setuptools warns about every editable install in a banner that hides what make does: not here.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -39,7 +40,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix orchestrator tests bench pipelines
 
 test: lint
-	$(BIN)/orchestrator validate pipelines
+	$(BIN)/orchestrator validate --import-handlers pipelines
 	$(BIN)/pytest -q -m "not faults" -n $(TEST_WORKERS) --dist loadfile
 
 unit: $(STAMP)

@@ -94,27 +94,41 @@ async def chain_throughput(
 ) -> float:
     """Step hand-offs per second of a 3-step chain of no-op handlers (`runs` runs)."""
     name = name or f"chain_b{batch}_c{concurrency}"
+    return await handoffs_per_second(
+        dsn, CHAIN.format(name=name, batch=batch), runs, concurrency=concurrency
+    )
+
+
+async def handoffs_per_second(
+    dsn: str, yaml_text: str, runs: int, *, concurrency: int | None = 1
+) -> float:
+    """Apply the pipeline `yaml_text` (a chain of no-op handlers), start `runs` runs and run
+    one consumer per step until the last step archived them all: step hand-offs per second.
+    `concurrency` None keeps each step's own."""
     conn = await connect(dsn)
     try:
-        pipeline = await _apply(conn, CHAIN.format(name=name, batch=batch))
+        pipeline = await _apply(conn, yaml_text)
         for i in range(0, runs, 1000):
-            await start_many(name, [{"i": n} for n in range(i, min(runs, i + 1000))], conn=conn)
+            chunk = [{"i": n} for n in range(i, min(runs, i + 1000))]
+            await start_many(pipeline.name, chunk, conn=conn)
         await conn.execute("VACUUM ANALYZE")
-        pool = await create_pool(dsn, min_size=3 * concurrency + 1, max_size=3 * concurrency + 2)
+        steps = pipeline.order
+        loops = sum(concurrency or pipeline.step(s).concurrency for s in steps)
+        pool = await create_pool(dsn, min_size=loops + 1, max_size=loops + 2)
         listener = await connect(dsn)
         try:
             consumers = [
                 StepConsumer(
                     pool, pipeline, pipeline.step(s), _handler(noop), concurrency=concurrency
                 )
-                for s in ("a", "b", "c")
+                for s in steps
             ]
             for consumer in consumers:  # wake-ups as a worker process gets them
                 await listener.add_listener(f"pgmq.q_{consumer.queue}.INSERT", _waker(consumer))
             stopping = asyncio.Event()
             started = time.perf_counter()
             tasks = [asyncio.create_task(c.run(stopping)) for c in consumers]
-            last = f"pgmq.a_{pipeline.queue_name('c')}"
+            last = f"pgmq.a_{pipeline.queue_name(steps[-1])}"
             while await conn.fetchval(f"SELECT count(*) FROM {last}") < runs:
                 await asyncio.sleep(0.02)
             elapsed = time.perf_counter() - started
@@ -125,7 +139,7 @@ async def chain_throughput(
             await pool.close()
     finally:
         await conn.close()
-    return 3 * runs / elapsed
+    return len(steps) * runs / elapsed
 
 
 def _waker(consumer: StepConsumer) -> Any:

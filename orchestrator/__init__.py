@@ -25,14 +25,30 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from orchestrator.runtime.api import start, start_many
+    from orchestrator.runtime.api import start, start_keyed, start_many
     from orchestrator.runtime.context import Fail, Retry, StepContext
+    from orchestrator.runtime.control import cancel, pause, resume
 
-__all__ = ["Fail", "Retry", "StepContext", "__version__", "start", "start_many"]
+__all__ = [
+    "Fail",
+    "Retry",
+    "StepContext",
+    "__version__",
+    "cancel",
+    "pause",
+    "resume",
+    "start",
+    "start_keyed",
+    "start_many",
+]
 
 _RUNTIME_EXPORTS = {
     "start": "orchestrator.runtime.api",
     "start_many": "orchestrator.runtime.api",
+    "start_keyed": "orchestrator.runtime.api",
+    "pause": "orchestrator.runtime.control",
+    "resume": "orchestrator.runtime.control",
+    "cancel": "orchestrator.runtime.control",
     "StepContext": "orchestrator.runtime.context",
     "Retry": "orchestrator.runtime.context",
     "Fail": "orchestrator.runtime.context",

@@ -120,5 +120,10 @@ class CommitFailed(AttemptFailure):
     """The batch's COMMIT was refused (e.g. a deferred constraint of a handler's writes)."""
 
 
+class TooManyAbandoned(OrchestratorError):
+    """Too many plain ``def`` handler calls that passed their timeout still run in this
+    process: the worker stops (its messages go back) so that its supervisor replaces it."""
+
+
 class QueueMissing(SchemaMissing):
     """A step queue does not exist (dropped by hand, or the pipeline was never applied)."""

@@ -282,6 +282,26 @@ def progress_line(p: Progress, total: int, elapsed: float, sap: Any, smtp: Any, 
     return f"\r{line}\x1b[K"
 
 
+def workers_up(log_path: Path, offset: int) -> int:
+    """Worker processes that said 'worker started' in the log since `offset`."""
+    try:
+        with log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().count(b'"worker started')
+    except OSError:
+        return 0
+
+
+def starting_line(up: int, workers: int, elapsed: float, tty: bool) -> str:
+    """What happens before the first run is done: the workers start (each imports the
+    handlers and checks the applied pipelines) and the first runs go through their steps."""
+    text = (
+        f"    starting {workers} worker processes (importing handlers, checking the database): "
+        f"{up}/{workers} up · {elapsed:.0f}s"
+    )
+    return f"\r{text}\x1b[K" if tty else text
+
+
 async def spawn_workers(demo: Demo, pipeline: str | None) -> asyncio.subprocess.Process:
     """Start `orchestrator run --drain` (all pipelines, or one) logging to demo.log_path."""
     args = ["run", "--drain", "--workers", str(demo.workers), "--log-format", "json"]
@@ -309,6 +329,7 @@ async def watch(
     tty = demo.out.isatty()
     began = time.monotonic()
     last: Progress | None = None
+    log_from = demo.log_path.stat().st_size if demo.log_path.exists() else 0
     conn = await connect(demo)
     try:
         while proc.returncode is None:
@@ -317,7 +338,12 @@ async def watch(
             elapsed = time.monotonic() - began
             if standins is not None:
                 last = await progress(conn, demo.dead_letter_queue)
-                line = progress_line(last, total, elapsed, *standins, tty)
+                up = workers_up(demo.log_path, log_from)
+                line = (
+                    progress_line(last, total, elapsed, *standins, tty)
+                    if last.done or up >= demo.workers
+                    else starting_line(up, demo.workers, elapsed, tty)
+                )
                 print(line, end="" if tty else "\n", file=demo.out, flush=True)
             if proc.returncode is None and elapsed > demo.timeout:
                 await stop_process(proc)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from orchestrator.compiler import Plan
+    from orchestrator.compiler.applier import ApplyResult, RemovedSteps
     from orchestrator.spec import Pipeline
 
 _T = TypeVar("_T")
@@ -72,20 +73,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="allow dropping or converting queues that hold messages",
     )
+    apply.add_argument("--json", action="store_true", help="print what was done as JSON")
     removed = apply.add_mutually_exclusive_group()
     removed.add_argument(
         "--to-dead-letter",
-        dest="removed_steps",
-        action="store_const",
-        const="dead_letter",
-        default="refuse",
+        action="store_true",
         help="move the messages of removed steps to the dead-letter queue (StepRemoved)",
     )
     removed.add_argument(
         "--drain-first",
-        dest="removed_steps",
-        action="store_const",
-        const="drain",
+        action="store_true",
         help="keep the queue of a removed step while it holds messages; a later apply drops it",
     )
     apply.add_argument(
@@ -141,17 +138,23 @@ def _apply(args: argparse.Namespace) -> int:
         pipelines = _load(args.pipelines)
     except _InvalidFiles:
         return 1
-    code, lines = asyncio.run(
-        _with_connection(args.dsn, lambda conn: _run_apply(conn, pipelines, args))
-    )
-    for line in lines:
-        print(line)
-    return code
+    result = asyncio.run(_with_connection(args.dsn, lambda conn: _run_apply(conn, pipelines, args)))
+    if result is None:
+        print("Apply cancelled; nothing was changed.")
+        return 1
+    if args.json:
+        grant = result.grant.message() if result.grant is not None else None
+        print(json.dumps({"plan": result.plan.to_json(), "grant": grant}, indent=2))
+    else:
+        for line in result.lines():
+            print(line)
+    return 0
 
 
 async def _run_apply(
     conn: asyncpg.Connection, pipelines: list[Pipeline], args: argparse.Namespace
-) -> tuple[int, list[str]]:
+) -> ApplyResult | None:
+    """What apply did; None when the user declined the destructive changes."""
     from orchestrator.compiler import apply, plan
 
     allow: bool | frozenset[str] = bool(args.allow_destroy)
@@ -165,17 +168,24 @@ async def _run_apply(
                     + "); pass --yes to apply them without a terminal"
                 )
             if not _confirm(preview):
-                return 1, ["Apply cancelled; nothing was changed."]
+                return None
             allow = frozenset(c.subject for c in preview.destructive)
-    result = await apply(
+    return await apply(
         conn,
         pipelines,
         allow_destroy=allow,
         grant=args.grant,
-        removed_steps=args.removed_steps,
+        removed_steps=_removed_steps(args),
         allow_incompatible=args.allow_incompatible,
     )
-    return 0, result.lines()
+
+
+def _removed_steps(args: argparse.Namespace) -> RemovedSteps:
+    """What apply does with the messages of removed steps: --to-dead-letter (never from the
+    environment) wins over --drain-first ($ORCHESTRATOR_APPLY_DRAIN_FIRST included)."""
+    if args.to_dead_letter:
+        return "dead_letter"
+    return "drain" if args.drain_first else "refuse"
 
 
 def _interactive() -> bool:

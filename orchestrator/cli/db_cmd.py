@@ -1,4 +1,8 @@
-"""`orchestrator db start | stop | status | url`: the embedded PostgreSQL server."""
+"""`orchestrator db start | stop | status | url`: the embedded PostgreSQL server.
+
+The server is the project's (`.orchestrator/pgdata` in the project root, or
+`$ORCHESTRATOR_HOME/pgdata`); `db status` also lists every other embedded server this user runs.
+"""
 
 from __future__ import annotations
 
@@ -37,17 +41,24 @@ def _stop(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     st = embedded.status()
+    others = [s for s in embedded.servers() if s.pgdata != st.pgdata]
     if args.json:
-        print(
-            json.dumps(
-                {"pgdata": str(st.pgdata), "running": st.running, "pid": st.pid, "url": st.uri}
-            )
-        )
-    elif st.running:
+        print(json.dumps({**_json(st), "others": [_json(s) for s in others]}))
+        return 0 if st.running else 1
+    if st.running:
         print(f"running  pid {st.pid}  {st.uri}\npgdata   {st.pgdata}")
     else:
         print(f"stopped  (pgdata {st.pgdata})")
+    if others:
+        print(f"\nother embedded servers of this user ({len(others)}):")
+        for other in others:
+            print(f"  pid {other.pid}  {other.pgdata}")
+        print("stop one with: ORCHESTRATOR_HOME=<the folder above pgdata> orchestrator db stop")
     return 0 if st.running else 1
+
+
+def _json(st: embedded.ServerStatus) -> dict[str, object]:
+    return {"pgdata": str(st.pgdata), "running": st.running, "pid": st.pid, "url": st.uri}
 
 
 def _url(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.cli import add_dsn_option, add_pipelines_option
+from orchestrator.cli.arguments import duration, positive_duration, positive_int
 from orchestrator.errors import OrchestratorError, UsageError
 
 if TYPE_CHECKING:
@@ -30,40 +31,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _register_maintain(sub)
 
 
-# -- argument types ------------------------------------------------------------------------
-
-
-def duration(text: str) -> float:
-    """A duration argument (30s, 5m, 2h, 7d, '1 day', or plain seconds) in seconds."""
-    from orchestrator.spec.durations import parse_duration
-
-    try:
-        return parse_duration(float(text) if _is_number(text) else text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def positive_duration(text: str) -> float:
-    seconds = duration(text)
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"must be longer than 0 (got {text!r})")
-    return seconds
-
-
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text!r}")
-    return int(text)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _common(parser: argparse.ArgumentParser, *, json_output: bool = True) -> None:
     add_dsn_option(parser)
     add_pipelines_option(parser)
@@ -73,6 +40,9 @@ def _common(parser: argparse.ArgumentParser, *, json_output: bool = True) -> Non
 
 def _run(args: argparse.Namespace, work: Work) -> int:
     """Connect, run `work` with database errors translated to one-line errors, disconnect."""
+    import asyncpg
+
+    from orchestrator.cli import privileges_missing
     from orchestrator.db import connect, resolve_dsn
     from orchestrator.ops.queries import translated_errors
 
@@ -80,7 +50,10 @@ def _run(args: argparse.Namespace, work: Work) -> int:
         conn = await connect(resolve_dsn(args.dsn))
         try:
             async with translated_errors():
-                return await work(conn)
+                try:
+                    return await work(conn)
+                except asyncpg.InsufficientPrivilegeError as exc:
+                    raise privileges_missing(exc) from None
         finally:
             await conn.close()
 
@@ -94,7 +67,7 @@ def _print_json(data: Any) -> None:
 
 
 def _colour() -> bool:
-    from orchestrator.ops.format import colour_enabled
+    from orchestrator.cli.format import colour_enabled
 
     return colour_enabled(sys.stdout)
 
@@ -124,6 +97,9 @@ def _register_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="refresh every SECONDS (default 2) until interrupted",
     )
     status.add_argument(
+        "--wide", action="store_true", help="every column, however wide the terminal"
+    )
+    status.add_argument(
         "--window",
         type=positive_duration,
         default=60.0,
@@ -134,8 +110,8 @@ def _register_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _status(args: argparse.Namespace) -> int:
+    from orchestrator.cli.views import status_text
     from orchestrator.ops.status import collect_status
-    from orchestrator.ops.views import status_text
 
     hashes = _local_hashes(args.pipelines)
     interactive = sys.stdout.isatty()
@@ -150,7 +126,7 @@ def _status(args: argparse.Namespace) -> int:
         else:
             if args.watch and interactive:
                 sys.stdout.write("\x1b[H\x1b[2J")
-            print(status_text(report, colour=_colour()))
+            print(status_text(report, colour=_colour(), width=_width(args.wide)))
             if args.watch and not interactive:
                 print()
         sys.stdout.flush()
@@ -168,6 +144,15 @@ def _status(args: argparse.Namespace) -> int:
         if args.watch:
             return 0  # the way to leave --watch
         raise
+
+
+def _width(wide: bool) -> int | None:
+    """The terminal's width, None (no limit) for --wide or when stdout is not a terminal."""
+    if wide or not sys.stdout.isatty():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns
 
 
 def _local_hashes(folder: str) -> dict[str, str] | None:
@@ -264,8 +249,8 @@ def _filters(parser: argparse.ArgumentParser) -> None:
 
 
 def _dlq_list(args: argparse.Namespace) -> int:
+    from orchestrator.cli.views import dead_letters_text
     from orchestrator.ops.dlq import Filter, count_dead_letters, list_dead_letters
-    from orchestrator.ops.views import dead_letters_text
     from orchestrator.state import applied_pipeline
 
     where = Filter(step=args.step, error=args.error, since=args.since)
@@ -289,8 +274,8 @@ def _dlq_list(args: argparse.Namespace) -> int:
 
 
 def _dlq_show(args: argparse.Namespace) -> int:
+    from orchestrator.cli.views import dead_letter_text
     from orchestrator.ops.dlq import get_dead_letter, parse_id
-    from orchestrator.ops.views import dead_letter_text
 
     pipeline = args.first if args.second is not None else args.pipeline
     if args.second is not None and args.pipeline and args.pipeline != pipeline:
@@ -309,9 +294,9 @@ def _dlq_show(args: argparse.Namespace) -> int:
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
+    from orchestrator.cli.progress import Progress
+    from orchestrator.cli.views import replay_text
     from orchestrator.ops.dlq import Filter, parse_ids, replay_dead_letters
-    from orchestrator.ops.progress import Progress
-    from orchestrator.ops.views import replay_text
 
     ids = parse_ids(args.ids) if args.ids else None
     if args.all and (ids or args.step or args.error):
@@ -342,9 +327,9 @@ def _dlq_replay(args: argparse.Namespace) -> int:
 
 
 def _dlq_purge(args: argparse.Namespace) -> int:
+    from orchestrator.cli.format import count
+    from orchestrator.cli.progress import Progress
     from orchestrator.ops.dlq import Filter, count_dead_letters, purge_dead_letters
-    from orchestrator.ops.format import count
-    from orchestrator.ops.progress import Progress
     from orchestrator.spec.durations import format_duration
     from orchestrator.state import applied_pipeline
 
@@ -408,8 +393,8 @@ def _register_trace(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _trace(args: argparse.Namespace) -> int:
+    from orchestrator.cli.views import trace_text
     from orchestrator.ops.trace import parse_run_id, trace_run
-    from orchestrator.ops.views import trace_text
 
     run_id = parse_run_id(args.run_id)  # a malformed id fails before connecting
 
@@ -442,8 +427,8 @@ def _register_maintain(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _maintain(args: argparse.Namespace) -> int:
+    from orchestrator.cli.views import maintain_text
     from orchestrator.ops.maintain import maintain_all
-    from orchestrator.ops.views import maintain_text
 
     async def work(conn: asyncpg.Connection) -> int:
         report = await maintain_all(conn)

@@ -6,7 +6,9 @@ or a supervisor of ``--workers N`` processes (`orchestrator.runtime.supervisor`)
 
 send starts runs from the shell: one JSON object as an argument or on stdin, or JSON lines
 from a file; it prints the run ids, one per line. Every payload is checked before anything is
-enqueued, and a file's runs are enqueued in one transaction: all or nothing.
+enqueued, and a file's runs are enqueued in one transaction: all or nothing. With ``--wait``
+it then follows the runs until they end and exits 0 when all are done, 1 when any failed
+(dead letter) or is still running after ``--timeout``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from orchestrator.cli import add_dsn_option, add_pipelines_option, require_path
-from orchestrator.errors import ConfigError, UsageError
+from orchestrator.cli.arguments import duration, port, positive_int
+from orchestrator.errors import ConfigError, NotFound, OrchestratorError, UsageError
 
 if TYPE_CHECKING:
     from orchestrator.runtime.worker import StepPlan
@@ -41,42 +44,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `run` and `send` commands."""
     _register_run(sub)
     _register_send(sub)
-
-
-# -- argument types ----------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number (1-65535), got {value}")
-    return value
-
-
-def _duration(text: str) -> float:
-    from orchestrator.spec.durations import parse_duration
-
-    try:
-        return parse_duration(_number_or_text(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _number_or_text(text: str) -> object:
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -112,13 +79,13 @@ def _register_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     run.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="batches handled at once per step (default: each step's concurrency)",
     )
     run.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="worker processes (default: 1; handlers are Python, one process uses one core)",
@@ -130,13 +97,13 @@ def _register_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     run.add_argument(
         "--shutdown-timeout",
-        type=_duration,
+        type=duration,
         default=30.0,
         metavar="S",
         help="how long running handlers may take to finish after SIGTERM (default: 30s)",
     )
     run.add_argument(
-        "--metrics-port", type=_port, metavar="P", help="serve Prometheus metrics on this port"
+        "--metrics-port", type=port, metavar="P", help="serve Prometheus metrics on this port"
     )
     run.add_argument(
         "--log-format",
@@ -146,6 +113,8 @@ def _register_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="log level (default: info)"
     )
+    # `run signup` is a mistake worth explaining, not argparse's "unrecognized arguments".
+    run.add_argument("stray", nargs="*", help=argparse.SUPPRESS)
     run.set_defaults(func=_run)
 
 
@@ -154,8 +123,13 @@ def _run(args: argparse.Namespace) -> int:
     from orchestrator.observe.logging import configure
     from orchestrator.runtime.supervisor import WORKER_ENV
 
+    if args.stray:
+        flags = " ".join(f"--pipeline {name}" for name in args.stray)
+        raise UsageError(f"run takes no positional arguments; to run only some pipelines: {flags}")
     worker_index = os.environ.get(WORKER_ENV)
     log_format = args.log_format or ("text" if sys.stderr.isatty() else "json")
+    if args.verbose > 1:  # -vv: debug, as for every command (and for the worker processes)
+        args.log_level = "debug"
     configure(args.log_level.upper(), json_output=log_format == "json")
     if worker_index is not None:
         _tag_log_records("worker", worker_index)
@@ -166,13 +140,18 @@ def _run(args: argparse.Namespace) -> int:
     running: dict[str, set[str]] = {}
     for pipeline, step in selected:
         running.setdefault(pipeline.name, set()).add(step)
-    queues = [pipeline.step(name).queue for pipeline, name in selected]
-    asyncio.run(_preflight(dsn, [p for p in loaded if p.name in running], queues, running))
+    step_queues = [pipeline.step(name).queue for pipeline, name in selected]
+    asyncio.run(_preflight(dsn, [p for p in loaded if p.name in running], step_queues, running))
     plans = _import_handlers(selected)
 
+    show = args.drain and worker_index is None and sys.stderr.isatty()
+    queues = {f"{p.name}.{s}": p.queue_name(s) for p, s in selected} if show else {}
+    terminal = [p.queue_name(s) for p, s in selected if not p.successors(s)]
     if args.workers > 1 and worker_index is None:
-        return _supervise(args, dsn, log_format, loaded)
-    return _work(args, dsn, plans, supervised=worker_index is not None)
+        return _supervise(args, dsn, log_format, loaded, queues, terminal)
+    return _work(
+        args, dsn, plans, supervised=worker_index is not None, queues=queues, ends=terminal
+    )
 
 
 def _load(args: argparse.Namespace) -> tuple[list[Pipeline], list[tuple[Pipeline, str]]]:
@@ -247,7 +226,16 @@ async def _preflight(
         await conn.close()
 
 
-def _work(args: argparse.Namespace, dsn: str, plans: list[StepPlan], *, supervised: bool) -> int:
+def _work(
+    args: argparse.Namespace,
+    dsn: str,
+    plans: list[StepPlan],
+    *,
+    supervised: bool,
+    queues: dict[str, str],
+    ends: list[str],
+) -> int:
+    from orchestrator.cli.drain import with_drain_progress
     from orchestrator.observe.metrics import MULTIPROC_ENV
     from orchestrator.runtime.worker import WorkerConfig, run_worker
 
@@ -261,12 +249,18 @@ def _work(args: argparse.Namespace, dsn: str, plans: list[StepPlan], *, supervis
         supervised=supervised,
         count_metrics=bool(os.environ.get(MULTIPROC_ENV)) and supervised,
     )
-    return asyncio.run(run_worker(config))
+    return asyncio.run(with_drain_progress(run_worker(config), dsn, queues, ends))
 
 
 def _supervise(
-    args: argparse.Namespace, dsn: str, log_format: str, pipelines: list[Pipeline]
+    args: argparse.Namespace,
+    dsn: str,
+    log_format: str,
+    pipelines: list[Pipeline],
+    queues: dict[str, str],
+    ends: list[str],
 ) -> int:
+    from orchestrator.cli.drain import with_drain_progress
     from orchestrator.runtime.supervisor import run_supervisor
 
     command = [
@@ -287,17 +281,16 @@ def _supervise(
     ]
     # The DSN goes through the environment: a command line is visible to every local user.
     env = {**os.environ, "DATABASE_URL": dsn}
-    return asyncio.run(
-        run_supervisor(
-            command,
-            args.workers,
-            env=env,
-            drain=args.drain,
-            metrics_port=args.metrics_port,
-            dsn=dsn,
-            pipelines=pipelines,
-        )
+    supervisor = run_supervisor(
+        command,
+        args.workers,
+        env=env,
+        drain=args.drain,
+        metrics_port=args.metrics_port,
+        dsn=dsn,
+        pipelines=pipelines,
     )
+    return asyncio.run(with_drain_progress(supervisor, dsn, queues, ends))
 
 
 def _tag_log_records(key: str, value: str) -> None:
@@ -343,19 +336,29 @@ def _register_send(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     send.add_argument(
         "--delay",
-        type=_duration,
+        type=duration,
         metavar="D",
         help="start the runs after this long (seconds, or e.g. 30s, 5m)",
     )
     send.add_argument("--json", action="store_true", help="print the run ids as a JSON list")
+    send.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the runs to end: exit 0 when all are done, 1 when any failed",
+    )
+    send.add_argument(
+        "--timeout",
+        type=duration,
+        metavar="S",
+        help="with --wait: give up after this long (exit 1; default: wait until they end)",
+    )
     send.set_defaults(func=_send)
 
 
 def _send(args: argparse.Namespace) -> int:
     from orchestrator.db import resolve_dsn
 
-    if (args.payload is None) == (args.file is None):
-        raise UsageError("give one payload (JSON or -) or --file PATH")
+    _check_send_arguments(args)
     if args.file is not None:
         payloads = parse_json_lines(_read_input(args.file), _source_name(args.file))
     else:
@@ -368,11 +371,29 @@ def _send(args: argparse.Namespace) -> int:
         return 0
     dsn = resolve_dsn(args.dsn)
     run_ids = asyncio.run(_enqueue(dsn, args.pipeline, payloads, args.delay))
-    if args.json:
+    if args.json and not args.wait:
         print(orjson.dumps([str(r) for r in run_ids]).decode())
-    else:
+    elif not args.json:
         sys.stdout.write("".join(f"{r}\n" for r in run_ids))
-    return 0
+        sys.stdout.flush()
+    if not args.wait:
+        return 0
+    from orchestrator.cli.wait import wait_for_runs
+
+    return wait_for_runs(dsn, args.pipeline, [str(r) for r in run_ids], args.timeout, args.json)
+
+
+def _check_send_arguments(args: argparse.Namespace) -> None:
+    """The usage mistakes of send, said in its own words."""
+    if args.pipeline.lstrip().startswith(("{", "[")) and not str(args.payload).startswith("{"):
+        raise UsageError(
+            "the pipeline comes first, then the payload: "
+            f"orchestrator send {args.payload or 'PIPELINE'} '{{...}}'"
+        )
+    if (args.payload is None) == (args.file is None):
+        raise UsageError("give one payload (JSON or -) or --file PATH")
+    if args.timeout is not None and not args.wait:
+        raise UsageError("--timeout goes with --wait")
 
 
 def _source_name(path: str | None) -> str:
@@ -457,12 +478,35 @@ async def _enqueue(
     dsn: str, pipeline: str, payloads: list[dict[str, Any]], delay: float | None
 ) -> list[Any]:
     from orchestrator.db import connect
+
+    conn = await connect(dsn)
+    try:
+        return await _start_runs(conn, pipeline, payloads, delay)
+    except NotFound as exc:
+        raise NotFound(f"{exc}{await _applied_names(conn)}") from None
+    finally:
+        await conn.close()
+
+
+async def _applied_names(conn: Any) -> str:
+    """'; applied pipelines: a, b' (or that there are none), for a pipeline not found."""
+    from orchestrator.state import applied_pipelines
+
+    try:
+        names = [p.name for p in await applied_pipelines(conn)]
+    except OrchestratorError:
+        return ""
+    return f"; applied pipelines: {', '.join(names)}" if names else "; no pipeline is applied"
+
+
+async def _start_runs(
+    conn: Any, pipeline: str, payloads: list[dict[str, Any]], delay: float | None
+) -> list[Any]:
     from orchestrator.runtime.api import start, start_many
 
     if len(payloads) == 1:
-        return [await start(pipeline, payloads[0], dsn=dsn, delay=delay)]
+        return [await start(pipeline, payloads[0], conn=conn, delay=delay)]
     progress = _Progress(len(payloads)) if len(payloads) >= PROGRESS_THRESHOLD else None
-    conn = await connect(dsn)
     try:
         run_ids: list[Any] = []
         async with conn.transaction():
@@ -475,7 +519,6 @@ async def _enqueue(
     finally:
         if progress is not None:
             progress.close()
-        await conn.close()
 
 
 class _Progress:

@@ -1,8 +1,8 @@
-"""`orchestrator validate [PATH ...]` and `orchestrator schema`: offline checks of pipeline files.
+"""`orchestrator validate [PATH ...]`, `schema` and `graph`: offline work on pipeline files.
 
 validate prints one line per problem on stderr (``file:LINE:COL: error: message``) or, with
-``--format json``, a JSON list of diagnostics on stdout. Exit 0 when every file is valid, 1 when
-any is not, 2 when a path does not exist.
+``--json`` (``--format json`` is the same), a JSON list of diagnostics on stdout. Exit 0 when every
+file is valid, 1 when any is not, 2 when a path does not exist.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the `validate` and `schema` commands."""
+    """Add the `validate`, `schema` and `graph` commands."""
     validate = sub.add_parser(
         "validate",
         help="check pipeline files offline (no database)",
@@ -37,7 +37,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="pipeline files or directories (default: pipelines)",
     )
     validate.add_argument(
-        "--format", choices=["text", "json"], default="text", help="output format (default: text)"
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="output format (default: text; --format json is the same as --json)",
     )
     validate.add_argument(
         "--import-handlers",
@@ -47,6 +50,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     validate.set_defaults(func=_validate)
     schema = sub.add_parser("schema", help="print the JSON Schema of pipeline files")
     schema.set_defaults(func=_schema)
+    _register_graph(sub)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -57,7 +61,7 @@ def _validate(args: argparse.Namespace) -> int:
     if missing:
         raise UsageError(f"no such file or directory: {', '.join(missing)}")
     result = load_pipelines(paths, import_handlers=args.import_handlers)
-    if args.format == "json":
+    if args.format == "json" or args.json:
         print(json.dumps([d.to_dict() for d in result.diagnostics], indent=2))
     else:
         for diagnostic in result.diagnostics:
@@ -87,4 +91,43 @@ def _schema(args: argparse.Namespace) -> int:
     from orchestrator.spec.schema import schema_text
 
     sys.stdout.write(schema_text())
+    return 0
+
+
+# -- graph -------------------------------------------------------------------------------------
+
+
+def _register_graph(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    graph = sub.add_parser(
+        "graph",
+        help="print a pipeline's step graph (Graphviz dot or Mermaid)",
+        description=(
+            "Print the step graph of PIPELINE from the pipeline files, offline: "
+            "`orchestrator graph orders | dot -Tsvg > orders.svg`, or --format mermaid for "
+            "Markdown. Joins (steps with several predecessors) are drawn as double boxes."
+        ),
+    )
+    graph.add_argument("pipeline", metavar="PIPELINE", help="name of a pipeline in --pipelines")
+    graph.add_argument(
+        "--format", choices=["dot", "mermaid"], default="dot", help="output format (default: dot)"
+    )
+    graph.set_defaults(func=_graph)
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from orchestrator.cli import require_path
+    from orchestrator.cli.graph import dot, mermaid
+    from orchestrator.spec import load_pipelines
+    from orchestrator.spec.suggest import did_you_mean
+
+    result = load_pipelines(require_path(args.pipelines))
+    result.raise_for_errors()
+    found = {p.name: p for p in result.pipelines}
+    if args.pipeline not in found:
+        raise UsageError(
+            f"no pipeline {args.pipeline!r} in {args.pipelines}{did_you_mean(args.pipeline, found)}"
+            f"; pipelines: {', '.join(sorted(found)) or 'none'}"
+        )
+    pipeline = found[args.pipeline]
+    sys.stdout.write(dot(pipeline) if args.format == "dot" else mermaid(pipeline))
     return 0

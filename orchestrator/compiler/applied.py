@@ -11,9 +11,8 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from orchestrator.compiler.rolling import pipeline_problems
-from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import QueueMissing, SchemaMissing
-from orchestrator.state import read_applied_records, read_layers
+from orchestrator.state import missing_queues, read_applied_records, read_layers
 
 if TYPE_CHECKING:
     import asyncpg
@@ -64,16 +63,10 @@ async def check_applied(
 async def check_queues(conn: asyncpg.Connection, queues: Iterable[str]) -> None:
     """Raise `QueueMissing` when one of `queues` (the step queues a worker will read) does not
     exist: it was dropped by hand after apply. `orchestrator plan` shows it as drift."""
-    missing = [
-        row["name"]
-        for row in await conn.fetch(
-            named_queries("orchestrator.compiler")["missing_queues"], list(queues)
-        )
-    ]
+    missing = await missing_queues(conn, queues)
     if missing:
-        names = ", ".join(missing)
+        many = len(missing) > 1
         raise QueueMissing(
-            f"queue{'s' if len(missing) > 1 else ''} {names} "
-            f"{'do' if len(missing) > 1 else 'does'} not exist; {_HINT} "
-            "(orchestrator plan shows the drift)"
+            f"queue{'s' if many else ''} {', '.join(missing)} {'do' if many else 'does'} not "
+            f"exist; {_HINT} (orchestrator plan shows the drift)"
         )

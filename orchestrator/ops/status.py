@@ -9,12 +9,13 @@ window, dead letters), is it moving (handed off in the window), and is the table
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
+from orchestrator.ops.flow import StepFlow, cancelled_counts, collect_flow
 from orchestrator.ops.horizon import HorizonHolder, horizon_holders
 from orchestrator.ops.queries import query
 from orchestrator.ops.schedules import NextTick, next_ticks
@@ -25,6 +26,10 @@ WINDOW = 60.0
 
 DEAD_TUPLE_ALERT = 0.2
 """A dead-tuple share above this needs attention (vacuum is falling behind)."""
+
+DEAD_TUPLE_MIN = 50
+"""Fewer dead tuples than this say nothing (PostgreSQL's autovacuum_vacuum_threshold): after
+one message a queue table holds one dead tuple and no live one, a share of 100%."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,8 @@ class StepStatus:
             reasons.append("dead letters")
         if self.numbers is not None:
             share = self.numbers.dead_tuple_share
-            if share is not None and share > DEAD_TUPLE_ALERT:
+            enough = self.numbers.dead_tuples >= DEAD_TUPLE_MIN
+            if enough and share is not None and share > DEAD_TUPLE_ALERT:
                 reasons.append("dead tuples")
             oldest = self.numbers.oldest_age
             if oldest is not None and oldest > self.visibility_timeout:
@@ -128,6 +134,9 @@ class PipelineStatus:
     schedules: tuple[NextTick, ...]
     changed: bool | None = None
     """True when the pipeline file differs from what was applied; None when not compared."""
+    flow: tuple[StepFlow, ...] = ()
+    """Steps that are paused or limited, in step order."""
+    cancelled_runs: int = 0
 
     @property
     def dead_letters(self) -> int:
@@ -154,6 +163,8 @@ class PipelineStatus:
                 ),
             },
             "schedules": [s.to_json() for s in self.schedules],
+            "flow": {f.step: f.to_json() for f in self.flow},
+            "cancelled_runs": self.cancelled_runs,
         }
 
 
@@ -194,6 +205,8 @@ async def collect_status(
     queues = [q for p in pipelines for q in p.queue_names()]
     numbers = await _queue_numbers(conn, queues, since)
     ticks = await next_ticks(conn, pipelines, measured_at)
+    flow = await collect_flow(conn, names)
+    cancelled = await cancelled_counts(conn, names)
     report = []
     for pipeline in pipelines:
         dead = await _dead_letter_steps(conn, pipeline.dead_letter_queue, since)
@@ -201,7 +214,15 @@ async def collect_status(
         changed = None
         if local_hashes is not None and pipeline.name in local_hashes:
             changed = local_hashes[pipeline.name] != pipeline.spec_hash
-        report.append(_pipeline_status(pipeline, numbers, dead, schedules, changed))
+        status = _pipeline_status(pipeline, numbers, dead, schedules, changed)
+        limits = (flow.get((pipeline.name, s.name)) for s in pipeline.steps)
+        report.append(
+            replace(
+                status,
+                flow=tuple(f for f in limits if f is not None and f.active),
+                cancelled_runs=cancelled.get(pipeline.name, 0),
+            )
+        )
     holders = await horizon_holders(conn) if pipelines else ()
     return StatusReport(measured_at, window, tuple(report), holders)
 

@@ -18,6 +18,7 @@ import asyncpg
 
 from orchestrator.errors import NotFound, OrchestratorError
 from orchestrator.ops.dlq import DeadLetter
+from orchestrator.ops.flow import Cancellation, run_cancellation
 from orchestrator.ops.queries import query
 from orchestrator.state import AppliedPipeline, applied_pipelines
 
@@ -121,6 +122,11 @@ class Trace:
     measured_at: datetime
     entries: tuple[TraceEntry, ...]
     joins: tuple[JoinState, ...]
+    unrecorded: tuple[str, ...] = ()
+    """Steps of the run's pipelines with no message of the run (not reached, or not archived)."""
+    ends: tuple[str, ...] = ()
+    """The last steps (no successors) of the run's pipelines."""
+    cancelled: Cancellation | None = None
 
     @property
     def pipelines(self) -> tuple[str, ...]:
@@ -130,13 +136,19 @@ class Trace:
 
     @property
     def state(self) -> str:
-        """running (messages pending), failed (dead letters, nothing pending) or done."""
+        """running (messages pending), cancelled, failed (dead letters, nothing pending), done
+        (a last step finished) or unknown (nothing pending, but no record of any last step: it
+        was not archived, or a handler ended the run early)."""
+        if self.cancelled is not None and not any(e.state == "in flight" for e in self.entries):
+            return "cancelled"
         if any(e.state in PENDING for e in self.entries):
             return "running"
         if any(e.state == "dead letter" for e in self.entries):
             return "failed"
         if any(j.completed_at is None for j in self.joins):
             return "waiting"
+        if self.ends and not any(e.step in self.ends for e in self.entries):
+            return "unknown"
         return "done"
 
     def to_json(self) -> dict[str, Any]:
@@ -147,6 +159,8 @@ class Trace:
             "measured_at": self.measured_at.isoformat(),
             "messages": [e.to_json() for e in self.entries],
             "joins": [j.to_json() for j in self.joins],
+            "unrecorded_steps": list(self.unrecorded),
+            "cancelled": self.cancelled.to_json() if self.cancelled else None,
         }
 
 
@@ -166,14 +180,23 @@ async def trace_run(
     joins = [_join(r) for r in await conn.fetch(query("run_joins"), run)]
     known = {p.name for p in applied}
     joins = [j for j in joins if j.pipeline in known]
-    if not entries and not joins:
+    cancelled = await run_cancellation(conn, run)
+    if cancelled is not None and cancelled.pipeline not in known:
+        cancelled = None
+    if not entries and not joins and cancelled is None:
         raise NotFound(
             f"no run {run} in the queues, archives or dead letters of "
             f"{'pipeline ' + ', '.join(sorted(known)) if pipelines else 'any applied pipeline'} "
             "(a finished run is gone when its pipeline does not archive, or after the archive "
             "retention)"
         )
-    return Trace(run, measured_at, tuple(entries), tuple(joins))
+    involved = [p for p in applied if p.name in {e.pipeline for e in entries}]
+    seen = {(e.pipeline, e.step) for e in entries} | {(j.pipeline, j.step) for j in joins}
+    unrecorded = [s.name for p in involved for s in p.steps if (p.name, s.name) not in seen]
+    ends = [s.name for p in involved for s in p.steps if not s.successors]
+    return Trace(
+        run, measured_at, tuple(entries), tuple(joins), tuple(unrecorded), tuple(ends), cancelled
+    )
 
 
 @dataclass(frozen=True)

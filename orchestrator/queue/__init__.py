@@ -18,7 +18,13 @@ if TYPE_CHECKING:
         notify_channel,
         validate_queue_name,
     )
-    from orchestrator.queue.models import Message, QueueInfo, QueueMetrics
+    from orchestrator.queue.models import (
+        Message,
+        NotifyThrottle,
+        QueueInfo,
+        QueueMetrics,
+        TopicBinding,
+    )
     from orchestrator.queue.sync import PGMQueue
 
 # Re-exports load on first use, so importing a sibling module (sqlfiles, install) stays cheap.
@@ -31,17 +37,21 @@ _EXPORTS = {
     "Message": "orchestrator.queue.models",
     "QueueInfo": "orchestrator.queue.models",
     "QueueMetrics": "orchestrator.queue.models",
+    "NotifyThrottle": "orchestrator.queue.models",
+    "TopicBinding": "orchestrator.queue.models",
     "PGMQueue": "orchestrator.queue.sync",
 }
 
 __all__ = [
     "InvalidQueueName",
     "Message",
+    "NotifyThrottle",
     "PGMQueue",
     "Queue",
     "QueueInfo",
     "QueueMetrics",
     "QueueNotFound",
+    "TopicBinding",
     "notify_channel",
     "validate_queue_name",
 ]

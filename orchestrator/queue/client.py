@@ -13,11 +13,11 @@ Every method takes an optional `conn=` so a caller can send, read or acknowledge
 transaction of its own: the queue operation then commits or rolls back with the caller's other
 writes.
 
-Queue names are checked here, with the rule the SQL layer applies (1-47 ASCII letters, digits
-and underscores), so a bad name fails before any round trip. Errors the database reports are
-translated at this boundary: an unknown queue raises `QueueNotFound`, a refused argument
-`QueueError`, a database without the queue layer `SchemaMissing`; anything else (a lost
-connection, a serialization failure) propagates unchanged.
+Queue names are checked here, with the rule the SQL layer applies (1-47 ASCII letters,
+digits, underscores and hyphens, no `--`), so a bad name fails before any round trip. Errors
+the database reports are translated at this boundary: an unknown queue raises `QueueNotFound`,
+a refused argument `QueueError`, a database without the queue layer `SchemaMissing`; anything
+else (a lost connection, a serialization failure) propagates unchanged.
 """
 
 from __future__ import annotations
@@ -36,7 +36,14 @@ import orjson
 
 from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import NotFound, QueueError, SchemaMissing
-from orchestrator.queue.models import JSON, Message, QueueInfo, QueueMetrics
+from orchestrator.queue.models import (
+    JSON,
+    Message,
+    NotifyThrottle,
+    QueueInfo,
+    QueueMetrics,
+    TopicBinding,
+)
 
 MAX_QUEUE_NAME_LENGTH = 47
 _NO_TIME = timedelta(0)
@@ -76,12 +83,14 @@ _MSG_ID = itemgetter(0)
 
 # --- arguments ---------------------------------------------------------------------------
 
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9_]{1,47}")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,47}")
+# What PGMQ itself refuses in a queue name, refused with its text.
+_PGMQ_REFUSED = ("$", ";", "--", "'")
 
 
 def validate_queue_name(queue: object) -> str:
     """Return `queue` if the queue layer accepts it as a name, else raise InvalidQueueName."""
-    if type(queue) is str and _QUEUE_NAME.fullmatch(queue) is not None:
+    if type(queue) is str and _QUEUE_NAME.fullmatch(queue) is not None and "--" not in queue:
         return queue
     raise InvalidQueueName(_name_problem(queue))
 
@@ -93,10 +102,12 @@ def _name_problem(queue: object) -> str:
         return "queue name must not be empty"
     if len(queue) > MAX_QUEUE_NAME_LENGTH:
         return (
-            f"queue name {queue[:60]!r} is too long: {len(queue)} characters, "
-            f"at most {MAX_QUEUE_NAME_LENGTH}"
+            f"queue name is too long, maximum length is {MAX_QUEUE_NAME_LENGTH} characters: "
+            f"{queue[:60]!r} has {len(queue)}"
         )
-    return f"invalid queue name {queue!r}: use only letters a-z, digits and underscores"
+    if any(bad in queue for bad in _PGMQ_REFUSED):
+        return f"queue name contains invalid characters: $, ;, --, or \\' (got {queue[:60]!r})"
+    return f"invalid queue name {queue!r}: use only letters a-z, digits, underscores and hyphens"
 
 
 def _seconds(value: int | float | timedelta, what: str) -> float:
@@ -154,14 +165,14 @@ def _batch_args(
 ) -> tuple[list[str | None], list[str | None] | None]:
     texts = _json_texts(messages, "messages")
     if not texts:
-        raise QueueError("send_batch needs at least one message")
+        raise QueueError("msgs cannot be NULL or empty: send_batch needs at least one message")
     if headers is None:
         return texts, None
     header_texts = _json_texts(headers, "headers")
     if len(header_texts) != len(texts):
         raise QueueError(
-            f"send_batch got {len(texts)} messages but {len(header_texts)} headers; "
-            "pass one header per message"
+            f"headers array length ({len(header_texts)}) must match msgs array length "
+            f"({len(texts)}): pass one header per message"
         )
     return texts, header_texts
 
@@ -175,7 +186,7 @@ _REFUSED = {"42P07"}  # duplicate_table: a queue's table name taken by another o
 def _translated(exc: asyncpg.PostgresError) -> Exception | None:
     """The orchestrator error for a database error of a queue call, None to re-raise it."""
     code: str = exc.sqlstate or ""
-    message = str(exc)
+    message = str(exc.args[0]) if exc.args else str(exc)  # the message, not asyncpg's HINT lines
     if code == "42P01":
         return QueueNotFound(message)
     if code.startswith("22") or code in _REFUSED:
@@ -622,6 +633,154 @@ class Queue:
             return messages
         return messages[0] if messages else None
 
+    # --- FIFO groups ---------------------------------------------------------------------
+
+    async def read_grouped(
+        self, queue: str, vt: int = 30, qty: int = 1, *, conn: Executor = None
+    ) -> list[Message]:
+        """FIFO groups (header `x-pgmq-group`), SQS style: as many consecutive messages as
+        possible from the group whose head is oldest, then from the next group."""
+        return await self._grouped(conn, "read_grouped", queue, vt, qty)
+
+    async def read_grouped_rr(
+        self, queue: str, vt: int = 30, qty: int = 1, *, conn: Executor = None
+    ) -> list[Message]:
+        """FIFO groups, round-robin: each group's head (oldest group first), then each
+        group's second message, and so on."""
+        return await self._grouped(conn, "read_grouped_rr", queue, vt, qty)
+
+    async def read_grouped_head(
+        self, queue: str, vt: int = 30, qty: int = 1, *, conn: Executor = None
+    ) -> list[Message]:
+        """FIFO groups, one message per group: the visible heads of up to `qty` groups."""
+        return await self._grouped(conn, "read_grouped_head", queue, vt, qty)
+
+    async def read_grouped_with_poll(
+        self,
+        queue: str,
+        vt: int = 30,
+        qty: int = 1,
+        *,
+        max_poll_seconds: int = 5,
+        poll_interval_ms: int = 100,
+        conn: Executor = None,
+    ) -> list[Message]:
+        """`read_grouped`, waiting up to `max_poll_seconds` for a message (holds a
+        connection)."""
+        poll = (max_poll_seconds, poll_interval_ms)
+        return await self._grouped(conn, "read_grouped_with_poll", queue, vt, qty, *poll)
+
+    async def read_grouped_rr_with_poll(
+        self,
+        queue: str,
+        vt: int = 30,
+        qty: int = 1,
+        *,
+        max_poll_seconds: int = 5,
+        poll_interval_ms: int = 100,
+        conn: Executor = None,
+    ) -> list[Message]:
+        """`read_grouped_rr`, waiting up to `max_poll_seconds` for a message."""
+        poll = (max_poll_seconds, poll_interval_ms)
+        return await self._grouped(conn, "read_grouped_rr_with_poll", queue, vt, qty, *poll)
+
+    async def read_grouped_head_with_poll(
+        self,
+        queue: str,
+        vt: int = 30,
+        qty: int = 1,
+        *,
+        max_poll_seconds: int = 5,
+        poll_interval_ms: int = 100,
+        conn: Executor = None,
+    ) -> list[Message]:
+        """`read_grouped_head`, waiting up to `max_poll_seconds` for a message."""
+        poll = (max_poll_seconds, poll_interval_ms)
+        return await self._grouped(conn, "read_grouped_head_with_poll", queue, vt, qty, *poll)
+
+    async def _grouped(
+        self, conn: Executor, function: str, queue: str, vt: int, qty: int, *poll: int
+    ) -> list[Message]:
+        validate_queue_name(queue)
+        _check_read(vt, qty)
+        rows = await self._fetch(conn, _Q[function], queue, vt, qty, *poll)
+        return [Message(*row) for row in rows]
+
+    async def create_fifo_index(self, queue: str, *, conn: Executor = None) -> None:
+        """The index that keeps a queue's grouped reads cheap at any depth (idempotent)."""
+        await self._fetchval(conn, _Q["create_fifo_index"], validate_queue_name(queue))
+
+    async def create_fifo_indexes_all(self, *, conn: Executor = None) -> None:
+        """`create_fifo_index` on every queue."""
+        await self._fetchval(conn, _Q["create_fifo_indexes_all"])
+
+    # --- topics --------------------------------------------------------------------------
+
+    async def bind_topic(self, pattern: str, queue: str, *, conn: Executor = None) -> None:
+        """Route messages whose routing key matches `pattern` (`*` one segment, `#` zero or
+        more) to `queue`; binding twice keeps one binding."""
+        await self._fetchval(conn, _Q["bind_topic"], pattern, validate_queue_name(queue))
+
+    async def unbind_topic(self, pattern: str, queue: str, *, conn: Executor = None) -> bool:
+        """Remove a binding; whether there was one."""
+        query = _Q["unbind_topic"]
+        return bool(await self._fetchval(conn, query, pattern, validate_queue_name(queue)))
+
+    async def send_topic(
+        self,
+        routing_key: str,
+        message: JSON,
+        *,
+        headers: JSON = None,
+        delay: int = 0,
+        conn: Executor = None,
+    ) -> int:
+        """Send `message` once to every queue bound to `routing_key` (in the caller's
+        transaction with `conn=`); returns how many queues got it. `delay`: whole seconds."""
+        if message is None:
+            raise QueueError("msg cannot be NULL")
+        seconds = _whole(delay)
+        if seconds is None or isinstance(delay, bool) or seconds < 0:
+            raise QueueError(f"delay cannot be negative, got: {delay!r}")
+        query = _Q["send_topic"]
+        return int(await self._fetchval(conn, query, routing_key, message, headers, seconds))
+
+    async def send_batch_topic(
+        self,
+        routing_key: str,
+        messages: Sequence[JSON],
+        *,
+        headers: Sequence[JSON] | None = None,
+        delay: Delay | None = None,
+        conn: Executor = None,
+    ) -> list[tuple[str, int]]:
+        """Send a batch to every queue bound to `routing_key`: (queue, msg_id) of each
+        message, queue by queue in name order."""
+        texts, header_texts = _batch_args(messages, headers)
+        when: float | datetime
+        if isinstance(delay, datetime):
+            query, when = _Q["send_batch_topic_at"], _moment(delay, "delay")
+        else:
+            query, when = _Q["send_batch_topic"], _seconds(delay or 0, "delay")
+        rows = await self._fetch(conn, query, routing_key, texts, header_texts, when)
+        return [(row[0], row[1]) for row in rows]
+
+    async def list_topic_bindings(
+        self, queue: str | None = None, *, conn: Executor = None
+    ) -> list[TopicBinding]:
+        """Every binding, or those of one queue; newest first."""
+        if queue is None:
+            rows = await self._fetch(conn, _Q["list_topic_bindings"])
+        else:
+            query = _Q["list_topic_bindings_of"]
+            rows = await self._fetch(conn, query, validate_queue_name(queue))
+        return [TopicBinding(*row) for row in rows]
+
+    async def test_routing(self, routing_key: str, *, conn: Executor = None) -> list[TopicBinding]:
+        """The bindings `routing_key` matches, sending nothing (`bound_at` is None)."""
+        rows = await self._fetch(conn, _Q["test_routing"], routing_key)
+        return [TopicBinding(row[0], row[1], None, row[2]) for row in rows]
+
     # --- metrics and notifications -------------------------------------------------------
 
     async def metrics(self, queue: str, *, conn: Executor = None) -> QueueMetrics:
@@ -644,6 +803,18 @@ class Queue:
     async def disable_notify_insert(self, queue: str, *, conn: Executor = None) -> None:
         """Stop a queue's insert notifications."""
         await self._fetchval(conn, _Q["disable_notify_insert"], validate_queue_name(queue))
+
+    async def update_notify_insert(
+        self, queue: str, throttle_interval_ms: int, *, conn: Executor = None
+    ) -> None:
+        """Change the throttle of a queue whose insert notifications are on."""
+        query = _Q["update_notify_insert"]
+        await self._fetchval(conn, query, validate_queue_name(queue), throttle_interval_ms)
+
+    async def list_notify_insert_throttles(self, *, conn: Executor = None) -> list[NotifyThrottle]:
+        """Queues with insert notifications, their throttle and their last notification."""
+        rows = await self._fetch(conn, _Q["list_notify_insert_throttles"])
+        return [NotifyThrottle(*row) for row in rows]
 
 
 def notify_channel(queue: str) -> str:

@@ -138,3 +138,22 @@ class QueueInfo:
     def from_record(cls, record: Any) -> QueueInfo:
         """Build from a row in `pgmq.queue_record` column order."""
         return cls(*record)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicBinding:
+    """One row of `pgmq.list_topic_bindings()` (`bound_at` is None from `test_routing`)."""
+
+    pattern: str
+    queue_name: str
+    bound_at: datetime | None
+    compiled_regex: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyThrottle:
+    """One row of `pgmq.list_notify_insert_throttles()`."""
+
+    queue_name: str
+    throttle_interval_ms: int
+    last_notified_at: datetime

@@ -24,7 +24,14 @@ from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlencode
 
 from orchestrator.queue.client import Delay, Queue
-from orchestrator.queue.models import JSON, Message, QueueInfo, QueueMetrics
+from orchestrator.queue.models import (
+    JSON,
+    Message,
+    NotifyThrottle,
+    QueueInfo,
+    QueueMetrics,
+    TopicBinding,
+)
 
 T = TypeVar("T")
 
@@ -353,6 +360,123 @@ class PGMQueue:
             return self._run(self._client.set_vt(queue, msg_id, vt, conn=self._on()))
         return self._run(self._client.set_vt(queue, msg_id, vt, conn=self._on()))
 
+    # --- FIFO groups ---------------------------------------------------------------------
+
+    def read_grouped(self, queue: str, vt: int | None = None, qty: int = 1) -> list[Message]:
+        """Consecutive messages of the oldest group first, then of the next (SQS FIFO)."""
+        vt = self.vt if vt is None else vt
+        return self._run(self._client.read_grouped(queue, vt, qty, conn=self._on()))
+
+    def read_grouped_rr(self, queue: str, vt: int | None = None, qty: int = 1) -> list[Message]:
+        """Each group's head, then each group's second message, and so on."""
+        vt = self.vt if vt is None else vt
+        return self._run(self._client.read_grouped_rr(queue, vt, qty, conn=self._on()))
+
+    def read_grouped_head(self, queue: str, vt: int | None = None, qty: int = 1) -> list[Message]:
+        """At most one message per group: the visible heads of up to `qty` groups."""
+        vt = self.vt if vt is None else vt
+        return self._run(self._client.read_grouped_head(queue, vt, qty, conn=self._on()))
+
+    def read_grouped_with_poll(
+        self,
+        queue: str,
+        vt: int | None = None,
+        qty: int = 1,
+        max_poll_seconds: int = 5,
+        poll_interval_ms: int = 100,
+    ) -> list[Message]:
+        """`read_grouped`, waiting up to `max_poll_seconds` for a message."""
+        coro = self._client.read_grouped_with_poll(
+            queue,
+            self.vt if vt is None else vt,
+            qty,
+            max_poll_seconds=max_poll_seconds,
+            poll_interval_ms=poll_interval_ms,
+            conn=self._on(),
+        )
+        return self._run(coro)
+
+    def read_grouped_rr_with_poll(
+        self,
+        queue: str,
+        vt: int | None = None,
+        qty: int = 1,
+        max_poll_seconds: int = 5,
+        poll_interval_ms: int = 100,
+    ) -> list[Message]:
+        """`read_grouped_rr`, waiting up to `max_poll_seconds` for a message."""
+        coro = self._client.read_grouped_rr_with_poll(
+            queue,
+            self.vt if vt is None else vt,
+            qty,
+            max_poll_seconds=max_poll_seconds,
+            poll_interval_ms=poll_interval_ms,
+            conn=self._on(),
+        )
+        return self._run(coro)
+
+    def read_grouped_head_with_poll(
+        self,
+        queue: str,
+        vt: int | None = None,
+        qty: int = 1,
+        max_poll_seconds: int = 5,
+        poll_interval_ms: int = 100,
+    ) -> list[Message]:
+        """`read_grouped_head`, waiting up to `max_poll_seconds` for a message."""
+        coro = self._client.read_grouped_head_with_poll(
+            queue,
+            self.vt if vt is None else vt,
+            qty,
+            max_poll_seconds=max_poll_seconds,
+            poll_interval_ms=poll_interval_ms,
+            conn=self._on(),
+        )
+        return self._run(coro)
+
+    def create_fifo_index(self, queue: str) -> None:
+        self._run(self._client.create_fifo_index(queue, conn=self._on()))
+
+    def create_fifo_indexes_all(self) -> None:
+        self._run(self._client.create_fifo_indexes_all(conn=self._on()))
+
+    # --- topics --------------------------------------------------------------------------
+
+    def bind_topic(self, pattern: str, queue: str) -> None:
+        self._run(self._client.bind_topic(pattern, queue, conn=self._on()))
+
+    def unbind_topic(self, pattern: str, queue: str) -> bool:
+        return self._run(self._client.unbind_topic(pattern, queue, conn=self._on()))
+
+    def send_topic(
+        self, routing_key: str, message: JSON, delay: int = 0, *, headers: JSON = None
+    ) -> int:
+        """Send to every queue bound to `routing_key`; returns how many queues got it."""
+        coro = self._client.send_topic(
+            routing_key, message, headers=headers, delay=delay, conn=self._on()
+        )
+        return self._run(coro)
+
+    def send_batch_topic(
+        self,
+        routing_key: str,
+        messages: Sequence[JSON],
+        delay: Delay | None = None,
+        *,
+        headers: Sequence[JSON] | None = None,
+    ) -> list[tuple[str, int]]:
+        """Send a batch to every queue bound to `routing_key`: (queue, msg_id) of each."""
+        coro = self._client.send_batch_topic(
+            routing_key, messages, headers=headers, delay=delay, conn=self._on()
+        )
+        return self._run(coro)
+
+    def list_topic_bindings(self, queue: str | None = None) -> list[TopicBinding]:
+        return self._run(self._client.list_topic_bindings(queue, conn=self._on()))
+
+    def test_routing(self, routing_key: str) -> list[TopicBinding]:
+        return self._run(self._client.test_routing(routing_key, conn=self._on()))
+
     # --- metrics and notifications -------------------------------------------------------
 
     def metrics(self, queue: str) -> QueueMetrics:
@@ -367,6 +491,13 @@ class PGMQueue:
 
     def disable_notify_insert(self, queue: str) -> None:
         self._run(self._client.disable_notify_insert(queue, conn=self._on()))
+
+    def update_notify_insert(self, queue: str, throttle_interval_ms: int) -> None:
+        coro = self._client.update_notify_insert(queue, throttle_interval_ms, conn=self._on())
+        self._run(coro)
+
+    def list_notify_insert_throttles(self) -> list[NotifyThrottle]:
+        return self._run(self._client.list_notify_insert_throttles(conn=self._on()))
 
 
 # Marks the view of a transaction that has ended.

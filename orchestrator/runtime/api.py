@@ -13,8 +13,13 @@ characters (jsonb cannot store them). `headers` adds keys of yours to every mess
 (e.g. a tenant or correlation id); the runtime's own keys (`run_id`, `step`, ...) are refused.
 `delay` (seconds or a timedelta) overrides the entry step's delay.
 
-The work happens in SQL, ``orchestrator.start_runs(pipeline, payloads, headers, delay)``, so
-other code (a scheduler, a trigger) can start runs from SQL as well.
+`key` deduplicates: while the run started with the same pipeline and key is not finished
+(or finished less than the pipeline's ``dedupe_window`` ago), a start returns that run's id
+and sends nothing, also when two starts race in two transactions.
+
+The work happens in SQL, ``orchestrator.start_runs(pipeline, payloads, headers, delay)``
+(``orchestrator.start_keyed_runs(..., keys)`` with keys), so other code (a scheduler, a
+trigger) can start runs from SQL as well.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -39,7 +45,18 @@ from orchestrator.runtime.handoff import (
 )
 from orchestrator.spec.naming import is_valid_name
 
-__all__ = ["MAX_PAYLOAD_BYTES", "start", "start_many"]
+__all__ = ["MAX_PAYLOAD_BYTES", "Started", "start", "start_keyed", "start_many"]
+
+MAX_KEY_LENGTH = 500
+"""Longest deduplication key accepted, in characters."""
+
+
+@dataclass(frozen=True)
+class Started:
+    """A run a keyed start asked for: its id, and whether it existed already."""
+
+    run_id: uuid.UUID
+    duplicate: bool
 
 
 async def start(
@@ -50,12 +67,41 @@ async def start(
     dsn: str | None = None,
     headers: Mapping[str, Any] | None = None,
     delay: float | timedelta | None = None,
+    key: str | None = None,
 ) -> uuid.UUID:
-    """Start one run of `pipeline` with `payload`; returns its run id."""
+    """Start one run of `pipeline` with `payload`; returns its run id (with `key`, maybe the
+    id of the run that holds the key)."""
+    if key is not None:
+        [started] = await start_keyed(
+            pipeline, [payload], [key], conn=conn, dsn=dsn, headers=headers, delay=delay
+        )
+        return started.run_id
     run_ids = await start_many(
         pipeline, [payload], conn=conn, dsn=dsn, headers=headers, delay=delay
     )
     return run_ids[0]
+
+
+async def start_keyed(
+    pipeline: str,
+    payloads: Sequence[Mapping[str, Any]],
+    keys: Sequence[str | None],
+    *,
+    conn: Any | None = None,
+    dsn: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+    delay: float | timedelta | None = None,
+) -> list[Started]:
+    """Start one run per payload with a deduplication key each (None: no key); says for each
+    whether it was a duplicate of a run that holds the key."""
+    if isinstance(keys, str) or len(keys) != len(payloads):
+        raise QueueError("start_keyed takes one key (or None) per payload")
+    checked = [_key(k) for k in keys]
+    request = _request(pipeline, payloads, headers, delay)
+    if request is None:
+        return []
+    rows = await _on_connection(conn, dsn, "start_keyed_runs", *request, checked)
+    return [Started(uuid.UUID(str(row[0])), bool(row[1])) for row in rows]
 
 
 async def start_many(
@@ -68,6 +114,23 @@ async def start_many(
     delay: float | timedelta | None = None,
 ) -> list[uuid.UUID]:
     """Start one run per payload, in one statement; returns the run ids in payload order."""
+    request = _request(pipeline, payloads, headers, delay)
+    if request is None:
+        return []
+    rows = await _on_connection(conn, dsn, "start_runs", *request)
+    return [uuid.UUID(str(row[0])) for row in rows]
+
+
+_Request = tuple[str, list[str], list[str] | None, float | None]
+
+
+def _request(
+    pipeline: object,
+    payloads: Sequence[Mapping[str, Any]],
+    headers: Mapping[str, Any] | None,
+    delay: float | timedelta | None,
+) -> _Request | None:
+    """The checked arguments of a start (None: nothing to start)."""
     if not isinstance(pipeline, str) or not pipeline:
         raise QueueError(f"pipeline must be a pipeline name, not {pipeline!r}")
     if not is_valid_name(pipeline):  # refused before any SQL: names are data, never code
@@ -76,32 +139,29 @@ async def start_many(
         raise QueueError("start_many takes a list of payloads; use start() for one")
     texts = [_payload_text(p, i, len(payloads)) for i, p in enumerate(payloads)]
     if not texts:
-        return []
+        return None
     header_text = _headers_text(headers)
     header_texts = None if header_text is None else [header_text] * len(texts)
-    seconds = _delay_seconds(delay)
+    return pipeline, texts, header_texts, _delay_seconds(delay)
+
+
+async def _on_connection(conn: Any | None, dsn: str | None, query: str, *args: Any) -> list[Any]:
     if conn is not None:
-        return await _start(conn, pipeline, texts, header_texts, seconds)
+        return await _start(conn, query, *args)
     from orchestrator.db import connect, resolve_dsn
 
     own = await connect(resolve_dsn(dsn))
     try:
-        return await _start(own, pipeline, texts, header_texts, seconds)
+        return await _start(own, query, *args)
     finally:
         await own.close()
 
 
-async def _start(
-    conn: Any,
-    pipeline: str,
-    payloads: list[str],
-    headers: list[str] | None,
-    delay: float | None,
-) -> list[uuid.UUID]:
+async def _start(conn: Any, query: str, pipeline: str, *args: Any) -> list[Any]:
     try:
-        await _check_contract(conn, pipeline, payloads)
-        rows = await conn.fetch(
-            named_queries("orchestrator.runtime")["start_runs"], pipeline, payloads, headers, delay
+        await _check_contract(conn, pipeline, args[0])
+        rows: list[Any] = await conn.fetch(
+            named_queries("orchestrator.runtime")[query], pipeline, *args
         )
     except asyncpg.UndefinedObjectError as exc:
         raise NotFound(str(exc.args[0] if exc.args else exc)) from None
@@ -115,7 +175,18 @@ async def _start(
         ) from None
     except asyncpg.InvalidParameterValueError as exc:
         raise QueueError(str(exc.args[0] if exc.args else exc)) from None
-    return [uuid.UUID(str(row[0])) for row in rows]
+    return rows
+
+
+def _key(key: object) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH or "\x00" in key:
+        raise QueueError(
+            f"a run key must be a non-empty string of at most {MAX_KEY_LENGTH} characters "
+            "without NUL characters"
+        )
+    return key
 
 
 async def _check_contract(conn: Any, pipeline: str, payloads: list[str]) -> None:

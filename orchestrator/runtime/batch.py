@@ -151,8 +151,12 @@ class Batches:
         batch_size: int,
         log: logging.LoggerAdapter[Any],
         on_extended: Callable[[], None] | None = None,
+        may_read_ahead: Callable[[], bool] = lambda: True,
     ) -> None:
         self._pool = pool
+        self.may_read_ahead = may_read_ahead
+        """Whether the hand-off may read the next batch (a step under a limit may not: its
+        next read must pass the flow gate)."""
         self._invoker = invoker
         self._books = books
         self.target = books.target
@@ -196,7 +200,7 @@ class _Batch:
         outcomes = Outcomes()
         run = await self._leased(outcomes)
         if not run.whole_rollback:
-            read_next = stopping is not None and not stopping.is_set()
+            read_next = stopping is not None and not stopping.is_set() and self.o.may_read_ahead()
             following = await self._complete(outcomes, run, read_next)
             if following is not None:
                 return following

@@ -57,13 +57,14 @@ from typing import Any
 
 import asyncpg
 
-from orchestrator.errors import QueueMissing
+from orchestrator.errors import QueueMissing, TooManyAbandoned
 from orchestrator.observe.logging import step_logger
 from orchestrator.runtime import handoff
 from orchestrator.runtime.attempt import Invoker
 from orchestrator.runtime.batch import Batches, Session
 from orchestrator.runtime.bookkeeping import Bookkeeper, Counters, is_suspect
 from orchestrator.runtime.contracts import StepContracts
+from orchestrator.runtime.flow import Admission, FlowGate
 from orchestrator.runtime.handoff import Message, StepTarget
 from orchestrator.runtime.pgconn import Connection, is_connection_error, is_missing_queue
 from orchestrator.runtime.retry import reconnect_delay
@@ -76,6 +77,10 @@ RECHECK_MARGIN = 0.02
 
 LINGER = 0.3
 """Seconds an idle loop keeps its connection after an empty read, waiting for a wake-up."""
+
+ABANDONED_PER_LOOP = 2
+"""Abandoned ``def`` handler calls per loop of the step a worker tolerates before it stops
+to be replaced: past that, the stuck threads cost more than a new process."""
 
 
 class StepConsumer:
@@ -115,6 +120,7 @@ class StepConsumer:
             pipeline.name, step, handler, self._message_logger, observe, contracts=contracts
         )
         books = Bookkeeper(self.target, step.retry, self._message_logger, counters)
+        self.flow = FlowGate(pipeline, step, self.vt_seconds)
         self._batches = Batches(
             pool,
             self._invoker,
@@ -123,6 +129,7 @@ class StepConsumer:
             batch_size=self.batch_size,
             log=self._log,
             on_extended=self._extended,
+            may_read_ahead=self.flow.may_read_ahead,
         )
         self._doorbell = Doorbell()
         self._recheck_at: float | None = None
@@ -197,7 +204,7 @@ class StepConsumer:
         while not stopping.is_set():
             try:
                 rings = await self._consume(stopping, healthy)
-            except QueueMissing:
+            except (QueueMissing, TooManyAbandoned):
                 raise
             except Exception as exc:
                 if is_missing_queue(exc):
@@ -244,12 +251,17 @@ class StepConsumer:
         following: list[Message] = []
         while True:
             rings = self._doorbell.rings
+            admission: Admission | None = None
             if following:
                 messages, following = following, []
             else:
                 if stopping.is_set():
                     return rings
-                messages = await self._read(session.conn)
+                self._check_abandoned()  # between batches: nothing held
+                admission = await self.flow.admit(session.conn, self.batch_size, stopping)
+                if admission is None:
+                    return rings  # stopping while the flow gate held the step back
+                messages = await self._read(session.conn, admission)
                 healthy()
                 if not messages:
                     timeout = self._idle_timeout()
@@ -262,13 +274,23 @@ class StepConsumer:
                 following = await self._dispatch(session, messages, stopping)
             finally:
                 self._in_flight -= len(messages)
+                await self.flow.release(session.conn, admission)
             self._in_flight += len(following)
+            if following and self._too_many_abandoned():
+                await self._give_back_unread(session, following)
+                self._in_flight -= len(following)
+                following = []
 
-    async def _read(self, conn: Connection) -> list[Message]:
-        """The step's read path: one batch, autocommit (the one place a step reads)."""
+    async def _read(self, conn: Connection, admission: Admission) -> list[Message]:
+        """The step's read path: one batch of what the flow gate admitted, autocommit (the one
+        place a step reads); the admission's unused tokens and slots go back at once."""
         if self._recheck_at is not None and time.monotonic() >= self._recheck_at:
             self._recheck_at = None
-        return await handoff.read(conn, self.queue, self.vt_seconds, self.batch_size)
+        try:
+            return await self.flow.read(conn, self.queue, self.vt_seconds, admission)
+        except BaseException:
+            await self.flow.release(conn, admission)
+            raise
 
     async def _dispatch(
         self, session: Session, messages: list[Message], stopping: asyncio.Event
@@ -279,11 +301,8 @@ class StepConsumer:
         suspects = [m for m in messages if is_suspect(m)]
         if not suspects:
             return await self._batches.run(session, messages, stopping=stopping)
-        if session.tx is not None:
-            await session.rollback()  # the read-ahead's transaction: nothing in it yet
         suspect, others = suspects[0], suspects[1:]
-        if others:
-            await handoff.unread(session.conn, self.queue, others)
+        await self._give_back_unread(session, others)
         healthy = [m for m in messages if not is_suspect(m)]
         if healthy:
             await self._batches.run(session, healthy, stopping=None)
@@ -295,6 +314,23 @@ class StepConsumer:
             )
             await self._batches.run(session, [suspect], stopping=None)
         return []
+
+    def _too_many_abandoned(self) -> bool:
+        return self.abandoned > ABANDONED_PER_LOOP * self.concurrency
+
+    def _check_abandoned(self) -> None:
+        """Stop (to be replaced) once too many timed-out ``def`` calls still run here."""
+        if self._too_many_abandoned():
+            raise TooManyAbandoned(
+                f"step {self.target.pipeline}.{self.target.step}: {self.abandoned} handler "
+                "calls past their timeout still run in this worker; stopping it so that it "
+                "is replaced"
+            )
+
+    async def _give_back_unread(self, session: Session, messages: list[Message]) -> None:
+        """Messages read ahead and not started: back to the queue, their read undone."""
+        await session.rollback()  # the read-ahead itself committed with the last batch
+        await handoff.unread(session.conn, self.queue, messages)
 
     def _idle_timeout(self) -> float:
         """Seconds an idle loop waits for a wake-up: the poll interval, or less when the

@@ -29,6 +29,7 @@ from orchestrator.db import jsontext
 from orchestrator.db.jsontext import UndecodableJson
 from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import QueueError
+from orchestrator.spec.flow import group_key_path
 from orchestrator.spec.models import Pipeline, ResolvedStep
 
 MAX_PAYLOAD_BYTES = 1 << 20
@@ -207,7 +208,8 @@ class StepTarget:
     step: str
     queue: str
     routes: str
-    """JSON: [{"step", "delay", "expects": null | [predecessors], "spec_hash"}] per successor."""
+    """JSON: [{"step", "delay", "expects": null | [predecessors], "spec_hash"}] for each
+    successor, plus "group": [key path] for a successor with group_by."""
     archive: bool
     dead_letter_queue: str
 
@@ -217,14 +219,15 @@ class StepTarget:
         spec_hash = pipeline.spec_hash()
         for name in step.successors:
             successor = pipeline.step(name)
-            routes.append(
-                {
-                    "step": name,
-                    "delay": successor.delay,
-                    "expects": list(successor.predecessors) if successor.is_join else None,
-                    "spec_hash": spec_hash,
-                }
-            )
+            route: dict[str, Any] = {
+                "step": name,
+                "delay": successor.delay,
+                "expects": list(successor.predecessors) if successor.is_join else None,
+                "spec_hash": spec_hash,
+            }
+            if successor.group_by:
+                route["group"] = group_key_path(successor.group_by)
+            routes.append(route)
         return cls(
             pipeline=pipeline.name,
             step=step.name,

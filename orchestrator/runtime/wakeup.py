@@ -114,6 +114,7 @@ class WakeupListener:
         self._health_interval = health_interval
         self._log = logger or _log
         self._by_channel: dict[str, list[Wakeable]] = {}
+        self._callbacks: dict[str, Callable[[str], None]] = {}
         for consumer in consumers:
             self._by_channel.setdefault(insert_channel(consumer.queue), []).append(consumer)
         self.listening = asyncio.Event()
@@ -125,11 +126,16 @@ class WakeupListener:
 
     @property
     def channels(self) -> tuple[str, ...]:
-        return tuple(self._by_channel)
+        return (*self._by_channel, *self._callbacks)
+
+    def also_listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Before `run`: call `callback(payload)` for each notification on `channel` (a fixed
+        name of ours, such as the flow-control channel; never user input)."""
+        self._callbacks[channel] = callback
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Listen until `stopping` is set, reconnecting with backoff whenever the link drops."""
-        if not self._by_channel:
+        if not self.channels:
             return
         await keep_connected(self._session, stopping, self._log, "wake-up")
 
@@ -139,7 +145,7 @@ class WakeupListener:
         conn.add_termination_listener(lambda _conn: lost.set())
         self.backend_pid = conn.get_server_pid()
         try:
-            for channel in self._by_channel:
+            for channel in self.channels:
                 # add_listener issues LISTEN with the channel quoted as an identifier; the
                 # name was validated by insert_channel, so it holds no quote to escape.
                 await conn.add_listener(channel, self._notified)
@@ -163,9 +169,12 @@ class WakeupListener:
             if not stopping.is_set():
                 await asyncio.wait_for(conn.fetchval("SELECT 1"), HEALTH_CHECK_TIMEOUT)
 
-    def _notified(self, _conn: Any, _pid: int, channel: str, _payload: str) -> None:
+    def _notified(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         for consumer in self._by_channel.get(channel, ()):
             consumer.wake()
+        callback = self._callbacks.get(channel)
+        if callback is not None:
+            callback(payload)
 
     def wake_all(self) -> None:
         """Wake every consumer (after a reconnect, notifications may have been missed)."""

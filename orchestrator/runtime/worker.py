@@ -31,8 +31,9 @@ import asyncpg
 
 from orchestrator.db import create_pool
 from orchestrator.db.named_sql import named_queries
-from orchestrator.errors import ConfigError, QueueMissing
+from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.observe.logging import step_logger
+from orchestrator.runtime.flow import FLOW_CHANNEL
 from orchestrator.runtime.leader import Leader, upkeep_jobs
 from orchestrator.runtime.pgconn import SESSION_SETTINGS
 from orchestrator.runtime.wakeup import WakeupListener, wait_for_event
@@ -160,6 +161,7 @@ class Worker:
     async def _serve(self, pool: asyncpg.Pool) -> None:
         self.consumers = [self._consumer(pool, plan) for plan in self.config.steps]
         listener = WakeupListener(self.config.dsn, self.consumers)
+        listener.also_listen(FLOW_CHANNEL, self._flow_notified)
         leader = Leader(
             self.config.dsn, upkeep_jobs(self.config.pipelines, schedules=not self.config.drain)
         )
@@ -189,6 +191,10 @@ class Worker:
         finally:
             await _cancel_all(consumer_tasks | side_tasks, RELEASE_TIMEOUT)
             self._report(consumer_tasks)
+
+    def _flow_notified(self, payload: str) -> None:
+        for consumer in self.consumers:
+            consumer.flow.wake(payload)
 
     def _consumer(self, pool: asyncpg.Pool, plan: StepPlan) -> Any:
         from orchestrator.runtime.consumer import StepConsumer
@@ -234,8 +240,9 @@ class Worker:
         self._failed = True
         if error is None:
             _log.error("%s stopped unexpectedly; stopping the worker", task.get_name())
-        elif isinstance(error, QueueMissing):
-            # Restarting cannot fix it: one line, and the exit code of an unprepared database.
+        elif isinstance(error, OrchestratorError):
+            # A missing queue (exit 4: restarting cannot fix it) or too many stuck handler
+            # threads (exit 1: a new process can): one line, no traceback.
             self._failed_code = error.exit_code
             _log.error("%s; stopping the worker", error)
         else:

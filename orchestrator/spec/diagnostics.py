@@ -72,6 +72,20 @@ class Diagnostic:
         }
 
 
+_KEYED_PREFIXES = ("expected ", "must ", "invalid duration", "a duration ", "duration ")
+"""Type and range messages: they say what is wrong but not where, so the key is put first."""
+
+
+def with_key(path: DocPath, message: str) -> str:
+    """`message` naming its key: ``retry.max_attempts must be at least 1, got 0``,
+    ``concurrency: expected an integer, got the string 'many'``. The key is written relative to
+    its step (``retry.max_attempts``, not ``steps.import.retry.max_attempts``)."""
+    if not path or not message.startswith(_KEYED_PREFIXES):
+        return message
+    label = dotted(path[2:] if path[0] == "steps" and len(path) > 2 else path)
+    return f"{label} {message}" if message.startswith("must ") else f"{label}: {message}"
+
+
 def dotted(path: DocPath) -> str:
     """``steps.barcode.next[0]`` for ``("steps", "barcode", "next", 0)``."""
     text = ""

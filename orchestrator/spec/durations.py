@@ -3,11 +3,14 @@
 Accepted: a non-negative number of seconds (``30``, ``0.5``), or a string of one or more
 ``<number><unit>`` parts: ``500ms``, ``30s``, ``5m``, ``2h``, ``7d``, ``1w``, ``1 day``,
 ``7 days``, ``2 hours``, ``1h30m``. Units are lowercase; months and years are not accepted
-(their length varies).
+(their length varies). Parts go from the largest unit to the smallest, each unit once
+(``1h30m``): ``30s 5m`` is refused rather than read as 330 s, and so is a duration shorter than
+a millisecond (``0.1ms``): both are almost certainly typos.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
@@ -56,6 +59,10 @@ _FULL = re.compile(DURATION_PATTERN)
 _PARTS = re.compile(rf"([0-9]+(?:\.[0-9]+)?) *({_UNIT_ALTERNATION})")
 
 
+MIN_DURATION = 0.001
+"""Shortest accepted duration above zero (one millisecond): anything shorter is a typo."""
+
+
 def parse_duration(value: object) -> float:
     """Seconds represented by `value`; raises ValueError with a user-facing message."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -75,8 +82,27 @@ def parse_positive_duration(value: object) -> float:
 
 def _parse_text(text: str) -> float:
     if not _FULL.match(text):
-        raise ValueError(f"invalid duration '{text}'; {DURATION_HINT}")
-    return sum(float(number) * _UNITS[unit] for number, unit in _PARTS.findall(text))
+        raise ValueError(pattern_problem(text))
+    parts = [(float(number), _UNITS[unit]) for number, unit in _PARTS.findall(text)]
+    sizes = [size for _, size in parts]
+    if any(later >= earlier for earlier, later in itertools.pairwise(sizes)):
+        raise ValueError(
+            f"invalid duration '{text}': write its parts from the largest unit to the "
+            "smallest, each once (e.g. 1h30m); a list of durations is not a duration"
+        )
+    return sum(number * size for number, size in parts)
+
+
+def pattern_problem(text: str) -> str:
+    """Why `text` does not read as a duration, said for the mistake it most likely is."""
+    try:
+        float(text)
+    except ValueError:
+        return f"invalid duration '{text}'; {DURATION_HINT}"
+    return (
+        f"invalid duration '{text}': a quoted number is text, not seconds; "
+        f"write {text.strip()} without quotes, or {text.strip()}s"
+    )
 
 
 def _check_range(seconds: float, original: object) -> None:
@@ -84,6 +110,11 @@ def _check_range(seconds: float, original: object) -> None:
         raise ValueError(f"invalid duration {original!r}; {DURATION_HINT}")
     if seconds < 0:
         raise ValueError(f"a duration must not be negative (got {original})")
+    if 0 < seconds < MIN_DURATION:
+        raise ValueError(
+            f"duration {original!r} is shorter than 1ms, almost certainly a typo "
+            "(durations are in seconds: 0.5 is 500ms)"
+        )
     if seconds > MAX_DURATION:
         raise ValueError(f"duration {original!r} is longer than the maximum of 3650 days")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.spec.contracts import contract_issues, inline_file_refs
-from orchestrator.spec.diagnostics import Diagnostic, Issue, dotted
+from orchestrator.spec.diagnostics import Diagnostic, Issue, dotted, with_key
 from orchestrator.spec.graph import StepLinks, analyze
 from orchestrator.spec.load import Document, load_bytes
 from orchestrator.spec.model_errors import build_model
@@ -51,8 +51,9 @@ class FileReport:
         position = (mark.line, mark.column)
         if structural and position in self._structural:
             return
+        message = with_key(issue.path, issue.message)
         diagnostic = Diagnostic(
-            self.file, mark.line, mark.column, issue.message, dotted(issue.path), issue.severity
+            self.file, mark.line, mark.column, message, dotted(issue.path), issue.severity
         )
         if diagnostic in self._seen:  # a set: 20,000 diagnostics must not cost quadratic time
             return

@@ -36,6 +36,15 @@ from pydantic import (
 from orchestrator.spec import cron, naming
 from orchestrator.spec.diagnostics import InvalidPipeline
 from orchestrator.spec.durations import parse_duration, parse_positive_duration
+from orchestrator.spec.flow import (
+    GROUP_KEY_HINT,
+    GROUP_KEY_PATTERN,
+    RATE_HINT,
+    RATE_PATTERN,
+    burst_of,
+    check_group_key,
+    parse_rate,
+)
 from orchestrator.spec.graph import StepLinks, Topology, analyze
 from orchestrator.spec.handlers import HANDLER_HINT, HANDLER_PATTERN
 
@@ -80,6 +89,11 @@ def _check_timezone(value: str) -> str:
     return value
 
 
+def _check_rate(value: str) -> str:
+    parse_rate(value)
+    return value
+
+
 def _one_or_many(value: object) -> object:
     """Accept a single item where a list is expected."""
     return [value] if isinstance(value, str | dict) else value
@@ -93,6 +107,14 @@ def _whole_number(value: object) -> object:
 def _enabled_flag(value: object) -> object:
     """``true``/``false`` as shorthand for ``{enabled: true|false}``."""
     return {"enabled": value} if isinstance(value, bool) else value
+
+
+def _rate_shorthand(value: object) -> object:
+    """``20/s`` as shorthand for ``{rate: 20/s}`` (a bucket of the step's own)."""
+    if not isinstance(value, str):
+        return value
+    parse_rate(value)  # reported at the value as written, not at the key of the shorthand
+    return {"rate": value}
 
 
 Text = Annotated[str, Strict()]
@@ -130,6 +152,22 @@ PositiveDuration = Annotated[
 ]
 Count = Annotated[int, Strict(), Field(ge=1, le=1000), BeforeValidator(_whole_number)]
 Flag = Annotated[bool, Strict()]
+Slots = Annotated[int, Strict(), Field(ge=1, le=100_000), BeforeValidator(_whole_number)]
+Depth = Annotated[int, Strict(), Field(ge=1, le=100_000_000), BeforeValidator(_whole_number)]
+RateText = Annotated[
+    str,
+    Strict(),
+    AfterValidator(_check_rate),
+    WithJsonSchema({"type": "string", "pattern": RATE_PATTERN, "patternErrorMessage": RATE_HINT}),
+]
+GroupKey = Annotated[
+    str,
+    Strict(),
+    AfterValidator(check_group_key),
+    WithJsonSchema(
+        {"type": "string", "pattern": GROUP_KEY_PATTERN, "patternErrorMessage": GROUP_KEY_HINT}
+    ),
+]
 StepRefs = Annotated[
     tuple[Text, ...],
     BeforeValidator(_one_or_many, json_schema_input_type=Text | list[Text]),
@@ -192,6 +230,39 @@ class RetryPolicy(_Model):
         return self.model_copy(update=override.model_dump(exclude_none=True))
 
 
+class RateLimit(_Model):
+    """Handler starts per unit of time, all workers together; steps naming the same bucket
+    share it (one external system, several steps or pipelines)."""
+
+    rate: RateText
+    """Starts allowed: N/s, N/min or N/h. Bursts reach the per-second figure at most."""
+    name: Name | None = None
+    """Bucket shared by every step (of any pipeline) that names it. Default: the step's own."""
+
+    @property
+    def per_second(self) -> float:
+        """The rate in starts per second."""
+        return parse_rate(self.rate)
+
+    @property
+    def burst(self) -> int:
+        """Tokens a rested bucket holds."""
+        return burst_of(self.per_second)
+
+    def bucket(self, pipeline: str, step: str) -> str:
+        """Name of the bucket in the database: the shared name, else '<pipeline>.<step>'."""
+        return self.name if self.name is not None else f"{pipeline}.{step}"
+
+
+RateLimitSetting = Annotated[
+    RateLimit,
+    BeforeValidator(_rate_shorthand, json_schema_input_type=RateText | RateLimit),
+]
+
+FLOW_KEYS = ("rate_limit", "max_in_flight", "group_by", "max_waiting")
+"""Step keys of flow control; left out of a step's canonical JSON while unset."""
+
+
 class Defaults(_Model):
     """Settings applied to every step that does not set them itself."""
 
@@ -208,6 +279,12 @@ class Defaults(_Model):
     """Messages read and handed off together in one transaction."""
     retry: RetrySettings = RetrySettings()
     """Retry policy of every step; a step's own `retry` overrides it key by key."""
+    rate_limit: RateLimitSetting | None = None
+    """Handler starts per unit of time of every step (each its own bucket unless named)."""
+    max_in_flight: Slots | None = None
+    """Handler calls of each step at once, all workers together."""
+    max_waiting: Depth | None = None
+    """Backpressure for every step with predecessors (see the step key)."""
 
 
 class StepSettings(_Model):
@@ -219,6 +296,10 @@ class StepSettings(_Model):
     concurrency: int
     batch_size: int
     retry: RetryPolicy
+    rate_limit: RateLimit | None = None
+    max_in_flight: int | None = None
+    group_by: str | None = None
+    max_waiting: int | None = None
 
 
 class Step(_Model):
@@ -256,6 +337,18 @@ class Step(_Model):
     renamed_from: Name | None = None
     """The step's former name: apply moves the old queue's messages, archive, dead letters and
     join rows to this step."""
+    rate_limit: RateLimitSetting | None = None
+    """Handler starts per unit of time, all workers together: '20/s', '100/min', '5/h', or
+    {name: sap, rate: 20/s} to share one bucket with every step naming it."""
+    max_in_flight: Slots | None = None
+    """Handler calls of this step at once, all workers together."""
+    group_by: GroupKey | None = None
+    """Payload key (dotted path allowed): messages of one group run one at a time in the order
+    they were sent (FIFO per group); other groups go on in parallel. A retrying message holds
+    its group."""
+    max_waiting: Depth | None = None
+    """Backpressure: while this step's queue holds more visible messages than this, its
+    predecessors do not hand off to it (they wait; nothing is dropped)."""
 
     def settings(self, defaults: Defaults) -> StepSettings:
         """This step's effective settings given the pipeline's `defaults`."""
@@ -266,17 +359,19 @@ class Step(_Model):
             concurrency=_pick(self.concurrency, defaults.concurrency),
             batch_size=_pick(self.batch_size, defaults.batch_size),
             retry=RetryPolicy().merged(defaults.retry).merged(self.retry),
+            rate_limit=_pick(self.rate_limit, defaults.rate_limit),
+            max_in_flight=_pick(self.max_in_flight, defaults.max_in_flight),
+            group_by=self.group_by,
+            max_waiting=_pick(self.max_waiting, defaults.max_waiting),
         )
 
 
 def _step_json(step: ResolvedStep) -> dict[str, Any]:
-    """A resolved step as stored; contracts and renames only when declared (older hashes stay
-    valid)."""
-    data = step.model_dump(mode="json", exclude={"pipeline", "name"})
-    for key in ("input", "output", "renamed_from"):
-        if data[key] is None:
-            del data[key]
-    return data
+    """A resolved step's canonical JSON; flow keys, contracts and renames appear only when
+    set, so pipelines that set none keep the hash they had before those existed."""
+    optional = (*FLOW_KEYS, "input", "output", "renamed_from")
+    unset = {key for key in optional if getattr(step, key) is None}
+    return step.model_dump(mode="json", exclude={"pipeline", "name", *unset})
 
 
 def _pick(own: _T | None, inherited: _T) -> _T:
@@ -403,6 +498,9 @@ class Pipeline(_Model):
         BeforeValidator(_one_or_many, json_schema_input_type=Schedule | list[Schedule]),
     ] = Field(default=(), alias="schedule")
     """Start runs on a cron schedule: one schedule or a list of them."""
+    dedupe_window: Duration = 0.0
+    """How long after a keyed run finished a start with the same key still returns that run
+    instead of starting a new one. Default 0: only while the run is not finished."""
     steps: dict[Name, Step] = Field(min_length=1)
     """The steps, by name. Exactly one step has no predecessor: the entry step."""
 
@@ -494,7 +592,7 @@ class Pipeline(_Model):
         Defaults are merged into the steps, so moving a setting between `defaults` and a step
         without changing its effect leaves this (and `spec_hash`) unchanged.
         """
-        return {
+        canonical = {
             "format": SPEC_FORMAT,
             "pipeline": self.name,
             "description": self.description,
@@ -504,6 +602,9 @@ class Pipeline(_Model):
             "schedules": [s.model_dump(mode="json") for s in self.schedules],
             "steps": {s.name: _step_json(s) for s in self.resolved_steps()},
         }
+        if self.dedupe_window:
+            canonical["dedupe_window"] = self.dedupe_window
+        return canonical
 
     def spec_hash(self) -> str:
         """SHA-256 (hex) of `to_json` serialised with sorted keys: stable across formatting."""

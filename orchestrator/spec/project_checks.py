@@ -11,6 +11,7 @@ from orchestrator.spec.diagnostics import DocPath, Issue
 from orchestrator.spec.file_checks import FileReport
 from orchestrator.spec.handlers import HANDLER_PATTERN, HandlerError, inspect_handler
 from orchestrator.spec.models import Pipeline
+from orchestrator.spec.rules import rate_limit_path, shared_rate_message
 
 _HANDLER = re.compile(HANDLER_PATTERN)
 
@@ -42,6 +43,24 @@ def check_unique_queues(reports: list[FileReport]) -> None:
                 message = f"queue '{queue}' is also used by pipeline '{other}' ({file})"
                 _invalidate(report, Issue(_queue_origin(pipeline, queue), message))
             owner.setdefault(queue, (pipeline.name, report.file))
+
+
+def check_shared_rates(reports: list[FileReport]) -> None:
+    """A rate-limit name shared by several pipelines must have one rate in all of them."""
+    first: dict[str, tuple[float, str, str]] = {}
+    for report in reports:
+        pipeline = report.pipeline
+        if pipeline is None:
+            continue
+        for step in pipeline.steps:
+            limit = pipeline.settings(step).rate_limit
+            if limit is None or limit.name is None:
+                continue
+            seen = first.setdefault(limit.name, (limit.per_second, limit.rate, report.file))
+            if seen[2] != report.file and seen[0] != limit.per_second:
+                message = shared_rate_message(limit.name, limit.rate, seen[1], seen[2])
+                _invalidate(report, Issue(rate_limit_path(pipeline, step), message))
+                break
 
 
 def _queue_origin(pipeline: Pipeline, queue: str) -> DocPath:

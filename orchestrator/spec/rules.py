@@ -28,6 +28,8 @@ def pipeline_issues(pipeline: Pipeline) -> list[Issue]:
         *notify_issues(pipeline),
         *schedule_issues(pipeline),
         *rename_issues(pipeline),
+        *waiting_issues(pipeline),
+        *shared_rate_issues(pipeline),
     ]
     return list(dict.fromkeys(issues))
 
@@ -154,6 +156,52 @@ def rename_issues(pipeline: Pipeline) -> list[Issue]:
             issues.append(Issue(where, f"another step is already renamed from '{old}'"))
         claimed.add(old)
     return issues
+
+
+def waiting_issues(pipeline: Pipeline) -> list[Issue]:
+    """`max_waiting` on a step nothing hands off to (from defaults it applies to the steps
+    with predecessors only)."""
+    fed = {target for step in pipeline.steps.values() for target in step.next}
+    issues = []
+    for name, step in pipeline.steps.items():
+        if step.max_waiting is None or step.after or name in fed:
+            continue
+        message = (
+            f"max_waiting on the entry step '{name}' holds nothing back (no step hands off "
+            "to it); set it on a step with predecessors"
+        )
+        issues.append(Issue(("steps", name, "max_waiting"), message))
+    return issues
+
+
+def shared_rate_issues(pipeline: Pipeline) -> list[Issue]:
+    """Steps naming one shared rate-limit bucket with different rates."""
+    issues: list[Issue] = []
+    first: dict[str, tuple[str, str, float]] = {}
+    for name in pipeline.steps:
+        limit = pipeline.settings(name).rate_limit
+        if limit is None or limit.name is None:
+            continue
+        seen = first.setdefault(limit.name, (name, limit.rate, limit.per_second))
+        if limit.per_second != seen[2]:
+            message = shared_rate_message(limit.name, limit.rate, seen[1], f"step '{seen[0]}'")
+            issues.append(Issue(rate_limit_path(pipeline, name), message))
+    return issues
+
+
+def shared_rate_message(bucket: str, rate: str, other_rate: str, other: str) -> str:
+    """The complaint about a shared bucket given two rates."""
+    return (
+        f"rate_limit '{bucket}' is {rate} here but {other_rate} in {other}; "
+        "steps sharing a limit name must give it one rate"
+    )
+
+
+def rate_limit_path(pipeline: Pipeline, step: str) -> DocPath:
+    """Where step `step`'s rate_limit is written: the step's own, else defaults."""
+    if pipeline.steps[step].rate_limit is not None:
+        return ("steps", step, "rate_limit")
+    return ("defaults", "rate_limit")
 
 
 def _located(pipeline: Pipeline, step: str, *fields: str) -> DocPath:

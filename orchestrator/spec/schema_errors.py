@@ -18,7 +18,8 @@ from jsonschema.exceptions import ValidationError
 
 from orchestrator.spec import naming
 from orchestrator.spec.diagnostics import DocPath, Issue
-from orchestrator.spec.durations import DURATION_HINT, DURATION_PATTERN
+from orchestrator.spec.durations import DURATION_HINT, DURATION_PATTERN, pattern_problem
+from orchestrator.spec.flow import RATE_HINT, RATE_PATTERN
 from orchestrator.spec.handlers import HANDLER_HINT, HANDLER_PATTERN
 from orchestrator.spec.schema import pipeline_schema
 from orchestrator.spec.suggest import closest, did_you_mean
@@ -151,7 +152,9 @@ def _pattern_message(error: ValidationError) -> str:
     if pattern == HANDLER_PATTERN:
         return f"malformed handler '{value}'; {HANDLER_HINT}"
     if pattern == DURATION_PATTERN:
-        return f"invalid duration '{value}'; {DURATION_HINT}"
+        return pattern_problem(value)
+    if pattern == RATE_PATTERN:
+        return f"invalid rate '{value}'; {RATE_HINT}"
     return f"invalid value '{value}'; {_schema(error).get('patternErrorMessage', error.message)}"
 
 

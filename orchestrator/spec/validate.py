@@ -19,6 +19,7 @@ from orchestrator.spec.load import load_text
 from orchestrator.spec.models import Pipeline
 from orchestrator.spec.project_checks import (
     check_handlers,
+    check_shared_rates,
     check_unique_names,
     check_unique_queues,
 )
@@ -67,6 +68,7 @@ def load_pipelines(
     reports = [check_file(path, import_models=import_handlers) for path in discovery.files]
     check_unique_names(reports)
     check_unique_queues(reports)
+    check_shared_rates(reports)
     if import_handlers:
         checked: dict[str, str | None] = {}
         for report in reports:

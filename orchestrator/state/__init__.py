@@ -16,7 +16,7 @@ from orchestrator.state.applied import (
     from_spec,
     read_applied_records,
 )
-from orchestrator.state.layers import Layers, ensure_prepared, read_layers
+from orchestrator.state.layers import Layers, ensure_prepared, missing_queues, read_layers
 
 __all__ = [
     "AppliedPipeline",
@@ -27,6 +27,7 @@ __all__ = [
     "applied_pipelines",
     "ensure_prepared",
     "from_spec",
+    "missing_queues",
     "read_applied_records",
     "read_layers",
 ]

@@ -6,6 +6,7 @@ they exist, so a fresh database reads as "nothing installed" rather than failing
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -97,3 +98,8 @@ async def ensure_prepared(conn: asyncpg.Connection) -> Layers:
             "run `orchestrator apply` to update them"
         )
     return layers
+
+
+async def missing_queues(conn: asyncpg.Connection, queues: Iterable[str]) -> list[str]:
+    """Which of `queues` have no table in schema pgmq (sorted)."""
+    return [row["name"] for row in await conn.fetch(_Q["missing_queues"], list(queues))]

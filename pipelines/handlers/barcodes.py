@@ -6,9 +6,22 @@ it is; the library switches to code set C for runs of digits, which keeps labels
 
 from __future__ import annotations
 
-from barcode import Code128
-from barcode.errors import BarcodeError
-from barcode.writer import SVGWriter
+import logging
+
+
+class _NoPillowNotice(logging.Filter):
+    """python-barcode announces at import that Pillow is missing; labels are SVG and need no
+    Pillow, so that one notice is dropped (nothing else from the library is)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Pillow not found")
+
+
+logging.getLogger("pyBarcode").addFilter(_NoPillowNotice())
+
+from barcode import Code128  # noqa: E402  (after the filter: the notice comes at import)
+from barcode.errors import BarcodeError  # noqa: E402
+from barcode.writer import SVGWriter  # noqa: E402
 
 SYMBOLOGY = "code128"
 

@@ -40,6 +40,15 @@ def test_lifecycle_and_killed_client(home: Path) -> None:
     started = _run(home, "db", "start")
     assert started.returncode == 0, started.stderr
     assert "running" in started.stdout
+    # Creating a server is never silent: stderr says so, and where its data lives.
+    pgdata = home / "pgdata"
+    assert f"orchestrator: creating the embedded PostgreSQL (data: {pgdata})" in started.stderr
+    assert _run(home, "db", "start").stderr == ""  # already running: nothing to say
+
+    # Seen from another project, the server is listed as one of this user's servers.
+    elsewhere = json.loads(_run(home.with_name(home.name + "-b"), "db", "status", "--json").stdout)
+    assert elsewhere["running"] is False
+    assert str(pgdata) in [other["pgdata"] for other in elsewhere["others"]]
 
     url = _run(home, "db", "url")
     assert url.stdout.strip().startswith("postgresql://")

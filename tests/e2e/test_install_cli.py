@@ -75,6 +75,46 @@ async def test_install_refuses_a_foreign_pgmq_schema(empty_dsn: str) -> None:
         await conn.close()
 
 
+async def test_install_adopt_takes_over_pgmq(empty_dsn: str, tmp_path: Path) -> None:
+    """Adopt a PGMQ, then apply pipelines and run them on top, as a user would."""
+    from tests.badinput.support import cli, write_project
+    from tests.integration.queue.helpers import pgmq_sql
+
+    conn = await connect(empty_dsn)
+    try:
+        await conn.execute(pgmq_sql())
+        await conn.execute("SELECT pgmq.create('order-events'), pgmq.create('bad name')")
+        await conn.execute("SELECT pgmq.send('order-events', '{\"a\": 1}'::jsonb)")
+        refused = _run("install", "--adopt", "--dsn", empty_dsn)
+        assert (refused.returncode, refused.stdout) == (1, "")
+        assert _one_error_line(refused) == (
+            "cannot adopt the PGMQ in this database (nothing was changed): queue 'bad name': "
+            "a name the queue layer refuses (invalid queue name 'bad name': use only letters "
+            "a-z, digits, underscores and hyphens)"
+        )
+        await conn.execute("SELECT pgmq.drop_queue('bad name')")
+        adopted = _run("install", "--adopt", "--dsn", empty_dsn)
+        assert (adopted.returncode, adopted.stderr) == (0, "")
+        assert adopted.stdout.splitlines() == [
+            "adopting PGMQ installed from its SQL files in schema pgmq:",
+            "  keep queue order-events (plain): 1 messages, 0 archived",
+            "  replace PGMQ's functions and types with the queue layer's; add schema pgmq_ext",
+            f"adopted; queue layer version {LATEST}",
+        ]
+        assert await conn.fetchval('SELECT message FROM pgmq."q_order-events"') == {"a": 1}
+        root = write_project(tmp_path)
+        applied = cli("apply", "--yes", "--dsn", empty_dsn, cwd=root, timeout=120)
+        assert applied.code == 0, applied.text
+        sent = cli("send", "orders", '{"n": 1}', "--dsn", empty_dsn, cwd=root)
+        assert sent.code == 0, sent.text
+        ran = cli("run", "--drain", "--dsn", empty_dsn, cwd=root, timeout=120)
+        assert ran.code == 0, ran.text
+        assert await conn.fetchval("SELECT count(*) FROM pgmq.a_orders__ship") == 1
+        assert await conn.fetchval('SELECT count(*) FROM pgmq."q_order-events"') == 1
+    finally:
+        await conn.close()
+
+
 async def test_queue_commands(empty_dsn: str) -> None:
     missing = _run("queue", "list", "--dsn", empty_dsn)
     assert missing.returncode == 4
@@ -147,7 +187,7 @@ async def test_queue_commands(empty_dsn: str) -> None:
     bad = _run("queue", "create", "a; drop table x", "--dsn", empty_dsn)
     assert bad.returncode == 1
     assert _one_error_line(bad) == (
-        "invalid queue name 'a; drop table x': use only letters a-z, digits and underscores"
+        "queue name contains invalid characters: $, ;, --, or \\' (got 'a; drop table x')"
     )
     bad_interval = _run(
         "queue", "create", "p2", "--partitioned", "--partition-interval", "0", "--dsn", empty_dsn

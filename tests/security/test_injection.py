@@ -181,6 +181,14 @@ async def test_the_queue_client_refuses_evil_names_before_any_sql(
         lambda: queue.metrics(evil),
         lambda: queue.enable_notify_insert(evil),
         lambda: queue.disable_notify_insert(evil),
+        lambda: queue.update_notify_insert(evil, 10),
+        lambda: queue.read_grouped(evil, vt=30, qty=1),
+        lambda: queue.read_grouped_rr(evil, vt=30, qty=2),
+        lambda: queue.read_grouped_head_with_poll(evil, vt=30, qty=1),
+        lambda: queue.create_fifo_index(evil),
+        lambda: queue.bind_topic("orders.#", evil),
+        lambda: queue.unbind_topic("orders.#", evil),
+        lambda: queue.list_topic_bindings(evil),
     ]
     try:
         for call in calls:
@@ -241,6 +249,8 @@ async def test_evil_header_keys_and_values_are_data(target: tuple[str, Path]) ->
 
 # -- the SQL API a worker role may call --------------------------------------------------------
 
+# Calls that take a queue name (routing keys and patterns are data: they are matched as
+# values and never become SQL text; format_table_name only returns a name, as PGMQ's does).
 SQL_CALLS = [
     "SELECT pgmq.create($1)",
     "SELECT pgmq.create_unlogged($1)",
@@ -256,6 +266,19 @@ SQL_CALLS = [
     "SELECT pgmq.enable_notify_insert($1)",
     "SELECT pgmq.disable_notify_insert($1)",
     "SELECT pgmq.detach_archive($1)",
+    "SELECT pgmq.drop_queue($1, false)",
+    "SELECT pgmq.create_non_partitioned($1)",
+    "SELECT pgmq.create_partitioned($1, '10', '100', 2)",
+    "SELECT pgmq.acquire_queue_lock($1)",
+    "SELECT pgmq.convert_archive_partitioned($1)",
+    "SELECT pgmq.update_notify_insert($1, 10)",
+    "SELECT * FROM pgmq.read_grouped($1, 30, 2)",
+    "SELECT * FROM pgmq.read_grouped_rr($1, 30, 2)",
+    "SELECT * FROM pgmq.read_grouped_head($1, 30, 2)",
+    "SELECT pgmq.create_fifo_index($1)",
+    "SELECT pgmq.bind_topic('orders.#', $1)",
+    "SELECT pgmq.unbind_topic('orders.#', $1)",
+    "SELECT * FROM pgmq.list_topic_bindings($1)",
     "SELECT * FROM orchestrator.claim($1, '{1}', '{1}')",
     "SELECT orchestrator.extend_lease($1, '{1}', '{1}', 30)",
     "SELECT orchestrator.release($1, '{1}', '{1}')",

@@ -1,13 +1,6 @@
 -- Catalog queries of the compiler. Each query starts with a `-- name: <name>` line followed by
 -- a one-line description; catalog.py loads them by name. They only read.
 
--- name: missing_queues
--- Which of the queue names $1 have no table (dropped by hand, or never applied).
-SELECT name
-  FROM unnest($1::text[]) AS name
- WHERE to_regclass(format('pgmq.%I', 'q_' || name)) IS NULL
- ORDER BY name;
-
 -- name: queues
 -- Every queue with its tables' persistence, its insert-notification trigger, if any, and
 -- which of its tables carry the run_id index (named <table>_run_id, beside the table).

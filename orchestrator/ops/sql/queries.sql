@@ -99,6 +99,18 @@ UPDATE orchestrator.schedules
 SELECT run_id
   FROM orchestrator.start_runs($1, $2::text[]::jsonb[], $3::text[]::jsonb[]) AS run_id;
 
+-- name: flow
+-- Flow control per step of the applied pipelines $1 (all when NULL): pauses and limits at work.
+SELECT * FROM orchestrator.ops_flow($1::text[]);
+
+-- name: cancelled_counts
+-- Cancelled runs per pipeline of $1 (all when NULL).
+SELECT pipeline, cancelled FROM orchestrator.ops_cancelled_counts($1::text[]);
+
+-- name: run_cancelled
+-- Whether run $1 was cancelled: when, by whom, how many waiting messages were removed.
+SELECT pipeline, cancelled_at, cancelled_by, removed FROM orchestrator.cancelled_runs WHERE run_id = $1::uuid;
+
 -- name: horizon_holders
 -- What holds vacuum's xmin horizon back for longer than $1 seconds: open transactions, prepared transactions, replication slots, standbys' feedback.
 SELECT 'transaction' AS kind,

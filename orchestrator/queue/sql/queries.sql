@@ -143,6 +143,79 @@ SELECT pgmq.enable_notify_insert($1::text, $2::integer)
 -- Stop the insert notifications of a queue.
 SELECT pgmq.disable_notify_insert($1::text)
 
+-- name: read_grouped
+-- FIFO groups, SQS style: consecutive messages of the oldest group first, then the next.
+SELECT * FROM pgmq.read_grouped($1::text, $2::integer, $3::integer)
+
+-- name: read_grouped_rr
+-- FIFO groups, layered round-robin: each group's head, then each group's second message...
+SELECT * FROM pgmq.read_grouped_rr($1::text, $2::integer, $3::integer)
+
+-- name: read_grouped_head
+-- FIFO groups: at most one message per group, the heads of up to $3 groups.
+SELECT * FROM pgmq.read_grouped_head($1::text, $2::integer, $3::integer)
+
+-- name: read_grouped_with_poll
+-- read_grouped, waiting up to $4 s (polling every $5 ms) for a message.
+SELECT * FROM pgmq.read_grouped_with_poll($1::text, $2::integer, $3::integer, $4::integer, $5::integer)
+
+-- name: read_grouped_rr_with_poll
+-- read_grouped_rr, waiting up to $4 s (polling every $5 ms) for a message.
+SELECT * FROM pgmq.read_grouped_rr_with_poll($1::text, $2::integer, $3::integer, $4::integer, $5::integer)
+
+-- name: read_grouped_head_with_poll
+-- read_grouped_head, waiting up to $4 s (polling every $5 ms) for a message.
+SELECT * FROM pgmq.read_grouped_head_with_poll($1::text, $2::integer, $3::integer, $4::integer, $5::integer)
+
+-- name: create_fifo_index
+-- The group index that keeps grouped reads cheap at any depth (idempotent).
+SELECT pgmq.create_fifo_index($1::text)
+
+-- name: create_fifo_indexes_all
+-- The group index on every queue.
+SELECT pgmq.create_fifo_indexes_all()
+
+-- name: bind_topic
+-- Route messages whose routing key matches pattern $1 to queue $2 (idempotent).
+SELECT pgmq.bind_topic($1::text, $2::text)
+
+-- name: unbind_topic
+-- Remove a binding; whether there was one.
+SELECT pgmq.unbind_topic($1::text, $2::text)
+
+-- name: send_topic
+-- Send one message (headers may be NULL) to every queue bound to routing key $1, after $4 s.
+SELECT pgmq.send_topic($1::text, $2::jsonb, $3::jsonb, $4::integer)
+
+-- name: send_batch_topic
+-- Send a batch to every queue bound to routing key $1, visible $4 s from now.
+SELECT queue_name, msg_id FROM pgmq.send_batch_topic($1::text, $2::text[]::jsonb[], $3::text[]::jsonb[],
+    clock_timestamp() + make_interval(secs => $4::float8))
+
+-- name: send_batch_topic_at
+-- Send a batch to every queue bound to routing key $1, visible at the timestamp $4.
+SELECT queue_name, msg_id FROM pgmq.send_batch_topic($1::text, $2::text[]::jsonb[], $3::text[]::jsonb[], $4::timestamptz)
+
+-- name: list_topic_bindings
+-- Every topic binding, newest first.
+SELECT pattern, queue_name, bound_at, compiled_regex FROM pgmq.list_topic_bindings()
+
+-- name: list_topic_bindings_of
+-- The topic bindings of queue $1, newest first.
+SELECT pattern, queue_name, bound_at, compiled_regex FROM pgmq.list_topic_bindings($1::text)
+
+-- name: test_routing
+-- The bindings routing key $1 matches, sending nothing.
+SELECT pattern, queue_name, compiled_regex FROM pgmq.test_routing($1::text)
+
+-- name: list_notify_insert_throttles
+-- Queues with insert notifications, their throttle and when they last notified.
+SELECT queue_name, throttle_interval_ms, last_notified_at FROM pgmq.list_notify_insert_throttles()
+
+-- name: update_notify_insert
+-- Change the throttle of a queue whose insert notifications are on.
+SELECT pgmq.update_notify_insert($1::text, $2::integer)
+
 -- name: run_maintenance
 -- Partition upkeep of one queue: what was created, attached and dropped.
 SELECT * FROM pgmq_ext.run_maintenance($1::text)
@@ -179,3 +252,87 @@ SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pgmq')
 -- Which of the queue layer's schema names exist already (before a fresh install).
 SELECT array_agg(nspname::text ORDER BY nspname) FROM pg_namespace
  WHERE nspname IN ('pgmq', 'pgmq_ext')
+
+-- name: adopt_has_meta
+-- Adoption: whether schema pgmq has PGMQ's registry table.
+SELECT to_regclass('pgmq.meta') IS NOT NULL
+
+-- name: adopt_has_pgmq_ext
+-- Adoption: whether schema pgmq_ext exists already.
+SELECT to_regnamespace('pgmq_ext') IS NOT NULL
+
+-- name: adopt_queues
+-- Adoption: each PGMQ queue (a pgmq.meta row), whether its two tables exist as plain tables and
+-- have the columns the queue layer expects (the archive's in any order: PGMQ puts archived_at
+-- before vt; the queue layer names its columns in every statement).
+WITH queues AS (
+    SELECT m.queue_name::text AS given, lower(m.queue_name::text COLLATE "C") AS name,
+           m.is_partitioned, m.is_unlogged,
+           to_regclass('pgmq.' || quote_ident('q_' || lower(m.queue_name::text COLLATE "C"))) AS q,
+           to_regclass('pgmq.' || quote_ident('a_' || lower(m.queue_name::text COLLATE "C"))) AS a
+      FROM pgmq.meta m
+)
+SELECT qu.given, qu.name, qu.is_partitioned, qu.is_unlogged,
+       coalesce((SELECT bool_and(c.relkind = 'r') FROM pg_class c WHERE c.oid IN (qu.q, qu.a))
+                AND qu.q IS NOT NULL AND qu.a IS NOT NULL, false) AS plain_tables,
+       coalesce(qc.columns = 'msg_id bigint,read_ct integer,enqueued_at timestamp with time zone,'
+                             'last_read_at timestamp with time zone,vt timestamp with time zone,'
+                             'message jsonb,headers jsonb', false) AS queue_shape,
+       coalesce(ac.columns = 'archived_at timestamp with time zone,enqueued_at timestamp with time zone,'
+                             'headers jsonb,last_read_at timestamp with time zone,message jsonb,'
+                             'msg_id bigint,read_ct integer,vt timestamp with time zone', false) AS archive_shape
+  FROM queues qu
+  LEFT JOIN LATERAL (
+        SELECT string_agg(att.attname || ' ' || format_type(att.atttypid, att.atttypmod), ','
+                          ORDER BY att.attnum) AS columns
+          FROM pg_attribute att
+         WHERE att.attrelid = qu.q AND att.attnum > 0 AND NOT att.attisdropped) qc ON true
+  LEFT JOIN LATERAL (
+        SELECT string_agg(att.attname || ' ' || format_type(att.atttypid, att.atttypmod), ','
+                          ORDER BY att.attname) AS columns
+          FROM pg_attribute att
+         WHERE att.attrelid = qu.a AND att.attnum > 0 AND NOT att.attisdropped) ac ON true
+ ORDER BY qu.name
+
+-- name: adopt_strays
+-- Adoption: relations in schema pgmq it would not carry over (anything but PGMQ's registry
+-- tables, the queues' table pairs, and their indexes and sequences).
+WITH known AS (
+    SELECT r.oid
+      FROM pg_class r
+     WHERE r.relnamespace = 'pgmq'::regnamespace
+       AND (r.relname IN ('meta', 'notify_insert_throttle', 'topic_bindings')
+            OR r.relname IN (SELECT p || '_' || lower(m.queue_name::text COLLATE "C")
+                               FROM pgmq.meta m CROSS JOIN (VALUES ('q'), ('a')) AS x (p)))
+)
+SELECT c.oid::regclass::text AS name
+  FROM pg_class c
+ WHERE c.relnamespace = 'pgmq'::regnamespace
+   AND c.oid NOT IN (SELECT oid FROM known)
+   AND c.oid NOT IN (SELECT i.indexrelid FROM pg_index i WHERE i.indrelid IN (SELECT oid FROM known))
+   AND c.oid NOT IN (SELECT d.objid FROM pg_depend d
+                      WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+                        AND d.deptype IN ('a', 'i') AND d.refobjid IN (SELECT oid FROM known))
+   AND c.relkind NOT IN ('t', 'c')
+ ORDER BY 1
+
+-- name: adopt_count_sql
+-- Adoption: the statement counting the rows of PGMQ table $1 (q_<name> or a_<name>).
+SELECT format('SELECT count(*) FROM pgmq.%I', $1::text)
+
+-- name: adopt_has_bindings
+-- Adoption: whether PGMQ has a topic bindings table (1.11 and up).
+SELECT to_regclass('pgmq.topic_bindings') IS NOT NULL
+
+-- name: adopt_bindings
+-- Adoption: PGMQ's topic bindings.
+SELECT pattern, lower(queue_name COLLATE "C") FROM pgmq.topic_bindings ORDER BY 1, 2
+
+-- name: adopt_has_throttles
+-- Adoption: whether PGMQ has a notify throttle table (1.8 and up).
+SELECT to_regclass('pgmq.notify_insert_throttle') IS NOT NULL
+
+-- name: adopt_throttles
+-- Adoption: PGMQ's insert notifications and their throttles.
+SELECT lower(queue_name::text COLLATE "C"), throttle_interval_ms
+  FROM pgmq.notify_insert_throttle ORDER BY 1

@@ -80,3 +80,50 @@ SELECT coalesce(sum(m.queue_length), 0)::bigint
 -- name: try_upkeep_locks
 -- The advisory lock keys of $1 this session could take (session-level locks).
 SELECT k FROM unnest($1::bigint[]) AS k WHERE pg_try_advisory_lock(k)
+
+-- name: start_keyed_runs
+-- start_runs with one deduplication key per payload (NULL: none); returns (run_id, duplicate).
+SELECT run_id, duplicate
+  FROM orchestrator.start_keyed_runs($1::text, $2::text[]::jsonb[], $3::text[]::jsonb[], $4::float8, $5::text[])
+
+-- name: pause
+-- Pause pipeline $1, step $2 (NULL: every step); false when it was paused already.
+SELECT orchestrator.pause($1::text, $2::text)
+
+-- name: resume
+-- Resume pipeline $1, step $2 (NULL: the pipeline); false when it was not paused.
+SELECT orchestrator.resume($1::text, $2::text)
+
+-- name: cancel_run
+-- Cancel run $1 as $2: (outcome, pipeline, removed, in_flight).
+SELECT outcome, pipeline, removed, in_flight FROM orchestrator.cancel_run($1::uuid, $2::text)
+
+-- name: take_tokens
+-- Take up to $4 tokens of bucket $1 (rate $2 per second, burst $3): (granted, wait seconds).
+SELECT granted, wait FROM orchestrator.take_tokens($1::text, $2::float8, $3::float8, $4::integer)
+
+-- name: give_tokens
+-- Give back $2 tokens to bucket $1.
+SELECT orchestrator.give_tokens($1::text, $2::integer)
+
+-- name: take_slots
+-- Take up to $3 of the $2 slots of $1 as holder $4 for $5 seconds; returns the slots taken.
+SELECT orchestrator.take_slots($1::text, $2::integer, $3::integer, $4::uuid, $5::float8)
+
+-- name: give_slots
+-- Give back slots $2 of $1 held by $3.
+SELECT orchestrator.give_slots($1::text, $2::integer[], $3::uuid)
+
+-- name: paused_since
+-- Since when step $2 of pipeline $1 is paused (NULL: it is not).
+SELECT orchestrator.paused_since($1::text, $2::text)
+
+-- name: visible_depth
+-- Visible messages of queue $1, counted up to $2 + 1.
+SELECT orchestrator.visible_depth($1::text, $2::integer)
+
+-- name: read_grouped
+-- Read up to $3 heads of FIFO groups (one message per group, x-pgmq-group header) of queue $1,
+-- hiding them for $2 seconds; autocommit, like read.
+SELECT m.msg_id, m.read_ct, m.message::text, m.headers::text
+  FROM pgmq.read_grouped_head($1::text, $2::integer, $3::integer) AS m

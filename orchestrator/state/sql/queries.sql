@@ -38,3 +38,10 @@ SELECT name, spec, spec_hash, entry_step, applied_at
 -- name: pipeline_names
 -- Names of every applied pipeline.
 SELECT name FROM orchestrator.pipelines ORDER BY name;
+
+-- name: missing_queues
+-- Which of the queue names $1 have no table (dropped by hand, or never applied).
+SELECT name
+  FROM unnest($1::text[]) AS name
+ WHERE to_regclass(format('pgmq.%I', 'q_' || name)) IS NULL
+ ORDER BY name;

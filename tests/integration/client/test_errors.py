@@ -49,9 +49,10 @@ class NoRoundTrip:
     ("name", "problem"),
     [
         ("", "must not be empty"),
-        ("x" * 48, "too long: 48 characters, at most 47"),
-        ("bad-name", "invalid queue name 'bad-name'"),
-        ("semi;colon", "invalid queue name"),
+        ("x" * 48, "queue name is too long, maximum length is 47 characters"),
+        ("bad--name", "queue name contains invalid characters: \\$, ;, --, or \\\\'"),
+        ("semi;colon", "queue name contains invalid characters"),
+        ("dot.name", "invalid queue name 'dot.name'"),
         ('quo"te', "invalid queue name"),
         ("space d", "invalid queue name"),
         ("caf\u00e9", "invalid queue name"),

@@ -134,7 +134,7 @@ async def test_send_batch_with_headers_and_delays(q: Queue) -> None:
     ("messages", "headers", "problem"),
     [
         ([], None, "at least one message"),
-        ([1, 2], [{"h": 1}], "2 messages but 1 headers"),
+        ([1, 2], [{"h": 1}], r"headers array length \(1\) must match msgs array length \(2\)"),
         ("not a list", None, "must be a list"),
         ([object()], None, "not JSON-serializable"),
     ],

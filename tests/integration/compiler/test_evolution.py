@@ -61,6 +61,9 @@ async def test_renamed_step_moves_messages_archive_dead_letters_and_joins(
 ) -> None:
     await apply(conn, write(orders=V1))
     await _fill(conn)
+    await conn.execute(
+        "INSERT INTO orchestrator.paused_steps (pipeline, step) VALUES ('orders', 'ship')"
+    )
     the_plan = await plan(conn, write(orders=V2))
     assert not the_plan.destructive
     rename = [line for line in the_plan.lines() if line.startswith("~ queue")]
@@ -91,6 +94,10 @@ async def test_renamed_step_moves_messages_archive_dead_letters_and_joins(
         ({"bill": {"b": 1}}, ["dispatch", "bill"]),
         ({"dispatch": {"a": 1}}, ["dispatch", "bill"]),
     ]
+    paused = await conn.fetch(
+        "SELECT step FROM orchestrator.paused_steps WHERE pipeline = 'orders'"
+    )
+    assert [r["step"] for r in paused] == ["dispatch"]  # a paused step stays paused renamed
     # new messages get ids past the moved ones
     [run] = await start_many("orders", [{}], conn=conn)
     next_id = await conn.fetchval("SELECT pgmq.send('orders__dispatch', '{}'::jsonb)")

@@ -73,8 +73,8 @@ async def test_plan_on_an_empty_database_lists_everything_and_writes_nothing(
 ) -> None:
     result = await plan(empty_conn, write(orders=ORDERS))
     assert result.lines() == [
-        "+ queue layer: install version 2 (schemas pgmq and pgmq_ext)",
-        "+ schema orchestrator: install version 1",
+        "+ queue layer: install version 3 (schemas pgmq and pgmq_ext)",
+        "+ schema orchestrator: install version 4",
         "+ queue orders__receive: create (notify every 250ms)",
         "+ queue orders__check: create (notify every 250ms)",
         "+ queue orders__ship: create (notify every 250ms)",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncpg
 
+from orchestrator.cli.views import maintain_text, status_text
 from orchestrator.ops.horizon import horizon_holders
 from orchestrator.ops.maintain import maintain_all
 from orchestrator.ops.status import collect_status
-from orchestrator.ops.views import maintain_text, status_text
 from orchestrator.spec import Pipeline
 
 

@@ -91,7 +91,7 @@ async def shared_queue_db(shared_dsn: str) -> str:
             "SELECT count(*) FROM pg_class c WHERE c.relnamespace IN "
             "('pgmq'::regnamespace, 'pgmq_ext'::regnamespace) "
             "AND c.relkind IN ('r', 'p', 'v', 'S') "
-            "AND c.relname NOT IN ('meta', 'schema_version', 'partition_config')"
+            "AND c.relname NOT IN ('meta', 'schema_version', 'partition_config', 'topic_bindings')"
         )
         assert leftovers == 0, "a previous test left objects in the shared database"
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from importlib.resources import files
 from typing import Any
 
 import asyncpg
@@ -200,3 +201,8 @@ async def expect_error(
 def ids(rows: Sequence[asyncpg.Record], column: str = "msg_id") -> list[int]:
     """One column of `rows` as a list."""
     return [int(r[column]) for r in rows]
+
+
+def pgmq_sql() -> str:
+    """PGMQ 1.13's own SQL, as the `pgmq` Python package ships it."""
+    return (files("pgmq.sql") / "pgmq.sql").read_text(encoding="utf-8")

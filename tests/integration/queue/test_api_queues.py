@@ -16,14 +16,15 @@ def dsn(shared_queue_db: str) -> str:
     return shared_queue_db
 
 
-# pgmq-api.md, as PostgreSQL prints it: name(arguments with defaults) -> result.
+# pgmq-api.md (its "Still to implement" part included), as PostgreSQL prints it:
+# name(arguments with defaults) -> result.
 EXPECTED_FUNCTIONS = sorted(
     [
         "archive(queue_name text, msg_id bigint) -> boolean",
         "archive(queue_name text, msg_ids bigint[]) -> SETOF bigint",
         "create(queue_name text) -> void",
         "create_partitioned(queue_name text, partition_interval text DEFAULT '10000'::text, "
-        "retention_interval text DEFAULT '100000'::text) -> void",
+        "retention_interval text DEFAULT '100000'::text, premake integer DEFAULT 4) -> void",
         "create_unlogged(queue_name text) -> void",
         "delete(queue_name text, msg_id bigint) -> boolean",
         "delete(queue_name text, msg_ids bigint[]) -> SETOF bigint",
@@ -62,6 +63,56 @@ EXPECTED_FUNCTIONS = sorted(
         "set_vt(queue_name text, msg_ids bigint[], vt timestamp with time zone)"
         " -> SETOF pgmq.message_record",
         "validate_queue_name(queue_name text) -> void",
+        # PGMQ 1.9-1.13: FIFO groups, topics, helpers and compatibility overloads.
+        "acquire_queue_lock(queue_name text) -> void",
+        "bind_topic(pattern text, queue_name text) -> void",
+        "convert_archive_partitioned(table_name text, "
+        "partition_interval text DEFAULT '10000'::text, "
+        "retention_interval text DEFAULT '100000'::text, "
+        "leading_partition integer DEFAULT 10) -> void",
+        "create_fifo_index(queue_name text) -> void",
+        "create_fifo_indexes_all() -> void",
+        "create_non_partitioned(queue_name text) -> void",
+        "drop_queue(queue_name text, partitioned boolean) -> boolean",
+        "format_table_name(queue_name text, prefix text) -> text",
+        "list_notify_insert_throttles() -> TABLE(queue_name text, "
+        "throttle_interval_ms integer, last_notified_at timestamp with time zone)",
+        "list_topic_bindings() -> TABLE(pattern text, queue_name text, "
+        "bound_at timestamp with time zone, compiled_regex text)",
+        "list_topic_bindings(queue_name text) -> TABLE(pattern text, queue_name text, "
+        "bound_at timestamp with time zone, compiled_regex text)",
+        "read_grouped(queue_name text, vt integer, qty integer) -> SETOF pgmq.message_record",
+        "read_grouped_head(queue_name text, vt integer, qty integer) -> SETOF pgmq.message_record",
+        "read_grouped_head_with_poll(queue_name text, vt integer, qty integer, "
+        "max_poll_seconds integer DEFAULT 5, "
+        "poll_interval_ms integer DEFAULT 100) -> SETOF pgmq.message_record",
+        "read_grouped_rr(queue_name text, vt integer, qty integer) -> SETOF pgmq.message_record",
+        "read_grouped_rr_with_poll(queue_name text, vt integer, qty integer, "
+        "max_poll_seconds integer DEFAULT 5, "
+        "poll_interval_ms integer DEFAULT 100) -> SETOF pgmq.message_record",
+        "read_grouped_with_poll(queue_name text, vt integer, qty integer, "
+        "max_poll_seconds integer DEFAULT 5, "
+        "poll_interval_ms integer DEFAULT 100) -> SETOF pgmq.message_record",
+        "send_batch_topic(routing_key text, msgs jsonb[]) -> TABLE(queue_name text, msg_id bigint)",
+        "send_batch_topic(routing_key text, msgs jsonb[], "
+        "delay integer) -> TABLE(queue_name text, msg_id bigint)",
+        "send_batch_topic(routing_key text, msgs jsonb[], "
+        "delay timestamp with time zone) -> TABLE(queue_name text, msg_id bigint)",
+        "send_batch_topic(routing_key text, msgs jsonb[], "
+        "headers jsonb[]) -> TABLE(queue_name text, msg_id bigint)",
+        "send_batch_topic(routing_key text, msgs jsonb[], headers jsonb[], "
+        "delay integer) -> TABLE(queue_name text, msg_id bigint)",
+        "send_batch_topic(routing_key text, msgs jsonb[], headers jsonb[], "
+        "delay timestamp with time zone) -> TABLE(queue_name text, msg_id bigint)",
+        "send_topic(routing_key text, msg jsonb) -> integer",
+        "send_topic(routing_key text, msg jsonb, delay integer) -> integer",
+        "send_topic(routing_key text, msg jsonb, headers jsonb, delay integer) -> integer",
+        "test_routing(routing_key text) -> TABLE(pattern text, queue_name text, "
+        "compiled_regex text)",
+        "unbind_topic(pattern text, queue_name text) -> boolean",
+        "update_notify_insert(queue_name text, throttle_interval_ms integer) -> void",
+        "validate_routing_key(routing_key text) -> boolean",
+        "validate_topic_pattern(pattern text) -> boolean",
     ]
 )
 
@@ -339,13 +390,21 @@ async def test_validate_queue_name(conn: asyncpg.Connection) -> None:
         conn,
         "SELECT pgmq.validate_queue_name($1)",
         "x" * 48,
-        match="too long: 48 characters, at most 47",
+        match="^queue name is too long, maximum length is 47 characters: .* has 48",
+        sqlstate="22023",
+    )
+    assert await conn.fetchval("SELECT pgmq.validate_queue_name($1)", "order-events") is None
+    await expect_error(
+        conn,
+        "SELECT pgmq.validate_queue_name($1)",
+        "a.b",
+        match="invalid queue name 'a.b'",
         sqlstate="22023",
     )
     await expect_error(
         conn,
         "SELECT pgmq.validate_queue_name($1)",
-        "a-b",
-        match="invalid queue name 'a-b'",
+        "a--b",
+        match=r"^queue name contains invalid characters: \$, ;, --, or \\'",
         sqlstate="22023",
     )

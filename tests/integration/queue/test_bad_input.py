@@ -16,7 +16,6 @@ INVALID_NAMES = [
     "it's",
     'say "hi"',
     "a--b",
-    "a-b",
     "a b",
     " a",
     "a.b",
@@ -35,6 +34,15 @@ INVALID_NAMES = [
 ]
 
 
+# What PGMQ refuses is refused with its text; anything else outside the set with ours.
+_PGMQ_REFUSAL = r"^queue name contains invalid characters: \$, ;, --, or \\' \(got E?'.*'\)$"
+_OUR_REFUSAL = r"^invalid queue name E?'.*': use only letters a-z, digits, underscores and hyphens$"
+
+
+def _refusal(name: str) -> str:
+    return _PGMQ_REFUSAL if any(c in name for c in ("$", ";", "--", "'")) else _OUR_REFUSAL
+
+
 async def test_invalid_names_are_refused_by_every_create(conn: asyncpg.Connection) -> None:
     before = await queue_state(conn)
     for name in INVALID_NAMES:
@@ -45,13 +53,7 @@ async def test_invalid_names_are_refused_by_every_create(conn: asyncpg.Connectio
             "SELECT pgmq.create_partitioned($1, '1 day', '7 days')",
             "SELECT pgmq.validate_queue_name($1)",
         ):
-            await expect_error(
-                conn,
-                call,
-                name,
-                match=r"^invalid queue name E?'.*': use only letters a-z, digits and underscores$",
-                sqlstate="22023",
-            )
+            await expect_error(conn, call, name, match=_refusal(name), sqlstate="22023")
     assert await queue_state(conn) == before
 
 
@@ -60,9 +62,9 @@ async def test_invalid_names_are_refused_by_every_create(conn: asyncpg.Connectio
     [
         ("", "queue name must not be empty"),
         (None, "queue name must not be null"),
-        ("x" * 48, "queue name 'x{48}' is too long: 48 characters, at most 47"),
-        ("é" * 48, "queue name 'é{48}' is too long: 48 characters, at most 47"),
-        ("x" * 200, "queue name 'x{60}' is too long: 200 characters, at most 47"),
+        ("x" * 48, "queue name is too long, maximum length is 47 characters: 'x{48}' has 48"),
+        ("é" * 48, "queue name is too long, maximum length is 47 characters: 'é{48}' has 48"),
+        ("x" * 200, "queue name is too long, maximum length is 47 characters: 'x{60}' has 200"),
     ],
 )
 async def test_empty_null_and_long_names(
@@ -162,42 +164,42 @@ BAD_SENDS: list[tuple[str, list[object], str]] = [
     (
         "pgmq.send_batch($1, $2::jsonb[])",
         [[]],
-        r"^send_batch needs at least one message \(msgs is empty\)$",
+        r"^msgs cannot be NULL or empty: send_batch needs at least one message \(msgs is empty\)$",
     ),
     (
         "pgmq.send_batch($1, $2::jsonb[])",
         [None],
-        r"^send_batch needs at least one message \(msgs is NULL\)$",
+        r"^msgs cannot be NULL or empty: send_batch needs at least one message \(msgs is NULL\)$",
     ),
     (
         "pgmq.send_batch($1, $2::jsonb[], 5)",
         [[]],
-        r"^send_batch needs at least one message \(msgs is empty\)$",
+        r"^msgs cannot be NULL or empty: send_batch needs at least one message \(msgs is empty\)$",
     ),
     (
         "pgmq.send_batch($1, $2::jsonb[], now())",
         [None],
-        r"^send_batch needs at least one message \(msgs is NULL\)$",
+        r"^msgs cannot be NULL or empty: send_batch needs at least one message \(msgs is NULL\)$",
     ),
     (
         "pgmq.send_batch($1, $2::jsonb[], $3::jsonb[])",
         [[], []],
-        r"^send_batch needs at least one message \(msgs is empty\)$",
+        r"^msgs cannot be NULL or empty: send_batch needs at least one message \(msgs is empty\)$",
     ),
     (
         "pgmq.send_batch($1, $2::jsonb[], $3::jsonb[])",
         [[{}, {}], [{}]],
-        "^send_batch got 2 messages but 1 headers; pass one header per message$",
+        r"^headers array length \(1\) must match msgs array length \(2\): pass one header",
     ),
     (
         "pgmq.send_batch($1, $2::jsonb[], $3::jsonb[], 0)",
         [[{}], [{}, {}, {}]],
-        "^send_batch got 1 messages but 3 headers; pass one header per message$",
+        r"^headers array length \(3\) must match msgs array length \(1\): pass one header",
     ),
     (
         "pgmq.send_batch($1, $2::jsonb[], $3::jsonb[], now())",
         [[{}], []],
-        "^send_batch got 1 messages but 0 headers; pass one header per message$",
+        r"^headers array length \(0\) must match msgs array length \(1\): pass one header",
     ),
     (
         "pgmq.send($1, '{}'::jsonb, $2::integer)",
@@ -313,7 +315,7 @@ async def test_bad_notify_throttle(conn: asyncpg.Connection, queue: str) -> None
             "SELECT pgmq.enable_notify_insert($1, $2)",
             queue,
             value,
-            match="^throttle_interval_ms must be >= 0",
+            match="^throttle_interval_ms must be non-negative",
             sqlstate="22023",
         )
     assert await queue_state(conn) == before

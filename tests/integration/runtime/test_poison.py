@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from orchestrator.db import create_pool
+from orchestrator.errors import TooManyAbandoned
 from orchestrator.ops.dlq import replay_dead_letters
 from orchestrator.runtime import Fail, Retry, StepContext
 from tests.integration.runtime.conftest import Runtime
@@ -188,35 +189,58 @@ async def test_suspects_run_alone_and_the_cap_holds_before_the_handler(rt: Runti
     assert [(r["msg_id"], r["at"]) for r in isolated] == [(ids[0], None), (ids[1], 2), (ids[3], 4)]
 
 
+HUNG = PIPE.replace("timeout: 5s", "timeout: 300ms").replace("batch_size: 4", "batch_size: 1")
+
+
 async def test_a_hung_def_handler_does_not_starve_its_step(rt: Runtime) -> None:
-    await rt.apply(
-        PIPE.replace("timeout: 5s", "timeout: 300ms").replace("batch_size: 4", "batch_size: 1")
-    )
+    await rt.apply(HUNG)
     release = threading.Event()
     for n in range(24):
         await _send_text(rt, "pz__work", json.dumps({"n": n, "hang": n < 4}))
-    saw_abandoned: list[bool] = []
+    told: list[bool] = []
 
     def work(payload: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-        if payload["hang"]:
-            release.wait(60)
-            saw_abandoned.append(ctx.abandoned)
+        if payload["hang"] and ctx.attempt == 1:
+            release.wait(60)  # never returns in time: abandoned, its slot freed
+            told.append(ctx.abandoned)
         return payload
 
     consumer = rt.consumer("pz", "work", work, concurrency=2)
     try:
-        await rt.drain(consumer, until=lambda: _settled(rt, 20, 4))
-        assert consumer.abandoned > 0
+        await rt.drain(consumer, until=lambda: _settled(rt, 24, 0))
+        assert consumer.abandoned == 4  # still running, and never in a healthy message's way
     finally:
         release.set()
-    letters = await _dead_letters(rt)
-    assert {d["error"]["type"] for d in letters} == {"HandlerTimeout"}
-    assert sorted(d["payload"]["n"] for d in letters) == [0, 1, 2, 3]
-    assert sorted(r["message"]["n"] for r in await rt.rows("pz__after")) == list(range(4, 24))
+    assert sorted(r["message"]["n"] for r in await rt.rows("pz__after")) == list(range(24))
+    retried = await rt.conn.fetch(
+        "SELECT message->'n' AS n, headers->'errors'->0->>'type' AS error FROM pgmq.a_pz__work"
+        " WHERE read_ct = 2 ORDER BY 1"
+    )
+    assert [(r["n"], r["error"]) for r in retried] == [(n, "HandlerTimeout") for n in range(4)]
     deadline = time.monotonic() + 10
-    while len(saw_abandoned) < 12 and time.monotonic() < deadline:
+    while len(told) < 4 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert saw_abandoned and all(saw_abandoned)  # every hung attempt was told
+    assert told == [True] * 4  # each abandoned attempt could see it was given up on
+
+
+async def test_a_worker_with_too_many_stuck_threads_stops_to_be_replaced(rt: Runtime) -> None:
+    await rt.apply(HUNG)
+    release = threading.Event()
+    for n in range(8):
+        await _send_text(rt, "pz__work", json.dumps({"n": n}))
+
+    def work(payload: dict[str, Any], ctx: StepContext) -> None:
+        release.wait(60)
+
+    consumer = rt.consumer("pz", "work", work, concurrency=1)
+    stopping = asyncio.Event()
+    try:
+        with pytest.raises(TooManyAbandoned, match="still run in this worker"):
+            await asyncio.wait_for(consumer.run(stopping), 30)
+    finally:
+        release.set()
+    assert consumer.abandoned <= 3 and consumer.in_flight == 0
+    assert await rt.count("pz__work") == 8 and await rt.count("pz_dead") == 0  # nothing lost
 
 
 @pytest.mark.parametrize("isolation", ["repeatable read", "serializable"])

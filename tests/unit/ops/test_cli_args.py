@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from orchestrator.cli.ops_cmd import duration, positive_duration, positive_int
+from orchestrator.cli.arguments import duration, positive_duration, positive_int
 from orchestrator.errors import UsageError
 from orchestrator.ops.dlq import parse_id, parse_ids
 

@@ -97,6 +97,18 @@ def test_routes_name_successors_and_joins() -> None:
     assert StepTarget.of(pipeline, pipeline.step("d")).routes == "[]"
 
 
+def test_a_route_to_a_grouped_step_carries_the_key_path() -> None:
+    pipeline = parse_pipeline(
+        "pipeline: p\nsteps:\n  a: {handler: m:a, next: b}\n"
+        "  b: {handler: m:b, group_by: customer.id}\n",
+        Path("p.yaml"),
+    )
+    sender = f'"spec_hash":"{pipeline.spec_hash()}"'
+    assert StepTarget.of(pipeline, pipeline.step("a")).routes == (
+        f'[{{"step":"b","delay":0.0,"expects":null,{sender},"group":["customer","id"]}}]'
+    )
+
+
 def test_message_without_run_id_gets_one() -> None:
     message = Message.from_row((1, 1, '{"a": 1}', None), "q")
     assert message.headers == {} and str(uuid.UUID(message.run_id)) == message.run_id

@@ -11,9 +11,12 @@
 -- * Errors the caller can fix carry SQLSTATE 22023 (invalid_parameter_value); an unknown
 --   queue raises 42P01 (undefined_table) with the message 'queue "<name>" does not exist'.
 
--- Raise unless `queue_name` is a valid queue name: 1-47 ASCII letters, digits or underscores.
--- Names are case-insensitive (stored lower-cased); anything else (spaces, quotes, `;`, `-`,
--- non-ASCII look-alikes) is refused so that q_<name> is always a plain identifier.
+-- Raise unless `queue_name` is a valid queue name: 1-47 ASCII letters, digits, underscores or
+-- hyphens (`order-events`, as PGMQ allows). Names are case-insensitive (stored lower-cased).
+-- What PGMQ refuses (`$`, `;`, `--`, `'`) is refused with PGMQ's text, and so is anything else
+-- outside that set (spaces, quotes, non-ASCII look-alikes): every table name stays an
+-- identifier that quote_ident()/format('%I') quote, and a channel name LISTEN can spell.
+-- Error texts begin with PGMQ's where PGMQ has one (clients match on them).
 CREATE OR REPLACE FUNCTION pgmq.validate_queue_name(queue_name text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -28,15 +31,31 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF length(queue_name) > 47 THEN
-        RAISE EXCEPTION 'queue name % is too long: % characters, at most 47',
+        RAISE EXCEPTION 'queue name is too long, maximum length is 47 characters: % has %',
             quote_literal(left(queue_name, 60)), length(queue_name)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM pgmq_ext.check_name_characters(queue_name);
     -- The character class is spelled out (no ranges, no classes) so no collation or locale
     -- can widen it.
-    IF queue_name !~ '^[abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_]+$' THEN
-        RAISE EXCEPTION 'invalid queue name %: use only letters a-z, digits and underscores',
+    IF queue_name !~ '^[abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-]+$' THEN
+        RAISE EXCEPTION 'invalid queue name %: use only letters a-z, digits, underscores and hyphens',
             quote_literal(queue_name)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+-- PGMQ's own refusal (its format_table_name): `$`, `;`, `--` or a single quote, with its text.
+CREATE OR REPLACE FUNCTION pgmq_ext.check_name_characters(queue_name text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF strpos(queue_name, '$') > 0 OR strpos(queue_name, ';') > 0
+       OR strpos(queue_name, '--') > 0 OR strpos(queue_name, '''') > 0 THEN
+        RAISE EXCEPTION 'queue name contains invalid characters: $, ;, --, or \'' (got %)',
+            quote_literal(left(queue_name, 60))
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 END

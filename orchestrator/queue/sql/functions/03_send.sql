@@ -61,6 +61,25 @@ RETURN format(
     'RETURNING msg_id',
     pgmq_ext.queue_table(queue_name), vt, msgs, headers);
 
+-- Raise unless `msgs` holds at least one message and `headers` (when given) one per message.
+CREATE OR REPLACE FUNCTION pgmq_ext.check_batch(msgs jsonb[], headers jsonb[])
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    IF msgs IS NULL OR cardinality(msgs) = 0 THEN
+        RAISE EXCEPTION 'msgs cannot be NULL or empty: send_batch needs at least one message (msgs is %)',
+            CASE WHEN msgs IS NULL THEN 'NULL' ELSE 'empty' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF headers IS NOT NULL AND cardinality(headers) <> cardinality(msgs) THEN
+        RAISE EXCEPTION 'headers array length (%) must match msgs array length (%): pass one header per message',
+            cardinality(headers), cardinality(msgs)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
 -- The INSERT the send_batch() overloads run, after checking the batch: $1 vt, $2 msgs,
 -- $3 headers.
 CREATE OR REPLACE FUNCTION pgmq_ext.send_batch_sql(queue_name text, msgs jsonb[], headers jsonb[])
@@ -68,16 +87,7 @@ RETURNS text
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
-    IF msgs IS NULL OR cardinality(msgs) = 0 THEN
-        RAISE EXCEPTION 'send_batch needs at least one message (msgs is %)',
-            CASE WHEN msgs IS NULL THEN 'NULL' ELSE 'empty' END
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF headers IS NOT NULL AND cardinality(headers) <> cardinality(msgs) THEN
-        RAISE EXCEPTION 'send_batch got % messages but % headers; pass one header per message',
-            cardinality(msgs), cardinality(headers)
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM pgmq_ext.check_batch(msgs, headers);
     RETURN pgmq_ext.send_batch_sql(queue_name, '$1', '$2::jsonb[]', '$3::jsonb[]');
 END
 $$;

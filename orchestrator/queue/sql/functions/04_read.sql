@@ -76,6 +76,23 @@ BEGIN
 END
 $$;
 
+-- Raise unless the polling arguments of a *_with_poll read are usable.
+CREATE OR REPLACE FUNCTION pgmq_ext.check_poll(max_poll_seconds integer, poll_interval_ms integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF max_poll_seconds IS NULL OR max_poll_seconds < 0 THEN
+        RAISE EXCEPTION 'max_poll_seconds must be >= 0, got %', coalesce(max_poll_seconds::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF poll_interval_ms IS NULL OR poll_interval_ms <= 0 THEN
+        RAISE EXCEPTION 'poll_interval_ms must be > 0, got %', coalesce(poll_interval_ms::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
 -- read(), repeated every `poll_interval_ms` until a message is visible or `max_poll_seconds`
 -- have passed. Every attempt runs with a fresh snapshot (READ COMMITTED), so messages
 -- committed while waiting are found; under REPEATABLE READ only the first attempt can see new
@@ -97,14 +114,7 @@ DECLARE
     deadline timestamptz;
 BEGIN
     PERFORM pgmq_ext.check_read(vt, qty);
-    IF max_poll_seconds IS NULL OR max_poll_seconds < 0 THEN
-        RAISE EXCEPTION 'max_poll_seconds must be >= 0, got %', coalesce(max_poll_seconds::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF poll_interval_ms IS NULL OR poll_interval_ms <= 0 THEN
-        RAISE EXCEPTION 'poll_interval_ms must be > 0, got %', coalesce(poll_interval_ms::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM pgmq_ext.check_poll(max_poll_seconds, poll_interval_ms);
     statement := pgmq_ext.read_sql(queue_name, qty, conditional);
     deadline := now_ts + make_interval(secs => max_poll_seconds);
     LOOP

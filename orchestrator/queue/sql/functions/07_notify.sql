@@ -78,7 +78,7 @@ DECLARE
     sequence_name text := 'pgmq_ext.' || quote_ident('q_' || qname || '_notify');
 BEGIN
     IF throttle_interval_ms IS NULL OR throttle_interval_ms < 0 THEN
-        RAISE EXCEPTION 'throttle_interval_ms must be >= 0, got %', coalesce(throttle_interval_ms::text, 'NULL')
+        RAISE EXCEPTION 'throttle_interval_ms must be non-negative, got: %', coalesce(throttle_interval_ms::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pgmq_ext.lock_queue(qname);

@@ -482,11 +482,13 @@ BEGIN
 END
 $$;
 
--- Create a partitioned queue (see the top of this file). Idempotent like create().
+-- Create a partitioned queue (see the top of this file), with partitions for `premake`
+-- intervals ahead. Idempotent like create().
 CREATE OR REPLACE FUNCTION pgmq.create_partitioned(
     queue_name text,
     partition_interval text DEFAULT '10000',
-    retention_interval text DEFAULT '100000'
+    retention_interval text DEFAULT '100000',
+    premake integer DEFAULT 4
 )
 RETURNS void
 LANGUAGE plpgsql
@@ -495,6 +497,12 @@ DECLARE
     qname text := pgmq_ext.queue_name(queue_name);
     cfg pgmq_ext.partition_config := pgmq_ext.partition_settings(qname, partition_interval, retention_interval);
 BEGIN
+    IF premake IS NULL OR premake < 1 OR premake > 1000 THEN
+        RAISE EXCEPTION 'premake must be at least 1, got %', coalesce(premake::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'premake is the number of partitions made ahead, 1 to 1000.';
+    END IF;
+    cfg.premake := premake;
     IF NOT pgmq_ext.claim_queue_name(qname) THEN
         RETURN;
     END IF;

@@ -13,7 +13,8 @@
 -- message is ever handed off twice.
 
 -- Claim messages of `queue_name` for the caller's transaction: lock those still at the
--- read_ct the caller saw; returns the msg_ids claimed.
+-- read_ct the caller saw; returns the msg_ids claimed. Messages of cancelled runs are deleted
+-- instead of claimed.
 --
 -- The lock is FOR KEY SHARE. pgmq.read locks FOR UPDATE SKIP LOCKED, which conflicts with it,
 -- so no reader can take a claimed message however long its handler runs. Unlike FOR UPDATE,
@@ -33,6 +34,15 @@ LANGUAGE plpgsql
 SET lock_timeout = '5s'
 AS $$
 BEGIN
+    -- A message read just before its run was cancelled (the cancel passes over rows a reader
+    -- has locked for a moment) is deleted here instead of being claimed: one probe of
+    -- cancelled_runs' primary key per message.
+    EXECUTE format(
+        'DELETE FROM %s q USING unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
+        ' WHERE q.msg_id = f.id AND q.read_ct = f.ct AND EXISTS (SELECT FROM orchestrator.cancelled_runs c'
+        ' WHERE c.run_id = orchestrator.uuid_or_null(q.headers ->> ''run_id''))',
+        pgmq_ext.queue_table(queue_name))
+        USING msg_ids, read_cts;
     RETURN QUERY EXECUTE format(
         'SELECT q.msg_id FROM %s q JOIN unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
         ' ON q.msg_id = f.id AND q.read_ct = f.ct'
@@ -153,6 +163,7 @@ AS $$
 DECLARE
     payloads jsonb[];
     headers jsonb[];
+    join_group text[];
 BEGIN
     WITH arrival AS (
         SELECT DISTINCT ON (a.run_id) a.run_id, a.output, a.parent_id, a.headers
@@ -173,7 +184,7 @@ BEGIN
     SELECT array_agg(u.arrived ORDER BY u.run_id),
            array_agg(orchestrator.step_headers(
                          a.headers, orchestrator.header_base(arrive.pipeline, join_step, from_step, sent_at),
-                         u.run_id, a.parent_id)
+                         u.run_id, a.parent_id) - 'x-pgmq-group'
                      ORDER BY u.run_id)
       INTO payloads, headers
       FROM upserted u
@@ -181,6 +192,12 @@ BEGIN
      WHERE u.completed_at IS NOT NULL;
     IF payloads IS NULL THEN
         RETURN 0;
+    END IF;
+    SELECT orchestrator.group_path(p.spec, join_step) INTO join_group
+      FROM orchestrator.pipelines p WHERE p.name = arrive.pipeline;
+    IF join_group IS NOT NULL THEN
+        headers := ARRAY(SELECT orchestrator.grouped(h, b, join_group)
+                           FROM unnest(headers, payloads) AS x (h, b));
     END IF;
     PERFORM pgmq.send_batch(orchestrator.step_queue(pipeline, join_step), payloads, headers,
                             sent_at + make_interval(secs => delay));
@@ -192,7 +209,9 @@ $$;
 -- returned `outputs` (JSON objects) in runs `run_ids`: archive them (delete them when
 -- `archive` is false) and send each output to every route. `routes` lists the successors:
 -- [{"step": "<name>", "delay": <seconds>, "expects": null | ["<predecessor>", ...],
---   "spec_hash": "<the sender's spec hash>"}]; a route with `expects` is a join (see arrive()). Raises when a message is no longer owned.
+--   "spec_hash": "<the sender's spec hash>"}]; a route with `expects` is a join (see arrive()).
+-- Raises when a message is no longer owned.
+-- Outputs of cancelled runs go nowhere (see orchestrator.cancelled_among()).
 CREATE OR REPLACE FUNCTION orchestrator.hand_off(
     pipeline text,
     step text,
@@ -217,6 +236,8 @@ DECLARE
     parent_headers jsonb[];
     route jsonb;
     base jsonb;
+    group_path text[];
+    cancelled uuid[];
 BEGIN
     handed_off := 0;
     sent := 0;
@@ -247,6 +268,18 @@ BEGIN
     IF jsonb_array_length(routes) = 0 THEN
         RETURN;
     END IF;
+    -- Runs cancelled by now send nothing further (their messages are archived all the same).
+    cancelled := orchestrator.cancelled_among(run_ids);
+    IF cardinality(cancelled) > 0 THEN
+        SELECT array_agg(k.id ORDER BY k.i), array_agg(k.run ORDER BY k.i), array_agg(k.output ORDER BY k.i)
+          INTO msg_ids, run_ids, outputs
+          FROM unnest(msg_ids, run_ids, outputs) WITH ORDINALITY AS k (id, run, output, i)
+         WHERE k.run <> ALL (cancelled);
+        n := coalesce(cardinality(msg_ids), 0);
+        IF n = 0 THEN
+            RETURN;
+        END IF;
+    END IF;
     -- The next messages carry the spec hash of the sender (set in its routes) when it has one.
     parent_headers := ARRAY(
         SELECT CASE WHEN routes -> 0 ? 'spec_hash'
@@ -264,11 +297,16 @@ BEGIN
                 run_ids, outputs, msg_ids, parent_headers, now_ts);
         ELSE
             base := orchestrator.header_base(pipeline, route ->> 'step', step, now_ts);
+            group_path := CASE WHEN jsonb_typeof(route -> 'group') = 'array'
+                               THEN ARRAY(SELECT jsonb_array_elements_text(route -> 'group')) END;
             PERFORM pgmq.send_batch(
                 orchestrator.step_queue(pipeline, route ->> 'step'),
                 outputs,
-                ARRAY(SELECT orchestrator.step_headers(p.headers, base, p.run_id, p.id)
-                        FROM unnest(parent_headers, run_ids, msg_ids) AS p (headers, run_id, id)),
+                ARRAY(SELECT orchestrator.grouped(
+                                 orchestrator.step_headers(p.headers, base, p.run_id, p.id),
+                                 p.output, group_path)
+                        FROM unnest(parent_headers, run_ids, msg_ids, outputs)
+                             AS p (headers, run_id, id, output)),
                 now_ts + make_interval(secs => coalesce((route ->> 'delay')::float8, 0)));
             sent := sent + n;
         END IF;
@@ -337,6 +375,46 @@ BEGIN
 END
 $$;
 
+-- Failed attempts of cancelled runs get no retry: delete those messages (fenced) and return
+-- the retries left, with how many were dropped.
+CREATE OR REPLACE FUNCTION orchestrator.drop_cancelled(
+    queue_name text, msg_ids bigint[], read_cts integer[], delays double precision[], headers jsonb[],
+    OUT gone integer, OUT ids bigint[], OUT read_cts_left integer[],
+    OUT delays_left double precision[], OUT headers_left jsonb[])
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    cancelled uuid[] := orchestrator.cancelled_among(ARRAY(
+        SELECT (h ->> 'run_id')::uuid FROM unnest(headers) AS h
+         WHERE h ->> 'run_id' ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'));
+    doomed bigint[];
+BEGIN
+    gone := 0;
+    ids := msg_ids;
+    read_cts_left := read_cts;
+    delays_left := delays;
+    headers_left := headers;
+    IF cardinality(cancelled) = 0 THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(k.id) FILTER (WHERE k.dead),
+           coalesce(array_agg(k.id ORDER BY k.i) FILTER (WHERE NOT k.dead), '{}'),
+           coalesce(array_agg(k.ct ORDER BY k.i) FILTER (WHERE NOT k.dead), '{}'),
+           coalesce(array_agg(k.delay ORDER BY k.i) FILTER (WHERE NOT k.dead), '{}'),
+           coalesce(array_agg(k.h ORDER BY k.i) FILTER (WHERE NOT k.dead), '{}')
+      INTO doomed, ids, read_cts_left, delays_left, headers_left
+      FROM (SELECT u.*, coalesce(u.h ->> 'run_id' = ANY (cancelled::text[]), false) AS dead
+              FROM unnest(msg_ids, read_cts, delays, headers) WITH ORDINALITY AS u (id, ct, delay, h, i)
+           ) AS k;
+    EXECUTE format(
+        'DELETE FROM %s q USING unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
+        ' WHERE q.msg_id = f.id AND q.read_ct = f.ct AND q.msg_id = ANY ($3)',
+        pgmq_ext.queue_table(queue_name))
+        USING msg_ids, read_cts, doomed;
+    GET DIAGNOSTICS gone = ROW_COUNT;
+END
+$$;
+
 -- Everything a batch ends with, in one call (one round trip): hand off the successes, retry
 -- or dead-letter the failures. The caller runs it in the transaction holding the claim and
 -- the handlers' writes, then commits.
@@ -367,10 +445,16 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     queue text := orchestrator.step_queue(pipeline, step);
+    dropped integer;
 BEGIN
     SELECT h.handed_off, h.sent, h.joins_completed INTO handed_off, sent, joins_completed
       FROM orchestrator.hand_off(pipeline, step, routes, archive, done_ids, done_read_cts,
                                  done_run_ids, done_outputs) AS h;
+    IF cardinality(retry_ids) > 0 THEN
+        SELECT d.gone, d.ids, d.read_cts_left, d.delays_left, d.headers_left
+          INTO dropped, retry_ids, retry_read_cts, retry_delays, retry_headers
+          FROM orchestrator.drop_cancelled(queue, retry_ids, retry_read_cts, retry_delays, retry_headers) AS d;
+    END IF;
     retried := orchestrator.retry_later(queue, retry_ids, retry_read_cts, retry_delays, retry_headers);
     dead_lettered := orchestrator.dead_letter(queue, dead_letter_queue, dead_ids, dead_read_cts, dead_bodies);
 END

@@ -8,7 +8,8 @@
 -- * the old queue's archive, with its msg_ids (the new queue's msg_id sequence is moved past
 --   them, so ids stay unique and parent_id links of later messages stay valid);
 -- * dead letters of the old step in `dead_letter_queue` (replay then targets the new queue);
--- * join rows: of the step itself when it is a join, and as an arrived/expected predecessor.
+-- * join rows: of the step itself when it is a join, and as an arrived/expected predecessor;
+-- * a pause of the old step (`orchestrator pause`): the renamed step stays paused.
 -- Returns what was moved.
 CREATE OR REPLACE FUNCTION orchestrator.move_step(
     pipeline text, old_step text, new_step text, dead_letter_queue text,
@@ -68,6 +69,13 @@ BEGIN
      WHERE j.pipeline = move_step.pipeline AND old_step = ANY (j.expected);
     GET DIAGNOSTICS more = ROW_COUNT;
     join_rows := join_rows + more;
+    INSERT INTO orchestrator.paused_steps (pipeline, step, paused_at, paused_by)
+    SELECT p.pipeline, new_step, p.paused_at, p.paused_by
+      FROM orchestrator.paused_steps p
+     WHERE p.pipeline = move_step.pipeline AND p.step = old_step
+    ON CONFLICT ON CONSTRAINT paused_steps_pkey DO NOTHING;
+    DELETE FROM orchestrator.paused_steps p
+     WHERE p.pipeline = move_step.pipeline AND p.step = old_step;
 END
 $$;
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from orchestrator.ops.dlq import DeadLetter, ReplayReport
-from orchestrator.ops.format import (
+from orchestrator.cli.format import (
     Cell,
     age,
     count,
+    fit_columns,
     paint,
     percent,
     shorten,
@@ -21,9 +21,17 @@ from orchestrator.ops.format import (
     table,
     timestamp,
 )
+from orchestrator.ops.dlq import DeadLetter, ReplayReport
+from orchestrator.ops.flow import StepFlow
 from orchestrator.ops.maintain import MaintainReport
 from orchestrator.ops.schedules import NextTick
-from orchestrator.ops.status import DEAD_TUPLE_ALERT, PipelineStatus, StatusReport, StepStatus
+from orchestrator.ops.status import (
+    DEAD_TUPLE_ALERT,
+    DEAD_TUPLE_MIN,
+    PipelineStatus,
+    StatusReport,
+    StepStatus,
+)
 from orchestrator.ops.trace import Trace, TraceEntry
 from orchestrator.spec.durations import format_duration
 
@@ -43,35 +51,65 @@ _STATUS_HEADERS = (
 )
 
 
-def status_text(report: StatusReport, *, colour: bool = False) -> str:
-    """One block per pipeline: a header line, a row per step, dead letters and schedules."""
+_DROPPED_FIRST = (10, 11, 2, 5, 4, 3)
+"""Status columns left out, in this order, when the table is wider than the terminal:
+size, dead, visible, delayed, retrying, in flight (waiting, oldest and failures stay)."""
+
+
+def status_text(report: StatusReport, *, colour: bool = False, width: int | None = None) -> str:
+    """One block per pipeline: a header line, a row per step, dead letters and schedules.
+    With `width`, columns are left out (see `_DROPPED_FIRST`) until each table fits."""
     if not report.pipelines:
         return "no pipelines applied yet (run `orchestrator apply`)"
     window = format_duration(report.window)
-    blocks = [_pipeline_block(p, report, window, colour) for p in report.pipelines]
+    blocks = [_pipeline_block(p, report, window, colour, width) for p in report.pipelines]
     blocks += [
         paint("warning: " + h.describe(report.measured_at), "yellow", colour)
         for h in report.horizon
     ]
     legend = (
         "waiting = visible + in flight + retrying + delayed; handed off and failures (failed "
-        f"attempts): last {window}; dead: share of dead tuples in the queue table"
+        f"attempts): last {window}; dead: share of dead tuples in the queue table (shown from "
+        f"{DEAD_TUPLE_MIN} dead tuples on, when autovacuum would start)"
     )
+    if width is not None and any(_fit(p, window, width)[2] != _ALL for p in report.pipelines):
+        legend += "; columns left out to fit the terminal: --wide shows all"
     return "\n\n".join(blocks) + "\n\n" + paint(legend, "dim", colour)
 
 
-def _pipeline_block(p: PipelineStatus, report: StatusReport, window: str, colour: bool) -> str:
+_ALL = list(range(len(_STATUS_HEADERS)))
+
+
+def _fit(
+    p: PipelineStatus, window: str, width: int | None
+) -> tuple[list[str], list[list[Cell]], list[int]]:
+    headers = list(_STATUS_HEADERS)
+    headers[7] = f"handed off/{window}"
+    headers[8] = f"failures/{window}"
+    rows = [_step_row(s) for s in p.steps]
+    fitted, kept_rows, kept = fit_columns(headers, rows, width, _DROPPED_FIRST, indent=2)
+    return fitted, [[_cell_of(c) for c in r] for r in kept_rows], kept
+
+
+def _cell_of(value: Cell | str) -> Cell:
+    return value if isinstance(value, Cell) else Cell(value)
+
+
+def _pipeline_block(
+    p: PipelineStatus, report: StatusReport, window: str, colour: bool, width: int | None
+) -> str:
     head = paint(p.name, "bold", colour) + f"  (applied {timestamp(p.applied_at)[:16]})"
     if p.changed:
         head += "  " + paint(
             "pipeline file changed since apply: run `orchestrator apply`", "yellow", colour
         )
-    headers = list(_STATUS_HEADERS)
-    headers[7] = f"handed off/{window}"
-    headers[8] = f"failures/{window}"
-    rows = [_step_row(s) for s in p.steps]
-    lines = [head, table(headers, rows, right=range(1, 12), colour=colour, indent="  ")]
+    headers, rows, kept = _fit(p, window, width)
+    right = [i for i, column in enumerate(kept) if column >= 1]
+    lines = [head, table(headers, rows, right=right, colour=colour, indent="  ")]
     lines.append("  " + _dead_letter_line(p, colour))
+    lines += ["  " + _flow_line(f, colour) for f in p.flow]
+    if p.cancelled_runs:
+        lines.append(f"  cancelled runs: {p.cancelled_runs}")
     lines += ["  " + _schedule_line(t, report.measured_at, colour) for t in p.schedules]
     return "\n".join(lines)
 
@@ -80,7 +118,8 @@ def _step_row(s: StepStatus) -> list[Cell]:
     n = s.numbers
     if n is None:
         return [Cell(s.step, "red"), Cell("queue missing", "red"), *[Cell("")] * 10]
-    share = n.dead_tuple_share
+    few = 0 < n.dead_tuples < DEAD_TUPLE_MIN  # a share of a handful of tuples says nothing
+    share = None if few else n.dead_tuple_share
     old = n.oldest_age is not None and n.oldest_age > s.visibility_timeout
     return [
         Cell(s.step),
@@ -96,6 +135,11 @@ def _step_row(s: StepStatus) -> list[Cell]:
         Cell(size(n.table_bytes)),
         Cell(percent(share), "yellow" if share is not None and share > DEAD_TUPLE_ALERT else None),
     ]
+
+
+def _flow_line(f: StepFlow, colour: bool) -> str:
+    text = "flow " + f.describe()
+    return paint(text, "yellow", colour) if f.paused_since is not None else text
 
 
 def _dead_letter_line(p: PipelineStatus, colour: bool) -> str:
@@ -135,7 +179,7 @@ def dead_letters_text(pipeline: str, letters: Sequence[DeadLetter], *, total: in
             d.step or "?",
             d.run_id or "-",
             "-" if d.attempts is None else str(d.attempts),
-            timestamp(d.entered_at)[:19],
+            timestamp(d.failed_at or d.entered_at),
             shorten(d.error, 70),
         ]
         for d in letters
@@ -159,13 +203,13 @@ def dead_letter_text(d: DeadLetter) -> str:
         f"  run:        {d.run_id or '-'}",
         f"  attempts:   {'-' if d.attempts is None else d.attempts}"
         + ("  (permanent failure: not retried)" if d.permanent else ""),
-        f"  failed at:  {d.failed_at or '-'}",
+        f"  failed at:  {timestamp(d.failed_at or d.entered_at)}",
         f"  error:      {d.error}",
     ]
     for e in d.errors:
         if isinstance(e, dict):
             lines.append(
-                f"  attempt {e.get('attempt', '?')}:  {e.get('at', '?')}  "
+                f"  attempt {e.get('attempt', '?')}:  {timestamp(e.get('at'))}  "
                 f"{e.get('type', '?')}: {shorten(str(e.get('message', '')), 100)}"
             )
     if d.traceback:
@@ -202,7 +246,14 @@ def _ids(ids: Sequence[int]) -> str:
 def trace_text(trace: Trace, *, colour: bool = False) -> str:
     """The run's messages in time order, their errors, and the joins still waiting."""
     start = min((e.sent for e in trace.entries if e.sent), default=None)
-    state_style = {"done": "green", "failed": "red", "running": "yellow", "waiting": "yellow"}
+    state_style = {
+        "done": "green",
+        "failed": "red",
+        "running": "yellow",
+        "waiting": "yellow",
+        "unknown": "yellow",
+        "cancelled": "red",
+    }
     head = (
         f"run {trace.run_id}  "
         + paint(trace.state, state_style.get(trace.state), colour)
@@ -211,6 +262,13 @@ def trace_text(trace: Trace, *, colour: bool = False) -> str:
     )
     rows = [_trace_row(e, start) for e in trace.entries]
     lines = [head]
+    if trace.cancelled is not None:
+        c = trace.cancelled
+        lines.append(
+            "  "
+            + paint("cancelled", "red", colour)
+            + f" {timestamp(c.at)} by {c.by} ({c.removed} waiting message(s) removed)"
+        )
     if rows:
         headers = ("step", "msg", "state", "sent", "started", "finished", "took", "attempts")
         lines.append(table(headers, rows, right=(1, 3, 4, 5, 6, 7), colour=colour, indent="  "))
@@ -220,9 +278,14 @@ def trace_text(trace: Trace, *, colour: bool = False) -> str:
                 "  "
                 + paint("error", "red", colour)
                 + f" {e.step} msg {e.msg_id or '?'} attempt {err.get('attempt', '-')}"
-                + f" ({err.get('at', '?')}): {err.get('type') or '?'}: "
+                + f" ({timestamp(err.get('at'))}): {err.get('type') or '?'}: "
                 + shorten(str(err.get("message") or ""), 120)
             )
+    if trace.unrecorded:
+        lines.append(
+            f"  unknown: no record of step {', '.join(trace.unrecorded)} "
+            "(not reached, or done and not archived)"
+        )
     for j in trace.joins:
         if j.completed_at is None:
             lines.append(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from orchestrator.cli.views import status_text
 from orchestrator.ops.schedules import NextTick
 from orchestrator.ops.status import PipelineStatus, QueueNumbers, StatusReport, StepStatus
-from orchestrator.ops.views import status_text
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -47,7 +47,7 @@ def test_healthy_steps_have_no_colour_even_on_a_terminal() -> None:
 def test_attention_is_coloured() -> None:
     steps = [
         row("fetch", numbers(oldest_age=120.0), dead_letters=2),
-        row("sync", numbers(live_tuples=10, dead_tuples=30)),
+        row("sync", numbers(live_tuples=100, dead_tuples=300)),
         row("label", None),
     ]
     coloured = status_text(report(steps), colour=True)
@@ -65,3 +65,19 @@ def test_overdue_schedule() -> None:
     text = status_text(report([row("fetch", numbers())], (late,)))
     assert "schedule daily (0 6 * * *, UTC): next tick 2030-01-01 11:00 UTC (1h00m ago)" in text
     assert "overdue: is a worker running?" in text
+
+
+def test_one_handled_message_is_no_dead_tuple_alarm() -> None:
+    # After the first message a queue table holds one dead tuple and no live one: 100%.
+    text = status_text(report([row("fetch", numbers(live_tuples=0, dead_tuples=1))]), colour=True)
+    body = text.split("\n")[2]
+    assert "100%" not in body and "\x1b[" not in body
+    assert body.split()[-1] == "-"
+
+
+def test_status_fits_the_width_it_is_given() -> None:
+    wide = status_text(report([row("fetch", numbers(waiting=3, visible=3))]))
+    narrow = status_text(report([row("fetch", numbers(waiting=3, visible=3))]), width=60)
+    assert max(len(line) for line in narrow.split("\n")[:3]) <= 60
+    assert "size" in wide.split("\n")[1] and "size" not in narrow.split("\n")[1]
+    assert "--wide shows all" in narrow and "--wide" not in wide

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from orchestrator.ops.progress import Progress, progress_callback
+from orchestrator.cli.progress import Progress, progress_callback
 
 
 class Clock:

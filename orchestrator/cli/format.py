@@ -71,6 +71,26 @@ def table(
     return "\n".join(lines)
 
 
+def fit_columns(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[CellLike]],
+    width: int | None,
+    droppable: Sequence[int],
+    *,
+    indent: int = 0,
+) -> tuple[list[str], list[list[CellLike]], list[int]]:
+    """The columns of a table that fit in `width` characters, dropping those of `droppable` in
+    that order until they do; returns the headers, rows and the indexes kept."""
+    kept = list(range(len(headers)))
+    for column in [None, *droppable]:
+        if column is not None:
+            kept.remove(column)
+        widths = [max([len(headers[i])] + [len(_cell(r[i]).text) for r in rows]) for i in kept]
+        if width is None or indent + sum(widths) + 2 * (len(kept) - 1) <= width:
+            break
+    return [headers[i] for i in kept], [[r[i] for i in kept] for r in rows], kept
+
+
 def _line(
     row: Sequence[Cell], widths: Sequence[int], right: Sequence[int], colour: bool, indent: str
 ) -> str:
@@ -118,8 +138,14 @@ def percent(share: float | None) -> str:
     return "-" if share is None else f"{share * 100:.0f}%"
 
 
-def timestamp(moment: datetime | None) -> str:
-    """Local wall-clock time with milliseconds, e.g. 2024-05-01 14:03:07.123."""
+def timestamp(moment: datetime | str | None) -> str:
+    """Local wall-clock time with milliseconds, e.g. 2024-05-01 14:03:07.123: the one format of
+    every time the commands print (an ISO text, as headers carry them, is read first)."""
+    if isinstance(moment, str):
+        try:
+            return timestamp(datetime.fromisoformat(moment))
+        except ValueError:
+            return moment
     if moment is None:
         return "-"
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]

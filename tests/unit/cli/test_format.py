@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from orchestrator.ops.format import (
+from orchestrator.cli.format import (
     Cell,
     age,
     colour_enabled,

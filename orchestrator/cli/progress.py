@@ -43,6 +43,8 @@ class Progress:
         self.label = label
         self.total = total
         self.done = 0
+        self.detail = ""
+        """Text shown after the counts (what is left where, say)."""
         self._stream = stream if stream is not None else sys.stderr
         if interactive is None:
             isatty = getattr(self._stream, "isatty", None)
@@ -95,7 +97,8 @@ class Progress:
             self._write("\r" + self._bar(now) + "\x1b[K")
         else:
             self._lines += 1
-            self._write(f"{self.label}: {self._count()}{self._percent()}{self._rate(now)}\n")
+            line = f"{self.label}: {self._count()}{self._percent()}{self._rate(now)}{self.detail}"
+            self._write(line + "\n")
 
     def _write(self, text: str) -> None:
         self._stream.write(text)
@@ -120,7 +123,7 @@ class Progress:
         return text
 
     def _bar(self, now: float) -> str:
-        tail = f" {self._count()}{self._percent()}{self._rate(now)}"
+        tail = f" {self._count()}{self._percent()}{self._rate(now)}{self.detail}"
         if not self.total:
             return f"{self.label}:{tail}"
         columns = self._width or shutil.get_terminal_size((80, 24)).columns

@@ -1,0 +1,162 @@
+"""Backpressure, pause/resume, cancel and deduplicated starts with real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from pathlib import Path
+
+from tests.integration.flow.support import calls, fetch, fetchval, flow_project, prepare
+from tests.integration.process.support import CLI, clean_env, send_runs, wait_until
+
+BACKPRESSURE = """\
+pipeline: pressed
+steps:
+  fast:
+    handler: handlers.timed:timed
+    concurrency: 2
+    batch_size: 2
+    next: [slow]
+  slow:
+    handler: handlers.timed:timed
+    max_waiting: 10
+"""
+
+TWO_STEPS = """\
+pipeline: two
+steps:
+  first:
+    handler: handlers.timed:timed
+    concurrency: 2
+    next: [second]
+  second:
+    handler: handlers.timed:timed
+    concurrency: 2
+"""
+
+
+VISIBLE_SLOW = "SELECT count(*) FROM pgmq.q_pressed__slow WHERE vt <= now()"
+
+
+async def test_a_full_successor_holds_its_predecessors_back(tmp_path: Path, dsn: str) -> None:
+    project = flow_project(tmp_path, {"pressed": BACKPRESSURE})
+    await prepare(dsn, project)
+    await send_runs(dsn, "pressed", [{"seq": n, "sleep": 0.05} for n in range(60)])
+    worker = project.start("run", "--dsn", dsn, "--workers", "2")
+    deepest = 0
+    try:
+        deadline = time.monotonic() + 120
+        while len(await calls(dsn, "slow")) < 60:
+            assert time.monotonic() < deadline, "the pipeline did not finish"
+            depth = await fetchval(
+                dsn, "SELECT count(*) FROM pgmq.q_pressed__slow WHERE vt <= now()"
+            )
+            deepest = max(deepest, depth)
+            await asyncio.sleep(0.05)
+    finally:
+        worker.stop()
+    # Two processes x two loops each may have checked just before the cap was reached, each
+    # then handing off one batch of two.
+    assert 10 <= deepest <= 10 + 2 * 2 * 2, f"{deepest} visible messages behind a cap of 10"
+    assert len(await calls(dsn, "fast")) == 60
+
+
+async def test_pause_stops_reading_within_a_second_and_resume_carries_on(
+    tmp_path: Path, dsn: str
+) -> None:
+    project = flow_project(tmp_path, {"two": TWO_STEPS})
+    await prepare(dsn, project)
+    worker = project.start("run", "--dsn", dsn, "--workers", "2")
+    try:
+        paused = project.cli("pause", "--dsn", dsn, "two.second")
+        assert paused.returncode == 0, paused.stderr
+        assert paused.stdout.strip() == "paused two.second"
+        await asyncio.sleep(1.5)  # workers look at pauses once a second
+        await send_runs(dsn, "two", [{"seq": n} for n in range(10)])
+
+        async def firsts() -> bool:
+            return len(await calls(dsn, "first")) == 10
+
+        await wait_until(firsts, 60, "the first step")
+        await asyncio.sleep(2)
+        assert await calls(dsn, "second") == []
+        assert await fetchval(dsn, "SELECT count(*) FROM pgmq.q_two__second") == 10
+        again = project.cli("pause", "--dsn", dsn, "two.second")
+        assert again.stdout.strip() == "two.second was paused already"
+        resumed = project.cli("resume", "--dsn", dsn, "two.second")
+        assert resumed.stdout.strip() == "resumed two.second", resumed.stderr
+
+        async def seconds() -> bool:
+            return len(await calls(dsn, "second")) == 10
+
+        await wait_until(seconds, 60, "the second step after resume")
+    finally:
+        worker.stop()
+    missing = project.cli("pause", "--dsn", dsn, "two.third")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "orchestrator: error: pipeline 'two' has no step 'third'"
+
+
+async def test_nothing_of_a_cancelled_run_runs_after_the_cancel_committed(
+    tmp_path: Path, dsn: str
+) -> None:
+    project = flow_project(tmp_path, {"two": TWO_STEPS})
+    await prepare(dsn, project)
+    assert project.cli("pause", "--dsn", dsn, "two.second").returncode == 0  # runs stay open
+    runs = await send_runs(dsn, "two", [{"seq": n, "sleep": 0.3} for n in range(60)])
+    worker = project.start("run", "--dsn", dsn, "--workers", "2")
+    try:
+
+        async def started() -> bool:
+            return len(await calls(dsn)) >= 6
+
+        await wait_until(started, 60, "a few calls")
+        doomed = runs[30:]  # some in flight in `first`, some waiting there, some in `second`
+        result = project.cli("cancel", "--dsn", dsn, *doomed)
+        assert result.returncode == 0, result.stderr
+        assert len([x for x in result.stdout.splitlines() if x.startswith("cancelled ")]) == 30
+        assert project.cli("resume", "--dsn", dsn, "two.second").returncode == 0
+
+        async def quiet() -> bool:
+            return await fetchval(dsn, LEFT) == 0
+
+        await wait_until(quiet, 120, "the queues to empty")
+    finally:
+        worker.stop()
+    cancelled = {r["run_id"]: r["cancelled_at"] for r in await fetch(dsn, CANCELLED)}
+    assert set(cancelled) == set(doomed)
+    rows = await calls(dsn)
+    late = [r for r in rows if r["after_cancel"]]
+    assert late == [], f"{len(late)} calls of cancelled runs started after the cancel committed"
+    assert not [r for r in rows if r["step"] == "second" and r["run_id"] in cancelled]
+    assert sorted(r["run_id"] for r in rows if r["step"] == "second") == sorted(runs[:30])
+    again = project.cli("cancel", "--dsn", dsn, runs[0])
+    assert again.returncode == 0 and "has finished; nothing changed" in again.stdout, again
+
+
+LEFT = "SELECT (SELECT count(*) FROM pgmq.q_two__first) + (SELECT count(*) FROM pgmq.q_two__second)"
+CANCELLED = "SELECT run_id::text AS run_id, cancelled_at FROM orchestrator.cancelled_runs"
+
+
+async def test_two_processes_sending_one_key_at_once_start_one_run(
+    tmp_path: Path, dsn: str
+) -> None:
+    project = flow_project(tmp_path, {"two": TWO_STEPS})
+    await prepare(dsn, project)
+    command = [*CLI, "send", "--dsn", dsn, "two", '{"order": 42}', "--key", "order-42"]
+    senders = [
+        subprocess.Popen(
+            command, cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    outputs = [s.communicate(timeout=60) for s in senders]
+    assert [s.returncode for s in senders] == [0, 0]
+    ids = {out.decode().strip() for out, _ in outputs}
+    assert len(ids) == 1
+    notes = [err.decode() for _, err in outputs]
+    assert sum("duplicate: run" in n for n in notes) == 1
+    assert await fetchval(dsn, "SELECT count(*) FROM pgmq.q_two__first") == 1
+    third = project.cli("send", "--dsn", dsn, "two", '{"order": 42}', "--key", "order-42")
+    assert third.stdout.strip() in ids and "nothing sent" in third.stderr
