@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from bench import contract_bench
 from bench.common import Row, percentile
 from orchestrator.db import connect, create_pool
 from orchestrator.runtime import StepConsumer, StepContext, start, start_many
@@ -290,6 +291,7 @@ async def run(dsn: str, quick: bool, baseline: dict[str, float]) -> list[Row]:
                 higher_is_better=False,
             )
         )
+    rows += contract_bench.rows(quick)
     for row in rows:
         _log(f"  {row.workload}: {row.value:,.2f} {row.unit} (plain SQL {row.baseline:,.2f})")
     return rows

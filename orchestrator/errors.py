@@ -51,6 +51,14 @@ class QueueError(OrchestratorError):
     """A queue operation was refused (unknown queue, invalid name, bad argument)."""
 
 
+class ContractError(QueueError):
+    """A payload or a handler output that breaks a step's declared contract.
+
+    Never retried: a message that breaks a contract goes to the dead-letter queue at once, and
+    `start`/`send` refuse the payload before anything is enqueued.
+    """
+
+
 class NotFound(OrchestratorError):
     """An object named by the user (pipeline, step, run, message) does not exist."""
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from orchestrator.compiler import Plan
-    from orchestrator.compiler.applier import ApplyResult
+    from orchestrator.compiler.applier import ApplyResult, RemovedSteps
     from orchestrator.spec import Pipeline
 
 _T = TypeVar("_T")
@@ -74,6 +74,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="allow dropping or converting queues that hold messages",
     )
     apply.add_argument("--json", action="store_true", help="print what was done as JSON")
+    removed = apply.add_mutually_exclusive_group()
+    removed.add_argument(
+        "--to-dead-letter",
+        action="store_true",
+        help="move the messages of removed steps to the dead-letter queue (StepRemoved)",
+    )
+    removed.add_argument(
+        "--drain-first",
+        action="store_true",
+        help="keep the queue of a removed step while it holds messages; a later apply drops it",
+    )
+    apply.add_argument(
+        "--allow-incompatible",
+        action="store_true",
+        help="apply input contracts that messages already waiting do not satisfy",
+    )
     apply.add_argument(
         "--grant",
         metavar="ROLE",
@@ -154,7 +170,22 @@ async def _run_apply(
             if not _confirm(preview):
                 return None
             allow = frozenset(c.subject for c in preview.destructive)
-    return await apply(conn, pipelines, allow_destroy=allow, grant=args.grant)
+    return await apply(
+        conn,
+        pipelines,
+        allow_destroy=allow,
+        grant=args.grant,
+        removed_steps=_removed_steps(args),
+        allow_incompatible=args.allow_incompatible,
+    )
+
+
+def _removed_steps(args: argparse.Namespace) -> RemovedSteps:
+    """What apply does with the messages of removed steps: --to-dead-letter (never from the
+    environment) wins over --drain-first ($ORCHESTRATOR_APPLY_DRAIN_FIRST included)."""
+    if args.to_dead_letter:
+        return "dead_letter"
+    return "drain" if args.drain_first else "refuse"
 
 
 def _interactive() -> bool:

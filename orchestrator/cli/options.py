@@ -11,8 +11,9 @@ Every other `--long-option` reads an environment variable named after its comman
 `ORCHESTRATOR_<COMMAND>_<OPTION>` (`run --log-level`: `ORCHESTRATOR_RUN_LOG_LEVEL`; `dlq list
 --limit`: `ORCHESTRATOR_DLQ_LIST_LIMIT`), listed in `--help`; the command line wins over the
 environment. A bad value is an error only for the command that has the option.
-Options that confirm a destructive action (`--yes`, `--allow-destroy`, `--all`) never come from
-the environment: a forgotten variable must not delete anything.
+Options that confirm a destructive action (`--yes`, `--allow-destroy`, `--all`, and apply's
+`--allow-incompatible` and `--to-dead-letter`) never come from the environment: a forgotten
+variable must not delete anything.
 """
 
 from __future__ import annotations
@@ -27,7 +28,17 @@ from orchestrator.db.dsn import DSN_VARIABLES
 from orchestrator.errors import UsageError
 
 ENV_PREFIX = "ORCHESTRATOR_"
-NOT_FROM_ENVIRONMENT = frozenset({"--yes", "--allow-destroy", "--all", "--ids", "--help"})
+NOT_FROM_ENVIRONMENT = frozenset(
+    {
+        "--yes",
+        "--allow-destroy",
+        "--allow-incompatible",
+        "--to-dead-letter",
+        "--all",
+        "--ids",
+        "--help",
+    }
+)
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 

@@ -144,10 +144,14 @@ def _run(args: argparse.Namespace) -> int:
     loaded, selected = _load(args)
     dsn = resolve_dsn(args.dsn)
     # The database decides what may run: no handler is imported before the check passes.
-    running = {pipeline.name for pipeline, _ in selected}
+    running: dict[str, set[str]] = {}
+    for pipeline, step in selected:
+        running.setdefault(pipeline.name, set()).add(step)
     step_queues = [pipeline.step(name).queue for pipeline, name in selected]
     asyncio.run(
-        _preflight(dsn, [p for p in loaded if p.name in running], step_queues, args.listen_dsn)
+        _preflight(
+            dsn, [p for p in loaded if p.name in running], step_queues, args.listen_dsn, running
+        )
     )
     plans = _import_handlers(selected)
 
@@ -217,7 +221,11 @@ def _import_handlers(selected: list[tuple[Pipeline, str]]) -> list[StepPlan]:
 
 
 async def _preflight(
-    dsn: str, pipelines: list[Pipeline], queues: list[str], listen: str | None
+    dsn: str,
+    pipelines: list[Pipeline],
+    queues: list[str],
+    listen: str | None,
+    steps: dict[str, set[str]] | None = None,
 ) -> None:
     from orchestrator.compiler.applied import check_applied, check_queues
     from orchestrator.db import connect
@@ -225,7 +233,7 @@ async def _preflight(
 
     conn = await connect(dsn)
     try:
-        await check_applied(conn, pipelines)
+        await check_applied(conn, pipelines, steps)
         await check_queues(conn, queues)
     finally:
         await conn.close()

@@ -74,8 +74,13 @@ def _summary(diagnostics: list[Diagnostic], pipelines: int, steps: int) -> str:
     valid = f"{_count(pipelines, 'pipeline')} valid ({_count(steps, 'step')})"
     if not diagnostics:
         return valid
-    files = {d.file for d in diagnostics}
-    return f"{_count(len(diagnostics), 'error')} in {_count(len(files), 'file')}; {valid}"
+    errors = [d for d in diagnostics if d.severity == "error"]
+    warnings = len(diagnostics) - len(errors)
+    noted = f"; {_count(warnings, 'warning')}" if warnings else ""
+    if not errors:
+        return valid + noted
+    files = {d.file for d in errors}
+    return f"{_count(len(errors), 'error')} in {_count(len(files), 'file')}; {valid}{noted}"
 
 
 def _count(number: int, noun: str) -> str:

@@ -17,6 +17,7 @@ from orchestrator.compiler.applier import (
     ApplyFailed,
     ApplyResult,
     DestructiveChange,
+    IncompatibleChange,
     apply,
 )
 from orchestrator.compiler.desired import DesiredState, desired_state
@@ -32,6 +33,7 @@ __all__ = [
     "DesiredState",
     "DestructiveChange",
     "GrantResult",
+    "IncompatibleChange",
     "InvalidRole",
     "Plan",
     "UnsafeName",

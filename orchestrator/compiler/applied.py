@@ -1,14 +1,16 @@
 """Is the database at the version of the pipeline files? (`orchestrator run` asks first.)
 
 A worker must not run handlers of one version against queues provisioned for another, so it
-compares the spec hash of every pipeline it loaded with the hash `apply` recorded.
+compares the spec hash of every pipeline it loaded with the hash `apply` recorded; when they
+differ, it may still run if the difference is one a rolling deploy bridges (see `rolling`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from orchestrator.compiler.rolling import pipeline_problems
 from orchestrator.errors import QueueMissing, SchemaMissing
 from orchestrator.state import missing_queues, read_applied_records, read_layers
 
@@ -28,21 +30,32 @@ async def applied_hashes(conn: asyncpg.Connection) -> dict[str, str]:
     return {name: record.spec_hash for name, record in (await read_applied_records(conn)).items()}
 
 
-async def check_applied(conn: asyncpg.Connection, pipelines: Iterable[Pipeline]) -> None:
-    """Raise `SchemaMissing` unless the layers exist and every pipeline is applied as it is."""
+async def check_applied(
+    conn: asyncpg.Connection,
+    pipelines: Iterable[Pipeline],
+    steps: Mapping[str, Collection[str]] | None = None,
+) -> None:
+    """Raise `SchemaMissing` unless the layers exist and every pipeline is applied as it is,
+    or differs only in ways a rolling deploy bridges for the `steps` ({pipeline: steps}, by
+    default all) the caller runs."""
     layers = await read_layers(conn, versions=False)
     if not layers.queue_present:
         raise SchemaMissing(f"the queue layer is not installed in this database; {_HINT}")
     if not layers.store_present:
         raise SchemaMissing(f"schema orchestrator is missing in this database; {_HINT}")
-    hashes = await applied_hashes(conn)
+    rows = await read_applied_records(conn)
     problems = []
     for pipeline in pipelines:
-        recorded = hashes.get(pipeline.name)
+        recorded = rows.get(pipeline.name)
         if recorded is None:
             problems.append(f"pipeline {pipeline.name} is not applied")
-        elif recorded != pipeline.spec_hash():
-            problems.append(f"pipeline {pipeline.name} changed since it was applied")
+        elif recorded.spec_hash != pipeline.spec_hash():
+            chosen = None if steps is None else steps.get(pipeline.name)
+            unsafe = pipeline_problems(pipeline, recorded.spec, chosen)
+            if unsafe:
+                problems.append(
+                    f"pipeline {pipeline.name} changed since it was applied ({'; '.join(unsafe)})"
+                )
     if problems:
         raise SchemaMissing(f"{'; '.join(problems)}; {_HINT}")
 

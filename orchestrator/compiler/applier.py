@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import asyncpg
 
 from orchestrator.compiler.desired import DesiredState, desired_state
 from orchestrator.compiler.grants import GrantResult, check_role, ensure_role, grant_worker
-from orchestrator.compiler.planner import Change, Plan, Symbol, plan_state
+from orchestrator.compiler.planner import Change, Plan, Symbol, plan_state, to_dead_letter
 from orchestrator.errors import OrchestratorError
 
 if TYPE_CHECKING:
@@ -29,6 +29,10 @@ APPLY_LOCK_KEY = int.from_bytes(b"orchaply", "big", signed=True)
 
 class DestructiveChange(OrchestratorError):
     """The plan would delete messages or join state, and that was not allowed."""
+
+
+class IncompatibleChange(OrchestratorError):
+    """A new input contract that messages already waiting break, and that was not allowed."""
 
 
 class ApplyFailed(OrchestratorError):
@@ -65,6 +69,8 @@ async def apply(
     *,
     allow_destroy: bool | Collection[str] = False,
     grant: str | None = None,
+    removed_steps: RemovedSteps = "refuse",
+    allow_incompatible: bool = False,
 ) -> ApplyResult:
     """Apply `pipelines` to the database behind `conn`.
 
@@ -74,6 +80,13 @@ async def apply(
     `allow_destroy`: True allows every destructive change; a collection allows those whose
     subject (e.g. ``queue work_orders__email``) it names, as confirmed from a plan shown
     earlier. `grant`: a role to give what `orchestrator run` needs (it must exist).
+    `removed_steps` says what happens to the messages of a step removed from a pipeline that
+    remains: "refuse" (a destructive change), "dead_letter" (moved to the dead-letter queue
+    with a StepRemoved error, replayable) or "drain" (the queue is kept while it holds
+    messages, so workers of the old version empty it; a later apply drops it).
+    `allow_incompatible`: apply input contracts that messages already waiting break (they
+    are dead-lettered with a ContractError when a worker reads them); else
+    `IncompatibleChange` is raised and nothing changes.
     Raises `DestructiveChange` (nothing changed) when a destructive change is not allowed.
     """
     desired = desired_state(pipelines)
@@ -82,8 +95,10 @@ async def apply(
     async with conn.transaction(isolation="read_committed"):
         await conn.execute("SELECT pg_advisory_xact_lock($1)", APPLY_LOCK_KEY)
         installs = await install_layers(conn)
-        the_plan = await plan_state(conn, desired)
+        the_plan = handle_removed_steps(await plan_state(conn, desired), removed_steps)
         refuse_destructive(the_plan, allow_destroy)
+        if not allow_incompatible:
+            refuse_incompatible(the_plan)
         await execute(conn, the_plan)
         granted = await _grant(conn, grant, desired) if grant is not None else None
     return ApplyResult(Plan((*installs, *the_plan.changes)), granted)
@@ -110,6 +125,36 @@ async def install_layers(conn: asyncpg.Connection) -> list[Change]:
         summary = f"{store.action} version {store.version}"
         changes.append(Change(symbol, "install", "schema orchestrator", summary))
     return changes
+
+
+RemovedSteps = Literal["refuse", "dead_letter", "drain"]
+
+
+def handle_removed_steps(the_plan: Plan, how: RemovedSteps) -> Plan:
+    """`the_plan` with the drops of removed steps holding messages changed as `how` says."""
+    if how == "refuse":
+        return the_plan
+    changes = []
+    for change in the_plan.changes:
+        holds = change.depth is not None and change.depth.messages > 0
+        if change.removed_step is not None and holds:
+            if how == "drain":
+                continue
+            change = to_dead_letter(change)
+        changes.append(change)
+    return Plan(tuple(changes))
+
+
+def refuse_incompatible(the_plan: Plan) -> None:
+    """Raise `IncompatibleChange` naming every contract change waiting messages break."""
+    if not the_plan.incompatible:
+        return
+    what = "; ".join(f"{c.subject}: {c.breaking} waiting" for c in the_plan.incompatible)
+    raise IncompatibleChange(
+        f"refusing input contracts that messages already waiting break ({what}). Nothing was "
+        "changed; drain those queues first, or pass --allow-incompatible (they are then "
+        "dead-lettered with a ContractError when read)"
+    )
 
 
 def refuse_destructive(the_plan: Plan, allow_destroy: bool | Collection[str]) -> None:

@@ -161,6 +161,8 @@ class PipelineState:
     queues: tuple[QueueState, ...]
     archive: ArchiveState
     joins: tuple[JoinStep, ...]
+    renames: tuple[tuple[str, str], ...] = ()
+    """(former name, step) of each step declaring `renamed_from`."""
 
     @property
     def step_count(self) -> int:
@@ -206,7 +208,8 @@ def desired_state(pipelines: Iterable[Pipeline]) -> DesiredState:
 def check_names(state: PipelineState) -> None:
     """Raise `UnsafeName` unless every pipeline, step and queue name follows the rules."""
     steps = [q.step for q in state.queues if q.step is not None]
-    for name in (state.name, state.entry_step, *steps):
+    former = [old for old, _ in state.renames]
+    for name in (state.name, state.entry_step, *steps, *former):
         if not naming.is_valid_name(name):
             raise UnsafeName(f"refusing to use {name!r} as a pipeline or step name")
     for queue in state.queues:
@@ -269,6 +272,9 @@ def _pipeline_state(spec: Mapping[str, Any], spec_hash: str) -> PipelineState:
         queues=tuple(queues),
         archive=archive_from_json(spec["queues"]),
         joins=tuple(joins),
+        renames=tuple(
+            (str(s["renamed_from"]), step) for step, s in steps.items() if s.get("renamed_from")
+        ),
     )
 
 

@@ -19,9 +19,12 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
 
 from orchestrator.compiler.catalog import (
     ActualQueue,
@@ -42,6 +45,7 @@ from orchestrator.compiler.render import render
 from orchestrator.compiler.spec_diff import spec_changes
 from orchestrator.errors import ConfigError
 from orchestrator.spec import naming
+from orchestrator.spec.contracts import ContractViolation, checker, stored_input
 from orchestrator.state import Layers
 
 if TYPE_CHECKING:
@@ -50,7 +54,7 @@ if TYPE_CHECKING:
     from orchestrator.spec import Pipeline
 
 Symbol = Literal["+", "-", "~"]
-Kind = Literal["install", "queue", "index", "joins", "pipeline"]
+Kind = Literal["install", "queue", "index", "joins", "pipeline", "contract"]
 
 DRIFT_NOTE = "changed outside orchestrator apply"
 _RETENTION_TOLERANCE = 1e-3
@@ -76,6 +80,18 @@ class Change:
     """What `at_risk` holds, once measured."""
     open_joins: int = 0
     """Runs waiting at a join whose state this change deletes."""
+    moving: tuple[str, str] | None = None
+    """(from queue, to queue) when this change moves a renamed step's messages."""
+    moved: Depth | None = None
+    """What the `moving` queue holds, once measured."""
+    checks: tuple[str, Any] | None = None
+    """(queue, new input contract) when a step's input changes: its waiting messages are
+    checked against the new contract."""
+    breaking: int | None = None
+    """Waiting messages that break the new input contract, once counted."""
+    removed_step: tuple[str, str, str] | None = None
+    """(pipeline, step, dead-letter queue) when this drop removes a step of a pipeline that
+    remains: apply's --to-dead-letter and --drain-first decide what happens to its messages."""
 
     @property
     def destructive(self) -> bool:
@@ -85,6 +101,17 @@ class Change:
     def describe(self) -> list[str]:
         """The change in words: one line, then its details indented."""
         line = f"{self.symbol} {self.subject}: {self.summary}"
+        if self.moving is not None and self.moved is not None:
+            old, new = self.moving
+            waiting = (
+                f"{self.moved.messages} waiting message{'' if self.moved.messages == 1 else 's'}"
+            )
+            line += f"; move {waiting} from {old} to {new}"
+            if self.moved.archived:
+                line += f" (and {self.moved.archived} archived)"
+        if self.breaking:
+            verb = "breaks" if self.breaking == 1 else "break"
+            line += f"; {_count(self.breaking, 'waiting message')} {verb} it [incompatible]"
         losses = self.losses()
         if losses:
             line += f"; {losses} [destructive]"
@@ -117,6 +144,15 @@ class Change:
             if self.depth is None
             else {"messages": self.depth.messages, "archived": self.depth.archived},
             "open_joins": self.open_joins,
+            "breaking": self.breaking,
+            "moves": None
+            if self.moving is None
+            else {
+                "from": self.moving[0],
+                "to": self.moving[1],
+                "messages": None if self.moved is None else self.moved.messages,
+                "archived": None if self.moved is None else self.moved.archived,
+            },
             "sql": list(self.statements),
         }
 
@@ -138,6 +174,11 @@ class Plan:
         return tuple(c for c in self.changes if c.destructive)
 
     @property
+    def incompatible(self) -> tuple[Change, ...]:
+        """Contract changes that messages already waiting do not satisfy."""
+        return tuple(c for c in self.changes if c.breaking)
+
+    @property
     def drift(self) -> tuple[Change, ...]:
         """Changes that repair what was changed by hand."""
         return tuple(c for c in self.changes if c.drift)
@@ -156,6 +197,8 @@ class Plan:
         notes = []
         if self.destructive:
             notes.append(f"{len(self.destructive)} destructive")
+        if self.incompatible:
+            notes.append(f"{len(self.incompatible)} incompatible")
         if self.drift:
             notes.append(f"{len(self.drift)} drift")
         return f"{text} ({', '.join(notes)})" if notes else text
@@ -201,6 +244,12 @@ async def measure(conn: asyncpg.Connection, the_plan: Plan, catalog: Catalog) ->
         queue = catalog.queues.get(change.at_risk) if change.at_risk else None
         if queue is not None:
             change = replace(change, depth=await read_depth(conn, queue))
+        source = catalog.queues.get(change.moving[0]) if change.moving else None
+        if source is not None:
+            change = replace(change, moved=await read_depth(conn, source))
+        checked = catalog.queues.get(change.checks[0]) if change.checks else None
+        if checked is not None and change.checks is not None and checked.has_table:
+            change = replace(change, breaking=await count_breaking(conn, *change.checks))
         changes.append(change)
     return Plan(tuple(changes))
 
@@ -209,16 +258,20 @@ def diff(desired: DesiredState, catalog: Catalog) -> Plan:
     """The changes from `catalog` to `desired`; destructive changes are not measured yet."""
     recorded = recorded_states(catalog)
     recorded_queues = {q.name: q for state in recorded.values() for q in state.queues}
+    renames = rename_changes(desired, catalog)
+    moved = {name for change in renames for name in change.moving or ()}
     creates, recreates, alters, indexes = _queue_changes(desired, catalog, recorded_queues)
     return Plan(
         (
             *layer_changes(catalog.layers),
-            *drop_changes(desired, catalog, recorded),
+            *(c for c in drop_changes(desired, catalog, recorded) if c.at_risk not in moved),
             *recreates,
-            *creates,
+            *renames,
+            *(c for c in creates if c.subject.removeprefix("queue ") not in moved),
             *alters,
             *indexes,
             *join_changes(desired, catalog),
+            *contract_changes(desired, catalog),
             *record_changes(desired, catalog),
             *forget_changes(desired, catalog),
         )
@@ -234,6 +287,85 @@ def recorded_states(catalog: Catalog) -> dict[str, PipelineState]:
         except ConfigError:
             continue
     return states
+
+
+def rename_changes(desired: DesiredState, catalog: Catalog) -> list[Change]:
+    """Steps renamed with `renamed_from` whose old queue exists and new queue does not yet:
+    create the new queue, move everything of the old step to it, drop the old queue."""
+    changes = []
+    for state in desired.pipelines.values():
+        queues = {q.step: q for q in state.queues if q.step is not None}
+        dead_letter = next(q.name for q in state.queues if q.step is None)
+        for old_step, new_step in state.renames:
+            old_queue = naming.step_queue_name(state.name, old_step)
+            want = queues[new_step]
+            if old_queue not in catalog.queues or want.name in catalog.queues:
+                continue
+            statements = (
+                *create_statements(want),
+                render(
+                    "move_step",
+                    pipeline=state.name,
+                    old_step=old_step,
+                    new_step=new_step,
+                    dead_letter_queue=dead_letter,
+                ),
+                render("drop_queue", name=old_queue),
+            )
+            summary = f"rename step {old_step} to {new_step} (archive, dead letters, join rows)"
+            changes.append(
+                Change(
+                    "~",
+                    "queue",
+                    f"queue {old_queue} -> {want.name}",
+                    summary,
+                    statements,
+                    moving=(old_queue, want.name),
+                )
+            )
+    return changes
+
+
+def contract_changes(desired: DesiredState, catalog: Catalog) -> list[Change]:
+    """Steps (applied before) whose effective input contract changes to a JSON Schema."""
+    changes = []
+    for name, state in desired.pipelines.items():
+        applied = catalog.applied.get(name)
+        if applied is None or applied.spec_hash == state.spec_hash:
+            continue
+        old_steps, new_steps = applied.spec.get("steps", {}), state.spec["steps"]
+        for step in new_steps:
+            if step not in old_steps:
+                continue
+            new = stored_input(new_steps, step)
+            if not isinstance(new, dict) or new == _stored_input_or_none(old_steps, step):
+                continue
+            queue = naming.step_queue_name(name, step)
+            summary = "input contract changes; waiting messages are checked against it"
+            changes.append(
+                Change("~", "contract", f"input of {name}.{step}", summary, checks=(queue, new))
+            )
+    return changes
+
+
+def _stored_input_or_none(steps: Mapping[str, Any], step: str) -> Any:
+    try:
+        return stored_input(steps, step)
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
+async def count_breaking(conn: asyncpg.Connection, queue: str, contract: Any) -> int:
+    """How many messages `queue` holds that break `contract` (a JSON Schema)."""
+    check = checker(contract)
+    breaking = 0
+    async with conn.transaction(readonly=True) if not conn.is_in_transaction() else _nothing():
+        async for row in conn.cursor(render("waiting_bodies", name=queue)):
+            try:
+                check(orjson.loads(row[0]))
+            except ContractViolation:
+                breaking += 1
+    return breaking
 
 
 def layer_changes(layers: Layers) -> list[Change]:
@@ -288,8 +420,38 @@ def drop_changes(
     for name in sorted(managed_queues(desired, catalog, recorded) - set(wanted)):
         statements = (render("drop_queue", name=name),)
         reason = _drop_reason(name, owners.get(name), desired)
-        changes.append(Change("-", "queue", f"queue {name}", reason, statements, at_risk=name))
+        split = naming.split_step_queue_name(name)
+        state = desired.pipelines.get(split[0]) if split is not None else None
+        removed = None
+        if split is not None and state is not None:
+            dead_letter = next(q.name for q in state.queues if q.step is None)
+            removed = (split[0], split[1], dead_letter)
+        changes.append(
+            Change(
+                "-",
+                "queue",
+                f"queue {name}",
+                reason,
+                statements,
+                at_risk=name,
+                removed_step=removed,
+            )
+        )
     return changes
+
+
+def to_dead_letter(change: Change) -> Change:
+    """A removed step's drop that first moves its messages to the dead-letter queue (its
+    archive still goes with the queue)."""
+    if change.removed_step is None:
+        return change
+    pipeline, step, dead_letter = change.removed_step
+    move = render("dead_letter_step", pipeline=pipeline, step=step, dead_letter_queue=dead_letter)
+    held = change.depth.messages if change.depth is not None else 0
+    summary = f"{change.summary}; move {held} message{'' if held == 1 else 's'} to {dead_letter}"
+    if change.depth is not None and change.depth.archived:
+        summary += f" (its {change.depth.archived} archived go with the queue)"
+    return replace(change, summary=summary, statements=(move, *change.statements), depth=None)
 
 
 def _drop_reason(name: str, owner: QueueState | None, desired: DesiredState) -> str:
@@ -515,3 +677,12 @@ def forget_changes(desired: DesiredState, catalog: Catalog) -> list[Change]:
             Change("-", "pipeline", f"pipeline {name}", summary, statements, open_joins=waiting)
         )
     return changes
+
+
+@contextlib.asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

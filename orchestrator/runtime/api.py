@@ -36,10 +36,12 @@ import asyncpg
 from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import NotFound, QueueError, SchemaMissing
 from orchestrator.observe import otel
+from orchestrator.runtime.contracts import check_entry
 from orchestrator.runtime.handoff import (
     CONTRACT_HEADERS,
     MAX_PAYLOAD_BYTES,
     PayloadError,
+    decode,
     encode_object,
 )
 from orchestrator.spec.naming import is_valid_name
@@ -158,6 +160,7 @@ async def _on_connection(conn: Any | None, dsn: str | None, query: str, *args: A
 
 async def _start(conn: Any, query: str, pipeline: str, *args: Any) -> list[Any]:
     try:
+        await _check_contract(conn, pipeline, args[0])
         rows: list[Any] = await conn.fetch(
             named_queries("orchestrator.runtime")[query], pipeline, *args
         )
@@ -185,6 +188,15 @@ def _key(key: object) -> str | None:
             "without NUL characters"
         )
     return key
+
+
+async def _check_contract(conn: Any, pipeline: str, payloads: list[str]) -> None:
+    """Refuse the payloads when one breaks the entry step's applied input contract."""
+    row = await conn.fetchrow(named_queries("orchestrator.runtime")["entry_contract"], pipeline)
+    if row is None or row[0] is None:
+        return  # not applied (start_runs says so) or no contract declared
+    where = f"step '{row[1]}' of pipeline '{pipeline}'"
+    check_entry(decode(row[0]), [decode(p) for p in payloads], where)
 
 
 def _payload_text(payload: object, index: int, count: int) -> str:

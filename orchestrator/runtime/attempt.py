@@ -21,10 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.errors import HandlerTimeout, InvalidOutput
+from orchestrator.errors import ContractError, HandlerTimeout, InvalidOutput
 from orchestrator.observe import otel
 from orchestrator.runtime import handoff
 from orchestrator.runtime.context import StepContext
+from orchestrator.runtime.contracts import StepContracts
 from orchestrator.runtime.handoff import Message, PayloadError
 from orchestrator.runtime.lease import Lease
 from orchestrator.runtime.threads import Threads
@@ -59,8 +60,11 @@ class Invoker:
         handler: HandlerInfo,
         message_logger: MessageLogger,
         observe: Callable[[float], None] | None = None,
+        *,
+        contracts: StepContracts | None = None,
     ) -> None:
         self._pipeline = pipeline
+        self._contracts = contracts or StepContracts(step.name)
         self._step = step
         self._handler = handler
         self._message_logger = message_logger
@@ -120,9 +124,10 @@ class Invoker:
         self, m: Message, ctx: StepContext, deadline: Deadline, task: asyncio.Task[Any]
     ) -> tuple[Any, BaseException | None]:
         try:
+            payload = self._contracts.payload(m.body, m.headers)  # ContractError: permanent
             if self._handler.is_async:
-                return await self._handler.function(m.body, ctx), None
-            return await self.threads.run(self._sync_call(m.body, ctx)), None
+                return await self._handler.function(payload, ctx), None
+            return await self.threads.run(self._sync_call(payload, ctx)), None
         except asyncio.CancelledError as exc:
             if deadline.expired:
                 return None, None  # ours: the caller turns it into HandlerTimeout
@@ -138,9 +143,11 @@ class Invoker:
             return functools.partial(function, payload, ctx)
         return functools.partial(function, payload)
 
-    @staticmethod
-    def _output(m: Message, ctx: StepContext, output: Any) -> Attempt:
+    def _output(self, m: Message, ctx: StepContext, output: Any) -> Attempt:
         try:
-            return Attempt(m, ctx, output=handoff.encode_object(output, "handler output"))
+            checked = self._contracts.output(output)
+            return Attempt(m, ctx, output=handoff.encode_object(checked, "handler output"))
         except PayloadError as exc:
             return Attempt(m, ctx, error=InvalidOutput(str(exc)))
+        except ContractError as exc:
+            return Attempt(m, ctx, error=exc)

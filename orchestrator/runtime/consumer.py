@@ -68,6 +68,7 @@ from orchestrator.runtime import handoff
 from orchestrator.runtime.attempt import Invoker
 from orchestrator.runtime.batch import Batches, Session
 from orchestrator.runtime.bookkeeping import Bookkeeper, Counters, is_suspect
+from orchestrator.runtime.contracts import StepContracts
 from orchestrator.runtime.flow import Admission, FlowGate
 from orchestrator.runtime.handoff import Message, StepTarget
 from orchestrator.runtime.pgconn import Connection, is_connection_error, is_missing_queue
@@ -119,7 +120,10 @@ class StepConsumer:
         counters = Counters(metrics, pipeline.name, step.name) if metrics else None
         self._counters = counters
         observe = counters.handler_seconds.observe if counters is not None else None
-        self._invoker = Invoker(pipeline.name, step, handler, self._message_logger, observe)
+        contracts = StepContracts.of(pipeline, step.name, handler)
+        self._invoker = Invoker(
+            pipeline.name, step, handler, self._message_logger, observe, contracts=contracts
+        )
         books = Bookkeeper(self.target, step.retry, self._message_logger, counters)
         self.flow = FlowGate(pipeline, step, self.vt_seconds)
         self._batches = Batches(

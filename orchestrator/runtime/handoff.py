@@ -52,6 +52,7 @@ CONTRACT_HEADERS = frozenset(
         "sent_at",
         "errors",
         "dead_letter",
+        "spec_hash",
         "isolated",
     }
 )
@@ -207,20 +208,22 @@ class StepTarget:
     step: str
     queue: str
     routes: str
-    """JSON: [{"step", "delay", "expects": null | [predecessors]}] for each successor, plus
-    "group": [key path] for a successor with group_by."""
+    """JSON: [{"step", "delay", "expects": null | [predecessors], "spec_hash"}] for each
+    successor, plus "group": [key path] for a successor with group_by."""
     archive: bool
     dead_letter_queue: str
 
     @classmethod
     def of(cls, pipeline: Pipeline, step: ResolvedStep) -> StepTarget:
         routes = []
+        spec_hash = pipeline.spec_hash()
         for name in step.successors:
             successor = pipeline.step(name)
             route: dict[str, Any] = {
                 "step": name,
                 "delay": successor.delay,
                 "expects": list(successor.predecessors) if successor.is_join else None,
+                "spec_hash": spec_hash,
             }
             if successor.group_by:
                 route["group"] = group_key_path(successor.group_by)

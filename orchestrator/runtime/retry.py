@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from orchestrator.errors import ContractError
 from orchestrator.runtime.context import Fail, Retry
 from orchestrator.spec.models import RetryPolicy
 
@@ -65,10 +66,11 @@ def decide(
 ) -> RetryDecision:
     """What to do after attempt `attempt` failed with `error`.
 
-    `Fail` (or `permanent=True`) dead-letters at once; so does a failure of the last allowed
-    attempt. `Retry(after=...)` picks the wait itself; otherwise the policy's backoff does.
+    `Fail`, `ContractError` (or `permanent=True`) dead-letter at once; so does a failure of
+    the last allowed attempt. `Retry(after=...)` picks the wait itself; otherwise the
+    policy's backoff does.
     """
-    if permanent or isinstance(error, Fail):
+    if permanent or isinstance(error, Fail | ContractError):
         return RetryDecision(attempt, dead=True, permanent=True)
     if attempt >= policy.max_attempts:
         return RetryDecision(attempt, dead=True)

@@ -15,6 +15,7 @@ DocPath = tuple[str | int, ...]
 """Where something is inside a pipeline document: mapping keys and list indexes."""
 
 Target = Literal["key", "value"]
+Severity = Literal["error", "warning"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Issue:
     path: DocPath
     message: str
     target: Target = "value"
+    severity: Severity = "error"
 
 
 class InvalidPipeline(ValueError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.spec.contracts import contract_issues, inline_file_refs
 from orchestrator.spec.diagnostics import Diagnostic, Issue, dotted, with_key
 from orchestrator.spec.graph import StepLinks, analyze
 from orchestrator.spec.load import Document, load_bytes
@@ -33,6 +34,11 @@ class FileReport:
     _seen: set[Diagnostic] = field(default_factory=set, repr=False)
 
     @property
+    def errors(self) -> list[Diagnostic]:
+        """The diagnostics that make the file invalid (not the warnings)."""
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
     def declared_name(self) -> str | None:
         """The ``pipeline:`` value as written, even when the file is otherwise invalid."""
         data = self.document.data
@@ -46,7 +52,9 @@ class FileReport:
         if structural and position in self._structural:
             return
         message = with_key(issue.path, issue.message)
-        diagnostic = Diagnostic(self.file, mark.line, mark.column, message, dotted(issue.path))
+        diagnostic = Diagnostic(
+            self.file, mark.line, mark.column, message, dotted(issue.path), issue.severity
+        )
         if diagnostic in self._seen:  # a set: 20,000 diagnostics must not cost quadratic time
             return
         self._seen.add(diagnostic)
@@ -72,7 +80,7 @@ class FileReport:
         self._stage = set()
 
 
-def check_file(path: Path) -> FileReport:
+def check_file(path: Path, *, import_models: bool = False) -> FileReport:
     """All single-file stages for the file at `path`."""
     try:
         raw = path.read_bytes()
@@ -81,15 +89,17 @@ def check_file(path: Path) -> FileReport:
         message = f"cannot read file: {exc.strerror or exc}"
         report.diagnostics.append(Diagnostic(str(path), None, None, message))
         return report
-    return check_document(load_bytes(raw), str(path))
+    return check_document(load_bytes(raw), str(path), import_models=import_models)
 
 
-def check_document(document: Document, file: str) -> FileReport:
-    """All single-file stages for an already loaded document."""
+def check_document(document: Document, file: str, *, import_models: bool = False) -> FileReport:
+    """All single-file stages for an already loaded document; `import_models` imports the
+    pydantic models named as contracts to check the edges they are on."""
     report = FileReport(file, document)
     report.report_load_problems()
     if document.data is None:
         return report
+    _report_all(report, inline_file_refs(document.data, file), structural=True)
     from_schema = schema_issues(document.data)
     _report_all(report, from_schema, structural=True)
     _report_all(report, _graph_issues(document.data))
@@ -98,7 +108,9 @@ def check_document(document: Document, file: str) -> FileReport:
     if not from_schema:  # otherwise the schema stage has reported these problems already
         _report_all(report, outcome.field_issues, structural=True)
     _report_all(report, outcome.pipeline_issues)
-    if not report.diagnostics:
+    if outcome.pipeline is not None and not report.diagnostics:
+        _report_all(report, contract_issues(outcome.pipeline, import_models=import_models))
+    if not report.errors:
         report.pipeline = outcome.pipeline
     return report
 

@@ -173,6 +173,25 @@ StepRefs = Annotated[
     BeforeValidator(_one_or_many, json_schema_input_type=Text | list[Text]),
 ]
 Backoff = Literal["constant", "linear", "exponential"]
+Contract = Annotated[
+    HandlerRef | dict[str, JsonValue],
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": HANDLER_PATTERN,
+                    "patternErrorMessage": "a model is written as 'package.module:Model'",
+                },
+                {"type": "object"},
+            ],
+            "errorMessage": "expected a JSON Schema (a mapping, or {$ref: file.json}) "
+            "or a pydantic model as 'package.module:Model'",
+        }
+    ),
+]
+"""A payload contract: a JSON Schema (inline; a top-level ``$ref`` to a file is inlined when the
+file is loaded) or the path of a pydantic model."""
 
 
 class _Model(BaseModel):
@@ -308,6 +327,16 @@ class Step(_Model):
     """Overrides defaults.batch_size."""
     retry: RetrySettings | None = None
     """Overrides defaults.retry key by key (`{max_attempts: 5}` keeps the default backoff)."""
+    input: Contract | None = None
+    """What the step takes: a JSON Schema (inline or {$ref: file.json}, relative to the
+    pipeline file) or a pydantic model 'package.module:Model'. Default: the output of its
+    single predecessor; for a join, the object of its predecessors' outputs."""
+    output: Contract | None = None
+    """What the step gives: a JSON Schema or a pydantic model, like `input`. A handler output
+    that breaks it fails its message permanently."""
+    renamed_from: Name | None = None
+    """The step's former name: apply moves the old queue's messages, archive, dead letters and
+    join rows to this step."""
     rate_limit: RateLimitSetting | None = None
     """Handler starts per unit of time, all workers together: '20/s', '100/min', '5/h', or
     {name: sap, rate: 20/s} to share one bucket with every step naming it."""
@@ -338,9 +367,10 @@ class Step(_Model):
 
 
 def _step_json(step: ResolvedStep) -> dict[str, Any]:
-    """A resolved step's canonical JSON; flow keys appear only when set, so pipelines that set
-    none keep the hash they had before flow control existed."""
-    unset = {key for key in FLOW_KEYS if getattr(step, key) is None}
+    """A resolved step's canonical JSON; flow keys, contracts and renames appear only when
+    set, so pipelines that set none keep the hash they had before those existed."""
+    optional = (*FLOW_KEYS, "input", "output", "renamed_from")
+    unset = {key for key in optional if getattr(step, key) is None}
     return step.model_dump(mode="json", exclude={"pipeline", "name", *unset})
 
 
@@ -358,6 +388,9 @@ class ResolvedStep(StepSettings):
     queue: str
     predecessors: tuple[str, ...]
     successors: tuple[str, ...]
+    input: str | dict[str, JsonValue] | None = None
+    output: str | dict[str, JsonValue] | None = None
+    renamed_from: str | None = None
 
     @property
     def is_entry(self) -> bool:
@@ -559,6 +592,9 @@ class Pipeline(_Model):
             queue=self.queue_name(name),
             predecessors=self.predecessors(name),
             successors=self.successors(name),
+            input=spec.input,
+            output=spec.output,
+            renamed_from=spec.renamed_from,
         )
 
     def resolved_steps(self) -> tuple[ResolvedStep, ...]:

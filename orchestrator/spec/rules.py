@@ -27,6 +27,7 @@ def pipeline_issues(pipeline: Pipeline) -> list[Issue]:
         *partition_issues(pipeline),
         *notify_issues(pipeline),
         *schedule_issues(pipeline),
+        *rename_issues(pipeline),
         *waiting_issues(pipeline),
         *shared_rate_issues(pipeline),
     ]
@@ -138,6 +139,22 @@ def schedule_issues(pipeline: Pipeline) -> list[Issue]:
             message = f"duplicate schedule '{schedule.key}'; give each schedule a distinct name"
             issues.append(Issue(("schedule", index), message))
         seen.add(schedule.key)
+    return issues
+
+
+def rename_issues(pipeline: Pipeline) -> list[Issue]:
+    """`renamed_from` naming a step that still exists, or claimed by two steps."""
+    issues, claimed = [], set()
+    for name, step in pipeline.steps.items():
+        old = step.renamed_from
+        if old is None:
+            continue
+        where: DocPath = ("steps", name, "renamed_from")
+        if old in pipeline.steps:
+            issues.append(Issue(where, f"step '{old}' still exists; a renamed step is gone"))
+        elif old in claimed:
+            issues.append(Issue(where, f"another step is already renamed from '{old}'"))
+        claimed.add(old)
     return issues
 
 

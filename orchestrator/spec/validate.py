@@ -39,7 +39,12 @@ class LoadResult:
     @property
     def ok(self) -> bool:
         """True when no file has a problem."""
-        return not self.diagnostics
+        return not self.errors
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        """The diagnostics that make a file invalid; the others are warnings."""
+        return [d for d in self.diagnostics if d.severity == "error"]
 
     @property
     def step_count(self) -> int:
@@ -48,8 +53,8 @@ class LoadResult:
 
     def raise_for_errors(self) -> None:
         """Raise `ConfigError` listing every diagnostic, when there are any."""
-        if self.diagnostics:
-            count = len(self.diagnostics)
+        if self.errors:
+            count = len(self.errors)
             noun = "error" if count == 1 else "errors"
             message = f"{count} {noun} in pipeline files:\n{format_all(self.diagnostics)}"
             raise InvalidPipelineFiles(message)
@@ -60,7 +65,7 @@ def load_pipelines(
 ) -> LoadResult:
     """Load and validate the pipeline files under `paths` (files or directories)."""
     discovery = discover(as_paths(paths))
-    reports = [check_file(path) for path in discovery.files]
+    reports = [check_file(path, import_models=import_handlers) for path in discovery.files]
     check_unique_names(reports)
     check_unique_queues(reports)
     check_shared_rates(reports)
@@ -90,7 +95,7 @@ def parse_pipeline(text: str, file: str = "<string>") -> Pipeline:
 
 def _result(reports: list[FileReport], path_diagnostics: list[Diagnostic]) -> LoadResult:
     diagnostics = [*path_diagnostics, *(d for r in reports for d in r.diagnostics)]
-    valid = [r for r in reports if r.pipeline is not None and not r.diagnostics]
+    valid = [r for r in reports if r.pipeline is not None and not r.errors]
     return LoadResult(
         pipelines=[r.pipeline for r in valid if r.pipeline is not None],
         diagnostics=sorted(diagnostics, key=Diagnostic.sort_key),

@@ -68,6 +68,10 @@ SELECT orchestrator.release($1::text, $2::bigint[], $3::integer[])
 -- Start one run per payload (JSON texts) with optional headers and delay; returns run ids.
 SELECT orchestrator.start_runs($1::text, $2::text[]::jsonb[], $3::text[]::jsonb[], $4::float8)
 
+-- name: entry_contract
+-- The input contract of an applied pipeline's entry step, as JSON text (NULL: none declared).
+SELECT contract, entry_step FROM orchestrator.entry_contract($1::text)
+
 -- name: remaining_messages
 -- Messages left in the queues $1 (visible, in flight or delayed): the drain check.
 SELECT coalesce(sum(m.queue_length), 0)::bigint

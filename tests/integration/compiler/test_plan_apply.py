@@ -74,7 +74,7 @@ async def test_plan_on_an_empty_database_lists_everything_and_writes_nothing(
 ) -> None:
     result = await plan(empty_conn, write(orders=ORDERS))
     assert result.lines() == [
-        "+ queue layer: install version 2 (schemas pgmq and pgmq_ext)",
+        "+ queue layer: install version 3 (schemas pgmq and pgmq_ext)",
         f"+ schema orchestrator: install version {STORE_VERSION}",
         "+ queue orders__receive: create (notify every 250ms)",
         "+ queue orders__check: create (notify every 250ms)",

@@ -86,11 +86,13 @@ def test_routes_name_successors_and_joins() -> None:
         "  d: {handler: m:d, after: [b, c]}\n",
         Path("p.yaml"),
     )
+    sender = f'"spec_hash":"{pipeline.spec_hash()}"'
     assert StepTarget.of(pipeline, pipeline.step("a")).routes == (
-        '[{"step":"b","delay":5.0,"expects":null},{"step":"c","delay":0.0,"expects":null}]'
+        f'[{{"step":"b","delay":5.0,"expects":null,{sender}}},'
+        f'{{"step":"c","delay":0.0,"expects":null,{sender}}}]'
     )
     assert StepTarget.of(pipeline, pipeline.step("b")).routes == (
-        '[{"step":"d","delay":0.0,"expects":["b","c"]}]'
+        f'[{{"step":"d","delay":0.0,"expects":["b","c"],{sender}}}]'
     )
     assert StepTarget.of(pipeline, pipeline.step("d")).routes == "[]"
 
@@ -101,8 +103,9 @@ def test_a_route_to_a_grouped_step_carries_the_key_path() -> None:
         "  b: {handler: m:b, group_by: customer.id}\n",
         Path("p.yaml"),
     )
+    sender = f'"spec_hash":"{pipeline.spec_hash()}"'
     assert StepTarget.of(pipeline, pipeline.step("a")).routes == (
-        '[{"step":"b","delay":0.0,"expects":null,"group":["customer","id"]}]'
+        f'[{{"step":"b","delay":0.0,"expects":null,{sender},"group":["customer","id"]}}]'
     )
 
 

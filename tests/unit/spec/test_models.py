@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module")
 def work_orders() -> Pipeline:
-    return parse_pipeline((ROOT / "pipelines" / "work_orders.yaml").read_text())
+    path = ROOT / "pipelines" / "work_orders.yaml"
+    return parse_pipeline(path.read_text(), str(path))
 
 
 def test_graph_accessors(work_orders: Pipeline) -> None:

@@ -1,7 +1,10 @@
 -- Starting runs, and the headers every step message carries (docs/architecture.md, "Messages").
 --
 -- Headers of a step message:
---   {"run_id", "pipeline", "step", "parent_id", "parent_step", "traceparent", "sent_at"}
+--   {"run_id", "pipeline", "step", "parent_id", "parent_step", "traceparent", "sent_at",
+--    "spec_hash"}
+-- `spec_hash` is the hash of the pipeline version the message was sent under: the applied one
+-- when a run starts, the sending worker's afterwards (see hand_off).
 -- The run id is the trace id of the W3C traceparent (one trace per run); each message is a
 -- span with a random span id. Keys a caller adds when starting a run (a tenant, a correlation
 -- id) travel with the run to every later step; `errors` (attempt history) and `dead_letter`
@@ -132,7 +135,9 @@ BEGIN
         payloads,
         ARRAY(SELECT orchestrator.grouped(
                          orchestrator.step_headers(
-                             headers[i], orchestrator.header_base(applied.name, entry, NULL, now_ts),
+                             headers[i],
+                             orchestrator.header_base(applied.name, entry, NULL, now_ts)
+                                 || jsonb_build_object('spec_hash', applied.spec_hash),
                              run_ids[i], NULL),
                          payloads[i], orchestrator.group_path(applied.spec, entry))
                 FROM generate_series(1, cardinality(payloads)) AS i),
@@ -168,6 +173,18 @@ BEGIN
     PERFORM orchestrator.enqueue_runs(applied, payloads, headers, delay, run_ids);
     RETURN QUERY SELECT unnest(run_ids);
 END
+$$;
+
+-- The input contract of the entry step of applied pipeline `name` as JSON text (NULL when it
+-- declares none, no row when the pipeline is not applied), for start() to check payloads
+-- before start_runs enqueues them.
+CREATE OR REPLACE FUNCTION orchestrator.entry_contract(name text)
+RETURNS TABLE (contract text, entry_step text)
+LANGUAGE sql STABLE
+AS $$
+    SELECT (p.spec #> ARRAY['steps', p.entry_step, 'input'])::text, p.entry_step
+      FROM orchestrator.pipelines p
+     WHERE p.name = entry_contract.name
 $$;
 
 -- start_runs with a deduplication key per payload (NULL: no key). While the run holding a key

@@ -224,8 +224,9 @@ $$;
 -- Hand off the messages `msg_ids` (at `read_cts`) of `pipeline`.`step`, whose handlers
 -- returned `outputs` (JSON objects) in runs `run_ids`: archive them (delete them when
 -- `archive` is false) and send each output to every route. `routes` lists the successors:
--- [{"step": "<name>", "delay": <seconds>, "expects": null | ["<predecessor>", ...]}]; a
--- route with `expects` is a join (see arrive()). Raises when a message is no longer owned.
+-- [{"step": "<name>", "delay": <seconds>, "expects": null | ["<predecessor>", ...],
+--   "spec_hash": "<the sender's spec hash>"}]; a route with `expects` is a join (see arrive()).
+-- Raises when a message is no longer owned.
 -- Outputs of cancelled runs go nowhere (see orchestrator.cancelled_among()).
 CREATE OR REPLACE FUNCTION orchestrator.hand_off(
     pipeline text,
@@ -295,8 +296,11 @@ BEGIN
             RETURN;
         END IF;
     END IF;
+    -- The next messages carry the spec hash of the sender (set in its routes) when it has one.
     parent_headers := ARRAY(
-        SELECT m.headers
+        SELECT CASE WHEN routes -> 0 ? 'spec_hash'
+                    THEN m.headers || jsonb_build_object('spec_hash', routes -> 0 -> 'spec_hash')
+                    ELSE m.headers END
           FROM unnest(msg_ids) WITH ORDINALITY AS d (id, i)
           JOIN unnest(moved_ids, moved_headers) AS m (id, headers) ON m.id = d.id
          ORDER BY d.i);
