@@ -52,7 +52,11 @@ def to_url(dsn: str) -> str:
     """
     text = dsn.strip()
     if _URL.match(text):
-        _check_port(urlsplit(text).netloc.rpartition("@")[2])
+        try:
+            netloc = urlsplit(text).netloc
+        except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
+            raise ConfigError(f"the database URL cannot be read: {exc}") from None
+        _check_port(netloc.rpartition("@")[2])
         return text
     if "=" in text:
         return _url_of(parse_conninfo(text))
