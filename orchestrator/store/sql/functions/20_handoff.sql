@@ -36,13 +36,18 @@ AS $$
 BEGIN
     -- A message read just before its run was cancelled (the cancel passes over rows a reader
     -- has locked for a moment) is deleted here instead of being claimed: one probe of
-    -- cancelled_runs' primary key per message.
-    EXECUTE format(
-        'DELETE FROM %s q USING unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
-        ' WHERE q.msg_id = f.id AND q.read_ct = f.ct AND EXISTS (SELECT FROM orchestrator.cancelled_runs c'
-        ' WHERE c.run_id = orchestrator.uuid_or_null(q.headers ->> ''run_id''))',
-        pgmq_ext.queue_table(queue_name))
-        USING msg_ids, read_cts;
+    -- cancelled_runs' primary key per message, and none while no run was ever cancelled.
+    -- `msg_id = ANY` keeps the queue's primary key in the plan whatever the planner thinks of
+    -- the unnest (a join on it alone may be planned as a scan of the whole queue).
+    IF EXISTS (SELECT FROM orchestrator.cancelled_runs) THEN
+        EXECUTE format(
+            'DELETE FROM %s q WHERE q.msg_id = ANY ($1::bigint[])'
+            ' AND (q.msg_id, q.read_ct) IN (SELECT f.id, f.ct FROM unnest($1::bigint[], $2::integer[]) AS f (id, ct))'
+            ' AND EXISTS (SELECT FROM orchestrator.cancelled_runs c'
+            ' WHERE c.run_id = orchestrator.uuid_or_null(q.headers ->> ''run_id''))',
+            pgmq_ext.queue_table(queue_name))
+            USING msg_ids, read_cts;
+    END IF;
     RETURN QUERY EXECUTE format(
         'SELECT q.msg_id FROM %s q JOIN unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
         ' ON q.msg_id = f.id AND q.read_ct = f.ct'
