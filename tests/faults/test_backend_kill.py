@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.faults.conftest import Scenario, sizes
-from tests.faults.harness import Figures, Fleet, Shape, Size, plans, send_over, verify
+from tests.faults.harness import Figures, Fleet, Probe, Shape, Size, plans, send_over, verify
 
 SHAPE = Shape(visibility_timeout="2s", timeout="1500ms", batch_size=4, max_attempts=10)
 
@@ -21,6 +21,21 @@ TERMINATE = (
     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
     " WHERE application_name LIKE 'faults\\_w%' AND pid <> pg_backend_pid()"
 )
+
+
+CONNECTED = (
+    "SELECT count(DISTINCT application_name) FROM pg_stat_activity"
+    " WHERE application_name LIKE 'faults\\_w%'"
+)
+
+
+async def _connected(probe: Probe, workers: int, limit: float = 120.0) -> None:
+    """Wait until every worker process holds a connection: a worker starting up (importing
+    its handlers) has no backend to terminate yet, and killing nothing proves nothing."""
+    deadline = time.monotonic() + limit
+    while await probe.fetchval(CONNECTED) < workers:
+        assert time.monotonic() < deadline, f"the workers did not connect within {limit:.0f} s"
+        await asyncio.sleep(0.2)
 
 
 @pytest.mark.shape(SHAPE)
@@ -44,6 +59,7 @@ async def test_workers_survive_their_backends_being_terminated(
     fleet.start()
     terminated = 0
     try:
+        await _connected(s.probe, size.workers)
         producing = asyncio.create_task(
             send_over(s.dsn, payloads, s.runs, size.interval * size.faults, chunks=10)
         )
