@@ -115,6 +115,7 @@ async def connect(
     settings = {**connection_settings(mode), **_startup(mode, kwargs)}
     conn = await _open(dsn, target.dsn, timeout, settings)
     await init_connection(conn)
+    await _set_in_session(conn, _session_sets(mode, kwargs))
     return conn
 
 
@@ -140,11 +141,13 @@ async def create_pool(
 
     async def _init(conn: asyncpg.Connection) -> None:
         await init_connection(conn)
+        await _set_in_session(conn, sets)
         if init is not None:
             await init(conn)
 
     target = parse_target(dsn)
     mode = await pool_mode(dsn)
+    sets = _session_sets(mode, kwargs)
     settings = {**connection_settings(mode), **_startup(mode, kwargs)}
     settings["connection_class"] = _connection_class(mode, kwargs.get("connection_class"))
     try:
@@ -304,13 +307,28 @@ _POOLER_STARTUP_PARAMETERS = frozenset(
 
 
 def _startup(mode: PoolMode, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """`kwargs` without the server settings a transaction pooler refuses at login (and could
-    not keep for the session anyway): they are left to the database's defaults there."""
+    """`kwargs` without the server settings a pooler refuses at login (PgBouncer takes only
+    a few startup parameters, whatever its pool mode). Behind a session pooler they are set
+    once the session is open (`_session_sets`); behind a transaction pooler, which could not
+    keep them for the session anyway, they are left to the database's defaults."""
     settings = kwargs.get("server_settings")
-    if mode.keeps_session or not settings:
+    if mode is PoolMode.DIRECT or not settings:
         return kwargs
     kept = {k: v for k, v in settings.items() if k.lower() in _POOLER_STARTUP_PARAMETERS}
     return {**kwargs, "server_settings": kept}
+
+
+def _session_sets(mode: PoolMode, kwargs: dict[str, Any]) -> dict[str, str]:
+    """The server settings a session pooler refused at login, to SET in the open session."""
+    settings: dict[str, str] = kwargs.get("server_settings") or {}
+    if mode is not PoolMode.SESSION:
+        return {}
+    return {k: v for k, v in settings.items() if k.lower() not in _POOLER_STARTUP_PARAMETERS}
+
+
+async def _set_in_session(conn: asyncpg.Connection, sets: dict[str, str]) -> None:
+    for name, value in sets.items():
+        await conn.execute("SELECT set_config($1, $2, false)", name, value)
 
 
 def _connection_class(mode: PoolMode, wanted: type | None) -> type:
