@@ -205,7 +205,7 @@ async def test_the_queue_client_refuses_evil_names_before_any_sql(
 async def test_start_takes_pipeline_names_as_data(target: tuple[str, Path], evil: str) -> None:
     """`orchestrator.start` sends the pipeline name as a parameter: an unknown pipeline,
     whatever its name looks like, is refused with an orchestrator error, and the only
-    statement that ran is the fixed `start_runs` call."""
+    statements that ran are the fixed `entry_contract` look-up and `start_runs` call."""
     import orchestrator
     from orchestrator.db.named_sql import named_queries
 
@@ -223,7 +223,8 @@ async def test_start_takes_pipeline_names_as_data(target: tuple[str, Path], evil
         after = await DatabaseState.of(conn)
     finally:
         await conn.close()
-    assert set(ran) <= {named_queries("orchestrator.runtime")["start_runs"]}
+    runtime = named_queries("orchestrator.runtime")
+    assert set(ran) <= {runtime["start_runs"], runtime["entry_contract"]}
     assert before.differences(after) == {}
 
 
