@@ -26,21 +26,21 @@ from orchestrator.observe import otel
 from orchestrator.runtime import handoff
 from orchestrator.runtime.context import StepContext
 from orchestrator.runtime.contracts import StepContracts
-from orchestrator.runtime.handoff import Message, PayloadError
+from orchestrator.runtime.handoff import PayloadError, StepMessage
 from orchestrator.runtime.lease import Lease
 from orchestrator.runtime.threads import Threads
 from orchestrator.runtime.timers import Deadline
 from orchestrator.spec.handlers import HandlerInfo
 from orchestrator.spec.models import ResolvedStep
 
-MessageLogger = Callable[[Message], logging.LoggerAdapter[logging.Logger]]
+MessageLogger = Callable[[StepMessage], logging.LoggerAdapter[logging.Logger]]
 
 
 @dataclass(slots=True)
 class Attempt:
     """The result of one attempt: `output` (JSON text) when it succeeded, else `error`."""
 
-    message: Message
+    message: StepMessage
     ctx: StepContext
     output: str | None = None
     error: BaseException | None = None
@@ -75,7 +75,7 @@ class Invoker:
     def is_async(self) -> bool:
         return self._handler.is_async
 
-    def context(self, m: Message, conn: Any) -> StepContext:
+    def context(self, m: StepMessage, conn: Any) -> StepContext:
         step = self._step
         return StepContext(
             run_id=m.run_id,
@@ -90,7 +90,7 @@ class Invoker:
             conn=conn,
         )
 
-    async def attempt(self, conn: Any, m: Message, lease: Lease) -> Attempt:
+    async def attempt(self, conn: Any, m: StepMessage, lease: Lease) -> Attempt:
         """Run the handler on `m` (a lost lease cancels it too; the caller checks `lease`)."""
         ctx = self.context(m, conn)
         task = asyncio.current_task()
@@ -121,7 +121,7 @@ class Invoker:
         return self._output(m, ctx, m.body if result is None else result)
 
     async def _run(
-        self, m: Message, ctx: StepContext, deadline: Deadline, task: asyncio.Task[Any]
+        self, m: StepMessage, ctx: StepContext, deadline: Deadline, task: asyncio.Task[Any]
     ) -> tuple[Any, BaseException | None]:
         try:
             payload = self._contracts.payload(m.body, m.headers)  # ContractError: permanent
@@ -143,7 +143,7 @@ class Invoker:
             return functools.partial(function, payload, ctx)
         return functools.partial(function, payload)
 
-    def _output(self, m: Message, ctx: StepContext, output: Any) -> Attempt:
+    def _output(self, m: StepMessage, ctx: StepContext, output: Any) -> Attempt:
         try:
             checked = self._contracts.output(output)
             return Attempt(m, ctx, output=handoff.encode_object(checked, "handler output"))

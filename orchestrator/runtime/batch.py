@@ -33,7 +33,7 @@ from orchestrator.runtime import handoff
 from orchestrator.runtime.attempt import Attempt, Invoker
 from orchestrator.runtime.bookkeeping import Bookkeeper
 from orchestrator.runtime.context import SavepointConnection
-from orchestrator.runtime.handoff import Message, Outcomes
+from orchestrator.runtime.handoff import Outcomes, StepMessage
 from orchestrator.runtime.lease import Lease, LeaseLost, Watch
 from orchestrator.runtime.pgconn import (
     ISOLATION,
@@ -133,7 +133,7 @@ class _Run:
 
     savepoints: bool
     whole_rollback: bool = False
-    suspect: Message | None = None
+    suspect: StepMessage | None = None
     """Without savepoints: the one message whose handler used ctx.conn and succeeded (it may
     have left the transaction aborted; `complete` tells)."""
 
@@ -167,8 +167,8 @@ class Batches:
         self._on_extended = on_extended
 
     async def run(
-        self, session: Session, messages: list[Message], *, stopping: asyncio.Event | None
-    ) -> list[Message]:
+        self, session: Session, messages: list[StepMessage], *, stopping: asyncio.Event | None
+    ) -> list[StepMessage]:
         """Claim, run and hand off `messages` in one transaction. Unless `stopping` is set
         (or None) once the handlers are done, the `complete` call also reads the next batch:
         it is returned, its transaction open."""
@@ -182,15 +182,15 @@ class Batches:
 class _Batch:
     """One batch's transaction and its state."""
 
-    def __init__(self, owner: Batches, session: Session, messages: list[Message]) -> None:
+    def __init__(self, owner: Batches, session: Session, messages: list[StepMessage]) -> None:
         self.o = owner
         self.session = session
         self.conn = session.conn
         self.messages = messages
-        self.owned: list[Message] = []
+        self.owned: list[StepMessage] = []
         self.state = State.OPEN
 
-    async def run(self, stopping: asyncio.Event | None) -> list[Message]:
+    async def run(self, stopping: asyncio.Event | None) -> list[StepMessage]:
         await self.session.begin()
         await self._claim()
         if not self.owned:
@@ -235,7 +235,7 @@ class _Batch:
 
     async def _complete(
         self, outcomes: Outcomes, run: _Run, read_next: bool
-    ) -> list[Message] | None:
+    ) -> list[StepMessage] | None:
         """complete() and COMMIT; None when the batch must be rolled back instead."""
         next_batch = (self.o.vt_seconds, self.o.batch_size) if read_next else None
         try:
@@ -277,7 +277,7 @@ class _Batch:
             self.o._books.failed(failures, m, error)
         await self._record(failures)
 
-    def _aborted_transaction(self, outcomes: Outcomes, m: Message) -> None:
+    def _aborted_transaction(self, outcomes: Outcomes, m: StepMessage) -> None:
         """Turn `m`'s hand-off into a failure: its handler left the transaction aborted."""
         outcomes.undo_done(m)
         error = TransactionAborted(
@@ -341,7 +341,7 @@ class _Batch:
 
     # -- ending early -----------------------------------------------------------------------
 
-    async def ended_early(self, exc: BaseException) -> list[Message]:
+    async def ended_early(self, exc: BaseException) -> list[StepMessage]:
         """Roll back after `exc` and act on what `classify` says of it."""
         fault = classify(exc)
         cancelled = isinstance(exc, asyncio.CancelledError)
@@ -362,7 +362,7 @@ class _Batch:
         )
         return []
 
-    async def _abandon(self, owned: Sequence[Message], *, give_back: bool) -> None:
+    async def _abandon(self, owned: Sequence[StepMessage], *, give_back: bool) -> None:
         """Roll back an unfinished batch; with `give_back`, make its messages visible now.
 
         A batch whose COMMIT was sent is not given back: it may have committed, and if it did

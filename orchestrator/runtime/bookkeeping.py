@@ -24,7 +24,7 @@ from orchestrator.errors import (
     WorkerLost,
 )
 from orchestrator.runtime import handoff
-from orchestrator.runtime.handoff import Completion, Message, Outcomes, StepTarget
+from orchestrator.runtime.handoff import Completion, Outcomes, StepMessage, StepTarget
 from orchestrator.runtime.retry import RetryDecision, decide
 from orchestrator.spec.models import RetryPolicy
 
@@ -89,7 +89,7 @@ def _where(error: BaseException) -> str:
     return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
 
 
-def lost_attempts(m: Message) -> bool:
+def lost_attempts(m: StepMessage) -> bool:
     """True when `m`'s previous read ended without a recorded outcome: its worker died, its
     batch was rolled back, or it was given back on a shutdown. Such a message is a suspect."""
     if m.read_ct <= 1:
@@ -99,14 +99,14 @@ def lost_attempts(m: Message) -> bool:
     return not (isinstance(last, dict) and last.get("attempt") == m.read_ct - 1)
 
 
-def _proven_lost(m: Message) -> bool:
+def _proven_lost(m: StepMessage) -> bool:
     """Over its cap, a message is dead-lettered when its last lost read ran alone (so its own
     handler ended it: ``headers.isolated`` is set before a suspect runs alone); lost last in a
     shared batch, it gets one run alone first, so a batch-mate is never dead-lettered for it."""
     return not lost_attempts(m) or m.headers.get("isolated") == m.read_ct - 1
 
 
-def is_suspect(m: Message) -> bool:
+def is_suspect(m: StepMessage) -> bool:
     """A message to run alone, in a batch of one (see docs/architecture.md, "Poison")."""
     return m.undecodable is None and lost_attempts(m)
 
@@ -118,7 +118,7 @@ class Bookkeeper:
         self,
         target: StepTarget,
         policy: RetryPolicy,
-        message_logger: Callable[[Message], Log],
+        message_logger: Callable[[StepMessage], Log],
         counters: Counters | None = None,
     ) -> None:
         self.target = target
@@ -127,7 +127,7 @@ class Bookkeeper:
         self._counters = counters
         self._gate = TracebackGate()
 
-    def precheck(self, outcomes: Outcomes, m: Message) -> bool:
+    def precheck(self, outcomes: Outcomes, m: StepMessage) -> bool:
         """Fail `m` before its handler runs when it must not run; True when it may run."""
         if m.undecodable is not None:
             self.failed(outcomes, m, UndecodableMessage(m.undecodable))
@@ -140,17 +140,17 @@ class Bookkeeper:
             return True
         return False
 
-    def _lost_text(self, m: Message) -> str:
+    def _lost_text(self, m: StepMessage) -> str:
         return (
             f"read {m.read_ct - 1} times (max_attempts {self.policy.max_attempts}) and its "
             "last attempt never finished: its worker died or lost it during that attempt"
         )
 
-    def succeeded(self, outcomes: Outcomes, m: Message, output: str) -> None:
+    def succeeded(self, outcomes: Outcomes, m: StepMessage, output: str) -> None:
         outcomes.done(m, output)
 
     def failed(
-        self, outcomes: Outcomes, m: Message, error: BaseException, log: Log | None = None
+        self, outcomes: Outcomes, m: StepMessage, error: BaseException, log: Log | None = None
     ) -> None:
         """Record a failed attempt: a retry per the policy, or a dead letter."""
         decision = self._decide(m, error)
@@ -170,14 +170,14 @@ class Bookkeeper:
             outcomes.retry(m, decision.delay, headers)
         self._log(log or self._message_logger(m), m, error, decision)
 
-    def _decide(self, m: Message, error: BaseException) -> RetryDecision:
+    def _decide(self, m: StepMessage, error: BaseException) -> RetryDecision:
         permanent = isinstance(error, AttemptFailure) and error.permanent
         try:
             return decide(self.policy, m.read_ct, error, permanent=permanent)
         except (OverflowError, ValueError, OSError):  # a datetime no clock can reach
             return RetryDecision(m.read_ct, dead=False, delay=math.inf)
 
-    def _log(self, log: Log, m: Message, error: BaseException, decision: RetryDecision) -> None:
+    def _log(self, log: Log, m: StepMessage, error: BaseException, decision: RetryDecision) -> None:
         described = f"{type(error).__name__}: {error}"
         trace = not isinstance(error, AttemptFailure) and (
             log.isEnabledFor(logging.DEBUG) or self._gate.allow(error)

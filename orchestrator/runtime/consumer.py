@@ -70,7 +70,7 @@ from orchestrator.runtime.batch import Batches, Session
 from orchestrator.runtime.bookkeeping import Bookkeeper, Counters, is_suspect
 from orchestrator.runtime.contracts import StepContracts
 from orchestrator.runtime.flow import Admission, FlowGate
-from orchestrator.runtime.handoff import Message, StepTarget
+from orchestrator.runtime.handoff import StepMessage, StepTarget
 from orchestrator.runtime.pgconn import Connection, is_connection_error, is_missing_queue
 from orchestrator.runtime.retry import reconnect_delay
 from orchestrator.runtime.timers import Doorbell, wait
@@ -276,7 +276,7 @@ class StepConsumer:
     async def _batches_on(
         self, session: Session, stopping: asyncio.Event, healthy: Callable[[], None]
     ) -> int:
-        following: list[Message] = []
+        following: list[StepMessage] = []
         while True:
             rings = self._doorbell.rings
             admission: Admission | None = None
@@ -314,7 +314,7 @@ class StepConsumer:
                 self._in_flight -= len(following)
                 following = []
 
-    async def _read(self, conn: Connection, admission: Admission) -> list[Message]:
+    async def _read(self, conn: Connection, admission: Admission) -> list[StepMessage]:
         """The step's read path: one batch of what the flow gate admitted, autocommit (the one
         place a step reads); the admission's unused tokens and slots go back at once."""
         now = time.monotonic()
@@ -329,8 +329,8 @@ class StepConsumer:
             raise
 
     async def _dispatch(
-        self, session: Session, messages: list[Message], stopping: asyncio.Event
-    ) -> list[Message]:
+        self, session: Session, messages: list[StepMessage], stopping: asyncio.Event
+    ) -> list[StepMessage]:
         """Hand off `messages`: together, except suspects. The first suspect runs alone after
         the others' batch; the rest are given back unread, for later reads to take one by one
         (each run alone exposes no other message to its crash)."""
@@ -363,7 +363,7 @@ class StepConsumer:
                 "is replaced"
             )
 
-    async def _give_back_unread(self, session: Session, messages: list[Message]) -> None:
+    async def _give_back_unread(self, session: Session, messages: list[StepMessage]) -> None:
         """Messages read ahead and not started: back to the queue, their read undone."""
         await session.rollback()  # the read-ahead itself committed with the last batch
         await handoff.unread(session.conn, self.queue, messages)
@@ -399,7 +399,7 @@ class StepConsumer:
                 exc_info=exc,
             )
 
-    def _message_logger(self, m: Message) -> logging.LoggerAdapter[logging.Logger]:
+    def _message_logger(self, m: StepMessage) -> logging.LoggerAdapter[logging.Logger]:
         return step_logger(
             self._logger_name,
             **self._log_context,

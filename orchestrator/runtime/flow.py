@@ -49,7 +49,7 @@ import asyncpg
 
 from orchestrator.db.named_sql import named_queries
 from orchestrator.runtime import handoff
-from orchestrator.runtime.handoff import Message
+from orchestrator.runtime.handoff import StepMessage
 from orchestrator.runtime.wakeup import wait_for_any
 from orchestrator.spec.models import Pipeline, ResolvedStep
 
@@ -157,13 +157,13 @@ class FlowGate:
                 await self._sleep(stopping, admission)
         return None
 
-    async def read(self, conn: Any, queue: str, vt: int, admission: Admission) -> list[Message]:
+    async def read(self, conn: Any, queue: str, vt: int, admission: Admission) -> list[StepMessage]:
         """Read at most what `admission` allows; give back what the read did not use."""
         if self._group is None:
             messages = await handoff.read(conn, queue, vt, admission.qty)
         else:
             rows = await conn.fetch(_Q["read_grouped"], queue, vt, admission.qty)
-            messages = [Message.from_row(row, queue) for row in rows]
+            messages = [StepMessage.from_row(row, queue) for row in rows]
         admission.used = len(messages)
         if admission.tokens > admission.used:
             await conn.execute(

@@ -9,7 +9,7 @@ abandoned batches.
 JSON travels as text: payloads and outputs are encoded here once (`db.jsontext`: orjson, with
 every digit of big ints and Decimals kept), checked for what PostgreSQL's jsonb refuses (NUL
 characters) and for size, and sent as text[]. Bodies are read as text and decoded without
-losing digits; a body Python cannot decode does not raise: its `Message` keeps the raw text
+losing digits; a body Python cannot decode does not raise: its `StepMessage` keeps the raw text
 and says why (`undecodable`), and that message alone fails.
 """
 
@@ -143,7 +143,7 @@ def _nul_path(value: object, path: str) -> str | None:
 
 
 @dataclass(slots=True)
-class Message:
+class StepMessage:
     """A message as read: its fence (msg_id, read_ct), body and headers."""
 
     msg_id: int
@@ -156,7 +156,7 @@ class Message:
     """Why the body could not be decoded; `body` is then its JSON text, kept as read."""
 
     @classmethod
-    def from_row(cls, row: Sequence[Any], queue: str = "") -> Message:
+    def from_row(cls, row: Sequence[Any], queue: str = "") -> StepMessage:
         """From a `read` row of `queue`: (msg_id, read_ct, message text, headers text).
         Never raises: a body that cannot be decoded is kept as text (`undecodable`)."""
         try:
@@ -261,7 +261,7 @@ def with_error(headers: Mapping[str, Any], record: Mapping[str, Any]) -> dict[st
 
 def dead_letter_body(
     target: StepTarget,
-    message: Message,
+    message: StepMessage,
     error: BaseException,
     *,
     permanent: bool,
@@ -318,25 +318,25 @@ class Outcomes:
     dead_read_cts: list[int] = field(default_factory=list)
     dead_bodies: list[str] = field(default_factory=list)
 
-    def done(self, message: Message, output: str) -> None:
+    def done(self, message: StepMessage, output: str) -> None:
         self.done_ids.append(message.msg_id)
         self.done_read_cts.append(message.read_ct)
         self.done_run_ids.append(message.run_id)
         self.done_outputs.append(output)
 
-    def undo_done(self, message: Message) -> None:
+    def undo_done(self, message: StepMessage) -> None:
         """Take back the last hand-off recorded for `message`."""
         index = len(self.done_ids) - 1 - self.done_ids[::-1].index(message.msg_id)
         for column in (self.done_ids, self.done_read_cts, self.done_run_ids, self.done_outputs):
             del column[index]
 
-    def retry(self, message: Message, delay: float, headers: Mapping[str, Any]) -> None:
+    def retry(self, message: StepMessage, delay: float, headers: Mapping[str, Any]) -> None:
         self.retry_ids.append(message.msg_id)
         self.retry_read_cts.append(message.read_ct)
         self.retry_delays.append(delay)
         self.retry_headers.append(encode_headers(headers))
 
-    def dead(self, message: Message, body: Mapping[str, Any]) -> None:
+    def dead(self, message: StepMessage, body: Mapping[str, Any]) -> None:
         self.dead_ids.append(message.msg_id)
         self.dead_read_cts.append(message.read_ct)
         self.dead_bodies.append(jsontext.dumps(body).decode())
@@ -368,13 +368,13 @@ class Completion:
     dead_lettered: int
 
 
-async def read(conn: Any, queue: str, vt_seconds: int, qty: int) -> list[Message]:
+async def read(conn: Any, queue: str, vt_seconds: int, qty: int) -> list[StepMessage]:
     """Read up to `qty` messages, hidden for `vt_seconds` (run outside a transaction)."""
     rows = await conn.fetch(_Q["read"], queue, vt_seconds, qty)
-    return [Message.from_row(row, queue) for row in rows]
+    return [StepMessage.from_row(row, queue) for row in rows]
 
 
-async def claim(conn: Any, queue: str, messages: Iterable[Message]) -> set[int]:
+async def claim(conn: Any, queue: str, messages: Iterable[StepMessage]) -> set[int]:
     """Lock the messages still owned (in the caller's transaction); their msg_ids."""
     ids, cts = _fence(messages)
     rows = await conn.fetch(_Q["claim"], queue, ids, cts)
@@ -387,7 +387,7 @@ async def complete(
     outcomes: Outcomes,
     *,
     read_next: tuple[int, int] | None = None,
-) -> tuple[Completion, list[Message]]:
+) -> tuple[Completion, list[StepMessage]]:
     """Hand off, retry and dead-letter in one round trip (in the claim's transaction).
 
     With `read_next` = (vt seconds, qty), the same statement then reads the next batch of
@@ -418,35 +418,37 @@ async def complete(
     rows = await conn.fetch(_Q["complete_and_read"], *args, target.queue, *read_next)
     done = Completion(*rows[0][:5])
     following = [
-        Message.from_row(tuple(row)[5:], target.queue) for row in rows if row[5] is not None
+        StepMessage.from_row(tuple(row)[5:], target.queue) for row in rows if row[5] is not None
     ]
     return done, following
 
 
-async def extend_lease(conn: Any, queue: str, messages: Iterable[Message], seconds: float) -> int:
+async def extend_lease(
+    conn: Any, queue: str, messages: Iterable[StepMessage], seconds: float
+) -> int:
     """Move the vt of owned messages to `seconds` from now; how many were still owned."""
     ids, cts = _fence(messages)
     moved: int = await conn.fetchval(_Q["extend_lease"], queue, ids, cts, seconds)
     return moved
 
 
-async def isolate(conn: Any, queue: str, message: Message) -> bool:
+async def isolate(conn: Any, queue: str, message: StepMessage) -> bool:
     """Record, committed, that `message` runs alone at this read (outside a transaction)."""
     owned: bool = await conn.fetchval(_Q["isolate"], queue, message.msg_id, message.read_ct)
     return owned
 
 
-async def unread(conn: Any, queue: str, messages: Iterable[Message]) -> int:
+async def unread(conn: Any, queue: str, messages: Iterable[StepMessage]) -> int:
     """Give owned messages back as if this read never happened (outside a transaction)."""
     return await _fenced(conn, "unread", queue, messages)
 
 
-async def release(conn: Any, queue: str, messages: Iterable[Message]) -> int:
+async def release(conn: Any, queue: str, messages: Iterable[StepMessage]) -> int:
     """Make owned messages visible at once (outside their batch's transaction)."""
     return await _fenced(conn, "release", queue, messages)
 
 
-async def _fenced(conn: Any, query: str, queue: str, messages: Iterable[Message]) -> int:
+async def _fenced(conn: Any, query: str, queue: str, messages: Iterable[StepMessage]) -> int:
     """Run fenced query `query` on `messages`; how many were still owned."""
     ids, cts = _fence(messages)
     if not ids:
@@ -455,7 +457,7 @@ async def _fenced(conn: Any, query: str, queue: str, messages: Iterable[Message]
     return count
 
 
-def _fence(messages: Iterable[Message]) -> tuple[list[int], list[int]]:
+def _fence(messages: Iterable[StepMessage]) -> tuple[list[int], list[int]]:
     ids: list[int] = []
     cts: list[int] = []
     for m in messages:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from orchestrator.runtime import handoff
-from orchestrator.runtime.handoff import Message
+from orchestrator.runtime.handoff import StepMessage
 from orchestrator.runtime.timers import Deadline
 
 
@@ -30,7 +30,7 @@ class Lease:
         pool: Any,
         queue: str,
         vt_seconds: int,
-        messages: Sequence[Message],
+        messages: Sequence[StepMessage],
         on_extended: Callable[[], None] | None = None,
     ) -> None:
         self._pool = pool

@@ -22,7 +22,7 @@ from orchestrator.runtime.bookkeeping import (
     is_suspect,
     lost_attempts,
 )
-from orchestrator.runtime.handoff import Message, Outcomes, StepTarget
+from orchestrator.runtime.handoff import Outcomes, StepMessage, StepTarget
 from orchestrator.runtime.timers import Deadline, Doorbell
 from orchestrator.spec.models import RetryPolicy
 
@@ -103,9 +103,9 @@ def _books(max_attempts: int = 3) -> Bookkeeper:
     return Bookkeeper(TARGET, policy, lambda m: log)
 
 
-def _message(read_ct: int = 1, body: Any = None, **headers: Any) -> Message:
+def _message(read_ct: int = 1, body: Any = None, **headers: Any) -> StepMessage:
     body = {"n": 1} if body is None else body
-    return Message(7, read_ct, body, headers, "00000000-0000-0000-0000-000000000001")
+    return StepMessage(7, read_ct, body, headers, "00000000-0000-0000-0000-000000000001")
 
 
 def test_a_failure_is_retried_then_dead_lettered_on_its_last_attempt() -> None:

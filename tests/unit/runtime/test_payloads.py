@@ -13,8 +13,8 @@ from orchestrator.runtime import StepContext
 from orchestrator.runtime.handoff import (
     MAX_ERRORS_KEPT,
     MAX_PAYLOAD_BYTES,
-    Message,
     PayloadError,
+    StepMessage,
     StepTarget,
     dead_letter_body,
     encode_object,
@@ -54,7 +54,7 @@ def test_dead_letter_body_follows_the_contract() -> None:
     pipeline = parse_pipeline("pipeline: p\nsteps:\n  a: {handler: m:a}\n", Path("p.yaml"))
     target = StepTarget.of(pipeline, pipeline.step("a"))
     run = uuid.uuid4()
-    message = Message(7, 3, {"k": 1}, {"run_id": str(run)}, str(run))
+    message = StepMessage(7, 3, {"k": 1}, {"run_id": str(run)}, str(run))
     try:
         raise KeyError("gone\x00")
     except KeyError as exc:
@@ -110,14 +110,14 @@ def test_a_route_to_a_grouped_step_carries_the_key_path() -> None:
 
 
 def test_message_without_run_id_gets_one() -> None:
-    message = Message.from_row((1, 1, '{"a": 1}', None), "q")
+    message = StepMessage.from_row((1, 1, '{"a": 1}', None), "q")
     assert message.headers == {} and str(uuid.UUID(message.run_id)) == message.run_id
-    assert Message.from_row((1, 2, "{}", None), "q").run_id == message.run_id  # every attempt
-    assert Message.from_row((2, 1, "{}", None), "q").run_id != message.run_id
-    bad = Message.from_row((1, 1, "[1]", '{"run_id": "not-a-uuid"}'))
+    assert StepMessage.from_row((1, 2, "{}", None), "q").run_id == message.run_id  # every attempt
+    assert StepMessage.from_row((2, 1, "{}", None), "q").run_id != message.run_id
+    bad = StepMessage.from_row((1, 1, "[1]", '{"run_id": "not-a-uuid"}'))
     assert bad.body == [1] and str(uuid.UUID(bad.run_id)) == bad.run_id
     shouted = str(uuid.uuid4()).upper()
-    upper = Message.from_row((1, 1, "{}", f'{{"run_id": "{shouted}"}}'))
+    upper = StepMessage.from_row((1, 1, "{}", f'{{"run_id": "{shouted}"}}'))
     assert upper.run_id == upper.run_id.lower()
 
 
