@@ -32,11 +32,12 @@ queue is busy, each batch's `complete` call reads the next batch too.
 
 Suspects run alone: a message whose previous read ended without a recorded outcome (its worker
 died, its batch was rolled back or given back) is marked, committed, as run alone at this read
-(``headers.isolated``) and runs in a batch of one, after its batch-mates' batch; other suspects
-of the same read are given back unread (read_ct one less) for later reads. A message that kills
-its process therefore costs its batch-mates at most one extra attempt, and is dead-lettered
-(WorkerLost) once it has been read more than ``max_attempts`` times and its last lost read ran
-alone.
+(``headers.isolated``) and runs in a batch of one, after its batch-mates' batch, alone in its
+process (`solitude`: no other batch of the worker runs meanwhile, since a process's death takes
+every message in flight in it); other suspects of the same read are given back unread (read_ct
+one less) for later reads. A message that kills its process therefore costs its batch-mates at
+most one extra attempt, and is dead-lettered (WorkerLost) once it has been read more than
+``max_attempts`` times and its last lost read ran alone.
 
 Idle loops wait for `wake()`, for the moment `visible_in` announced, or `poll_interval`; after a
 wake-up they also read once more a notification throttle window later, so messages whose
@@ -73,6 +74,7 @@ from orchestrator.runtime.flow import Admission, FlowGate
 from orchestrator.runtime.handoff import StepMessage, StepTarget
 from orchestrator.runtime.pgconn import Connection, is_connection_error, is_missing_queue
 from orchestrator.runtime.retry import reconnect_delay
+from orchestrator.runtime.solitude import Solitude
 from orchestrator.runtime.timers import Doorbell, wait
 from orchestrator.spec.handlers import HandlerInfo
 from orchestrator.spec.models import Pipeline, ResolvedStep
@@ -102,12 +104,15 @@ class StepConsumer:
         poll_interval: float = 1.0,
         metrics: object | None = None,
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        solitude: Solitude | None = None,
     ) -> None:
         if concurrency is not None and concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         if not poll_interval > 0:
             raise ValueError(f"poll_interval must be > 0, got {poll_interval}")
         self._pool = pool
+        self.solitude = solitude or Solitude()
+        """Shared by the consumers of one process (the worker passes its own)."""
         self.queue: str = step.queue
         self.target = StepTarget.of(pipeline, step)
         self.concurrency = concurrency or step.concurrency
@@ -336,19 +341,22 @@ class StepConsumer:
         (each run alone exposes no other message to its crash)."""
         suspects = [m for m in messages if is_suspect(m)]
         if not suspects:
-            return await self._batches.run(session, messages, stopping=stopping)
+            async with self.solitude.shared():
+                return await self._batches.run(session, messages, stopping=stopping)
         suspect, others = suspects[0], suspects[1:]
         await self._give_back_unread(session, others)
         healthy = [m for m in messages if not is_suspect(m)]
         if healthy:
-            await self._batches.run(session, healthy, stopping=None)
-        if await handoff.isolate(session.conn, self.queue, suspect):
-            self._log.info(
-                "message %d read again after a lost attempt (read %d): it runs alone",
-                suspect.msg_id,
-                suspect.read_ct,
-            )
-            await self._batches.run(session, [suspect], stopping=None)
+            async with self.solitude.shared():
+                await self._batches.run(session, healthy, stopping=None)
+        async with self.solitude.alone():  # alone in the process: see `solitude`
+            if await handoff.isolate(session.conn, self.queue, suspect):
+                self._log.info(
+                    "message %d read again after a lost attempt (read %d): it runs alone",
+                    suspect.msg_id,
+                    suspect.read_ct,
+                )
+                await self._batches.run(session, [suspect], stopping=None)
         return []
 
     def _too_many_abandoned(self) -> bool:

@@ -40,6 +40,7 @@ from orchestrator.runtime.flow import FLOW_CHANNEL
 from orchestrator.runtime.heartbeat import Heartbeat
 from orchestrator.runtime.leader import Leader, upkeep_jobs
 from orchestrator.runtime.pgconn import SESSION_SETTINGS, PoolConnection, reset_if_lent
+from orchestrator.runtime.solitude import Solitude
 from orchestrator.runtime.visibility import VisibilityClock
 from orchestrator.runtime.wakeup import (
     POLL_WITHOUT_LISTEN,
@@ -197,7 +198,10 @@ class Worker:
                 poll,
             )
         unheard = None if listen is not None else poll  # without LISTEN, consumers poll
-        self.consumers = [self._consumer(pool, plan, unheard) for plan in self.config.steps]
+        solitude = Solitude()  # one per process: a suspect runs alone in it
+        self.consumers = [
+            self._consumer(pool, plan, unheard, solitude) for plan in self.config.steps
+        ]
         listener = WakeupListener(listen or self.config.dsn, self.consumers if listen else ())
         if listen is not None:
             listener.also_listen(FLOW_CHANNEL, self._flow_notified)
@@ -247,7 +251,9 @@ class Worker:
         for consumer in self.consumers:
             consumer.flow.wake(payload)
 
-    def _consumer(self, pool: asyncpg.Pool, plan: StepPlan, poll: float | None) -> Any:
+    def _consumer(
+        self, pool: asyncpg.Pool, plan: StepPlan, poll: float | None, solitude: Solitude
+    ) -> Any:
         """A step's consumer; `poll` None when insert notifications wake it (it then reads on
         its own only as a safety net), else its polling interval."""
         from orchestrator.runtime.consumer import StepConsumer
@@ -269,6 +275,7 @@ class Worker:
             logger=step_logger(
                 "orchestrator.runtime.consumer", pipeline=plan.pipeline.name, step=plan.step.name
             ),
+            solitude=solitude,
         )
 
     async def _until_stopping(self, tasks: set[asyncio.Task[None]]) -> None:

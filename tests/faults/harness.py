@@ -565,7 +565,10 @@ async def verify(probe: Probe, runs: Runs, figures: Figures) -> Figures:
     twice = sorted((k, n) for k, n in seen.items() if n > 1)
     assert not twice, f"side effects committed more than once: {twice[:10]}"
     missing = sorted(expected - set(seen))
-    assert not missing, f"{len(missing)} (run, step) side effects missing: {missing[:10]}"
+    assert not missing, (
+        f"{len(missing)} (run, step) side effects missing: {missing[:10]}; "
+        f"their dead letters: {await _letters_of(probe, {run for run, _ in missing})}"
+    )
     extra = sorted(set(seen) - expected)
     assert not extra, f"side effects of steps that must not hand off: {extra[:10]}"
     assert dead == runs.dead, (
@@ -575,6 +578,17 @@ async def verify(probe: Probe, runs: Runs, figures: Figures) -> Figures:
     )
     assert await probe.waiting() == 0, "messages left in the step queues"
     return figures
+
+
+async def _letters_of(probe: Probe, run_ids: set[str]) -> list[dict[str, Any]]:
+    """The dead letters of `run_ids` (step, error, headers), to explain a failed check."""
+    rows = await probe.fetch(
+        f"SELECT message->>'run_id' AS run_id, message->>'step' AS step,"
+        f" message->'error' AS error, message->'headers' AS headers, read_ct"
+        f" FROM pgmq.q_{DEAD_LETTER_QUEUE} WHERE message->>'run_id' = ANY($1::text[])",
+        sorted(run_ids),
+    )
+    return [dict(r) for r in rows]
 
 
 def plans(

@@ -27,6 +27,8 @@ from tests.faults.harness import (
 )
 
 MAX_ATTEMPTS = 5
+MAX_LOG_BYTES_PER_ATTEMPT = 1_000
+"""A failed attempt's one JSON log line, with room for a worker's start and stop lines."""
 SHAPE = Shape(
     visibility_timeout="2s",
     timeout="1500ms",
@@ -78,10 +80,23 @@ async def test_a_storm_of_transient_failures_hands_off_each_step_once(
     archives = " UNION ALL ".join(f"SELECT read_ct FROM pgmq.a_faults__{step}" for step in STEPS)
     failed = await s.probe.fetchval(f"SELECT coalesce(sum(read_ct - 1), 0) FROM ({archives}) a")
     figures.seconds = time.monotonic() - started
-    figures.faults = {"failed attempts": int(failed)}
+    output = fleet.output()
+    tracebacks = output.count("Traceback (most recent call last)")
+    figures.faults = {
+        "failed attempts": int(failed),
+        "log bytes": len(output.encode()),
+        "tracebacks logged": tracebacks,
+    }
     await verify(s.probe, s.runs, figures)
-    assert codes == [0] * size.workers, fleet.output()[-4000:]
+    assert codes == [0] * size.workers, output[-4000:]
     assert failed > size.runs  # a storm indeed
+    # Logs an operator can read: one line per failed attempt, a traceback once per distinct
+    # error (type and raising line: three here) per minute, per step and worker; never one each.
+    minutes = int(figures.seconds // 60) + 1
+    assert tracebacks <= 3 * len(STEPS) * size.workers * minutes, tracebacks
+    assert len(output.encode()) < MAX_LOG_BYTES_PER_ATTEMPT * (failed + s.runs.total), (
+        f"{len(output.encode())} bytes of log for {failed} failed attempts"
+    )
 
     # Fail is permanent and exhausted attempts are not; each came after its planned failures.
     letters = await s.probe.fetch(

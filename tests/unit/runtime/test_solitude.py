@@ -1,0 +1,92 @@
+"""The per-process gate that lets a suspect run alone (runtime/solitude.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from orchestrator.runtime.solitude import Solitude
+
+
+async def test_batches_share_the_gate() -> None:
+    gate = Solitude()
+    inside = 0
+    most = 0
+
+    async def batch() -> None:
+        nonlocal inside, most
+        async with gate.shared():
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.01)
+            inside -= 1
+
+    await asyncio.gather(*(batch() for _ in range(5)))
+    assert most == 5
+    assert gate.sharing == 0
+
+
+async def test_alone_waits_for_running_batches_and_holds_new_ones_back() -> None:
+    gate = Solitude()
+    events: list[str] = []
+    first_in = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def first() -> None:
+        async with gate.shared():
+            events.append("first start")
+            first_in.set()
+            await release_first.wait()
+            events.append("first end")
+
+    async def suspect() -> None:
+        async with gate.alone():
+            events.append("alone start")
+            await asyncio.sleep(0.01)
+            events.append("alone end")
+
+    async def later() -> None:
+        async with gate.shared():
+            events.append("later")
+
+    t1 = asyncio.create_task(first())
+    await first_in.wait()
+    t2 = asyncio.create_task(suspect())
+    await asyncio.sleep(0)  # the suspect now waits for the first batch
+    t3 = asyncio.create_task(later())
+    await asyncio.sleep(0.01)
+    assert events == ["first start"], "nothing may start while a suspect waits"
+    release_first.set()
+    await asyncio.gather(t1, t2, t3)
+    assert events == ["first start", "first end", "alone start", "alone end", "later"]
+
+
+async def test_a_cancelled_alone_waiter_lets_batches_go_on() -> None:
+    gate = Solitude()
+    holding = asyncio.Event()
+    done = asyncio.Event()
+
+    async def long_batch() -> None:
+        async with gate.shared():
+            holding.set()
+            await done.wait()
+
+    async def waiter() -> None:
+        async with gate.alone():
+            raise AssertionError("never reached")
+
+    long_task = asyncio.create_task(long_batch())
+    await holding.wait()
+    waiting = asyncio.create_task(waiter())
+    await asyncio.sleep(0)
+    held_back = asyncio.create_task(_enter_shared(gate))
+    await asyncio.sleep(0.01)
+    assert not held_back.done()
+    waiting.cancel()
+    await asyncio.wait_for(held_back, 5)
+    done.set()
+    await long_task
+
+
+async def _enter_shared(gate: Solitude) -> None:
+    async with gate.shared():
+        pass
