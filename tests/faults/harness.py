@@ -189,13 +189,6 @@ def with_settings(dsn: str, **settings: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def with_login(dsn: str, user: str, password: str) -> str:
-    """`dsn` logging in as `user` with `password`."""
-    parts = urlsplit(dsn)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
-
-
 # -- runs and their plans ------------------------------------------------------------------------
 
 

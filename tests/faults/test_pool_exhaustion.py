@@ -26,8 +26,8 @@ from tests.faults.harness import (
     send_over,
     verify,
     wait_until,
-    with_login,
 )
+from tests.support.pg import with_login
 
 SHAPE = Shape(visibility_timeout="2s", timeout="1500ms", batch_size=2, max_attempts=10)
 PASSWORD = "limited-pw"
