@@ -99,7 +99,7 @@ def lost_attempts(m: StepMessage) -> bool:
     return not (isinstance(last, dict) and last.get("attempt") == m.read_ct - 1)
 
 
-def _proven_lost(m: StepMessage) -> bool:
+def proven_lost(m: StepMessage) -> bool:
     """Over its cap, a message is dead-lettered when its last lost read ran alone (so its own
     handler ended it: ``headers.isolated`` is set before a suspect runs alone); lost last in a
     shared batch, it gets one run alone first, so a batch-mate is never dead-lettered for it."""
@@ -134,7 +134,7 @@ class Bookkeeper:
         elif not isinstance(m.body, dict):
             what = handoff._kind(m.body)
             self.failed(outcomes, m, InvalidPayload(f"the message body is {what}, not an object"))
-        elif m.read_ct > self.policy.max_attempts and _proven_lost(m):
+        elif m.read_ct > self.policy.max_attempts and proven_lost(m):
             self.failed(outcomes, m, WorkerLost(self._lost_text(m)))
         else:
             return True

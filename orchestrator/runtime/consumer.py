@@ -31,13 +31,14 @@ WAL flush, the hand-off's COMMIT flushes it) and hands it off in one transaction
 queue is busy, each batch's `complete` call reads the next batch too.
 
 Suspects run alone: a message whose previous read ended without a recorded outcome (its worker
-died, its batch was rolled back or given back) is marked, committed, as run alone at this read
-(``headers.isolated``) and runs in a batch of one, after its batch-mates' batch, alone in its
-process (`solitude`: no other batch of the worker runs meanwhile, since a process's death takes
-every message in flight in it); other suspects of the same read are given back unread (read_ct
-one less) for later reads. A message that kills its process therefore costs its batch-mates at
-most one extra attempt, and is dead-lettered (WorkerLost) once it has been read more than
-``max_attempts`` times and its last lost read ran alone.
+died, its batch was rolled back or given back) runs in a batch of one, after its batch-mates'
+batch; alone in its process too when that costs no waiting, or, once it has been read more
+than ``max_attempts`` times, after waiting for it (`solitude`: a process's death takes every
+message in flight in it). Only a run alone in the process is marked, committed, as such
+(``headers.isolated``). Other suspects of the same read are given back unread (read_ct one
+less) for later reads. A message that kills its process therefore costs its batch-mates at most
+one extra attempt, and is dead-lettered (WorkerLost) once it has been read more than
+``max_attempts`` times and its last lost read ran alone in its process.
 
 Idle loops wait for `wake()`, for the moment `visible_in` announced, or `poll_interval`; after a
 wake-up they also read once more a notification throttle window later, so messages whose
@@ -68,10 +69,11 @@ from orchestrator.observe.logging import step_logger
 from orchestrator.runtime import handoff
 from orchestrator.runtime.attempt import Invoker
 from orchestrator.runtime.batch import Batches, Session
-from orchestrator.runtime.bookkeeping import Bookkeeper, Counters, is_suspect
+from orchestrator.runtime.bookkeeping import Bookkeeper, Counters, is_suspect, proven_lost
 from orchestrator.runtime.contracts import StepContracts
 from orchestrator.runtime.flow import Admission, FlowGate
 from orchestrator.runtime.handoff import StepMessage, StepTarget
+from orchestrator.runtime.lease import Lease
 from orchestrator.runtime.pgconn import Connection, is_connection_error, is_missing_queue
 from orchestrator.runtime.retry import reconnect_delay
 from orchestrator.runtime.solitude import Solitude
@@ -112,6 +114,7 @@ class StepConsumer:
             raise ValueError(f"poll_interval must be > 0, got {poll_interval}")
         self._pool = pool
         self.solitude = solitude or Solitude()
+        self._max_attempts = step.retry.max_attempts
         """Shared by the consumers of one process (the worker passes its own)."""
         self.queue: str = step.queue
         self.target = StepTarget.of(pipeline, step)
@@ -349,15 +352,33 @@ class StepConsumer:
         if healthy:
             async with self.solitude.shared():
                 await self._batches.run(session, healthy, stopping=None)
-        async with self.solitude.alone():  # alone in the process: see `solitude`
-            if await handoff.isolate(session.conn, self.queue, suspect):
-                self._log.info(
-                    "message %d read again after a lost attempt (read %d): it runs alone",
-                    suspect.msg_id,
-                    suspect.read_ct,
-                )
-                await self._batches.run(session, [suspect], stopping=None)
+        await self._run_suspect(session, suspect)
         return []
+
+    async def _run_suspect(self, session: Session, suspect: StepMessage) -> None:
+        """Run `suspect` in a batch of one; alone in the process when the gate is free, or,
+        past its attempts, once it is (see `solitude`): only then is it marked ``isolated``."""
+        # Past its attempts and not yet proven: it waits to run alone (proven, its batch
+        # dead-letters it before its handler runs: no need to wait).
+        past_cap = suspect.read_ct > self._max_attempts and not proven_lost(suspect)
+        lease = Lease(self._pool, self.queue, self.vt_seconds, [suspect]) if past_cap else None
+        try:
+            async with self.solitude.alone(wait=past_cap) as alone:
+                if lease is not None:
+                    await lease.stop()
+                    lease = None
+                if alone:
+                    if not await handoff.isolate(session.conn, self.queue, suspect):
+                        return  # its read lapsed: another worker has it now
+                    self._log.info(
+                        "message %d read again after a lost attempt (read %d): it runs alone",
+                        suspect.msg_id,
+                        suspect.read_ct,
+                    )
+                await self._batches.run(session, [suspect], stopping=None)
+        finally:
+            if lease is not None:
+                await lease.stop()
 
     def _too_many_abandoned(self) -> bool:
         return self.abandoned > ABANDONED_PER_LOOP * self.concurrency

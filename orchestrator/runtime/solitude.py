@@ -4,13 +4,16 @@ A SIGKILL, a segfault or the OOM killer ends the whole process, so every message
 it loses its attempt, whichever handler ended it. Running a suspect alone in its batch protects
 its batch-mates, but only running it alone in the *process* proves that, if the process dies
 while it runs, its own handler ended it: that is the proof the read cap needs before it
-dead-letters a message as WorkerLost (`bookkeeping._proven_lost`).
+dead-letters a message as WorkerLost (`bookkeeping.proven_lost`).
 
 So each batch's handler phase holds the gate shared, and a suspect's run (its ``isolated`` mark
-included) holds it alone. Waiting for it alone stops new batches of the process from starting
-(writer preference) and lasts until the batches already running finish; suspects are rare (a
-crash, a killed backend, a shutdown past its timeout), so this costs throughput only right
-after a failure. Messages read ahead by other loops while a suspect runs are held, not run:
+included) holds it alone when it can. A suspect within its attempts takes the gate alone only
+if it is free at once (an idle process: the proof comes for free); otherwise it runs in a batch
+of one beside the others, unmarked. A suspect read more than ``max_attempts`` times waits for
+the gate alone (its lease extended meanwhile, so its read does not lapse): waiting stops new
+batches of the process from starting (writer preference) and lasts until the batches already
+running finish. Only messages lost again and again wait, so a crash costs the others no
+throughput. Messages read ahead by other loops while a suspect runs alone are held, not run:
 if the suspect ends the process they lose one attempt, unmarked, so the cap never counts it
 against them.
 
@@ -55,8 +58,25 @@ class Solitude:
                     self._changed.notify_all()
 
     @asynccontextmanager
-    async def alone(self) -> AsyncIterator[None]:
-        """Hold the gate alone: no other batch of this process runs until it is let go."""
+    async def alone(self, *, wait: bool) -> AsyncIterator[bool]:
+        """Hold the gate alone (yields True): no other batch of this process runs until it is
+        let go. With `wait` False and the gate busy, hold it shared instead (yields False)."""
+        if not (self._alone or self._sharing or self._waiting_alone):
+            self._alone = True  # free: taken at once (no await in between)
+        elif not wait:
+            async with self.shared():
+                yield False
+            return
+        else:
+            await self._wait_alone()
+        try:
+            yield True
+        finally:
+            async with self._changed:
+                self._alone = False
+                self._changed.notify_all()
+
+    async def _wait_alone(self) -> None:
         async with self._changed:
             self._waiting_alone += 1
             try:
@@ -67,9 +87,3 @@ class Solitude:
             finally:
                 self._waiting_alone -= 1
             self._alone = True
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self._alone = False
-                self._changed.notify_all()

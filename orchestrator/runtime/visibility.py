@@ -15,7 +15,9 @@ The clock asks
 
 A failed statement (the database is restarting, the pool is exhausted) is tried again after a
 capped exponential backoff, and requests wait for it: consumers keep the moments they were
-told, and the wake-up listener wakes them all when its connection comes back. An idle worker
+told, and the wake-up listener wakes them all when its connection comes back. (A queue dropped
+by hand fails it too: then every consumer reads at once, and the one whose queue is gone stops
+its worker.) An idle worker
 therefore sends one statement per `interval`.
 """
 
@@ -27,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from orchestrator.db.named_sql import named_queries
+from orchestrator.runtime.pgconn import is_missing_queue
 from orchestrator.runtime.retry import reconnect_delay
 from orchestrator.runtime.wakeup import wait_for_any, wait_for_event
 
@@ -99,6 +102,10 @@ class VisibilityClock:
             )
         except Exception as exc:  # the database is away: the consumers' reads find out
             _log.debug("next-visible check failed (%s: %s)", type(exc).__name__, exc)
+            if is_missing_queue(exc):  # a queue was dropped: every consumer reads now, and
+                for consumers in self._by_queue.values():  # the one whose queue is gone
+                    for consumer in consumers:  # stops its worker (exit 4)
+                        consumer.visible_in(0)
             return False
         for queue, seconds in rows:
             for consumer in self._by_queue.get(queue, ()):

@@ -39,7 +39,8 @@ async def test_alone_waits_for_running_batches_and_holds_new_ones_back() -> None
             events.append("first end")
 
     async def suspect() -> None:
-        async with gate.alone():
+        async with gate.alone(wait=True) as alone:
+            assert alone
             events.append("alone start")
             await asyncio.sleep(0.01)
             events.append("alone end")
@@ -71,7 +72,7 @@ async def test_a_cancelled_alone_waiter_lets_batches_go_on() -> None:
             await done.wait()
 
     async def waiter() -> None:
-        async with gate.alone():
+        async with gate.alone(wait=True):
             raise AssertionError("never reached")
 
     long_task = asyncio.create_task(long_batch())
@@ -90,3 +91,13 @@ async def test_a_cancelled_alone_waiter_lets_batches_go_on() -> None:
 async def _enter_shared(gate: Solitude) -> None:
     async with gate.shared():
         pass
+
+
+async def test_without_waiting_a_busy_gate_is_held_shared() -> None:
+    gate = Solitude()
+    async with gate.alone(wait=False) as alone:
+        assert alone, "a free gate is taken alone at once"
+    async with gate.shared(), gate.alone(wait=False) as alone:
+        assert not alone
+        assert gate.sharing == 2
+    assert gate.sharing == 0
