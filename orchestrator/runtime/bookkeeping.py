@@ -24,6 +24,7 @@ from orchestrator.errors import (
     WorkerLost,
 )
 from orchestrator.runtime import handoff
+from orchestrator.runtime.context import Retry
 from orchestrator.runtime.handoff import Completion, Outcomes, StepMessage, StepTarget
 from orchestrator.runtime.retry import RetryDecision, decide
 from orchestrator.spec.models import RetryPolicy
@@ -154,9 +155,11 @@ class Bookkeeper:
     ) -> None:
         """Record a failed attempt: a retry per the policy, or a dead letter."""
         decision = self._decide(m, error)
-        if not decision.dead and not _storable(decision.delay):
+        # An impossible delay is the handler's mistake, on its last attempt too: say so.
+        delay = _asked_delay(error) if decision.dead else decision.delay
+        if not _storable(delay):
             error = InvalidRetryDelay(
-                f"{error}: a retry in {decision.delay:g}s cannot be stored; "
+                f"{error}: a retry in {delay:g}s cannot be stored; "
                 f"the longest wait is {MAX_RETRY_DELAY:g}s (ten years)"
             )
             decision = RetryDecision(decision.attempt, dead=True, permanent=True)
@@ -204,6 +207,17 @@ class Bookkeeper:
     def count(self, done: Completion) -> None:
         if self._counters is not None:
             self._counters.count(done)
+
+
+def _asked_delay(error: BaseException) -> float:
+    """The delay a `Retry` asked for (0 for any other error, or one leaving it to the policy)."""
+    if not isinstance(error, Retry):
+        return 0.0
+    try:
+        asked = error.delay()
+    except (OverflowError, ValueError, OSError):  # a datetime no clock can reach
+        return math.inf
+    return 0.0 if asked is None else asked
 
 
 def _storable(delay: float) -> bool:

@@ -137,6 +137,15 @@ def test_a_retry_delay_the_queue_cannot_store_fails_that_message(after: float) -
     assert dead["error"]["type"] == "InvalidRetryDelay" and dead["permanent"]
 
 
+def test_an_impossible_retry_delay_is_named_on_the_last_attempt_too() -> None:
+    books, outcomes = _books(max_attempts=2), Outcomes()
+    books.failed(outcomes, _message(2), Retry(after=1e13))
+    [dead] = [orjson.loads(b) for b in outcomes.dead_bodies]
+    assert dead["error"]["type"] == "InvalidRetryDelay" and dead["permanent"]
+    books.failed(outcomes, _message(2), Retry(after=5))  # a fine delay, attempts used up
+    assert orjson.loads(outcomes.dead_bodies[1])["error"]["type"] == "Retry"
+
+
 def test_suspects_are_messages_whose_last_read_left_no_outcome() -> None:
     assert not lost_attempts(_message(1))
     recorded = {"errors": [{"attempt": 1, "type": "ValueError"}]}
