@@ -45,9 +45,14 @@ MESSAGE = json.dumps({"job_type": "sap_sync", "entity": "work_order", "entity_id
 
 @dataclass(frozen=True)
 class Side:
+    """`name` "ours" is the measured side; every other side is a baseline, `form` its
+    description in the table. `dynamic`: drop the queue's own functions after creating it."""
+
     name: str
     conns: list[asyncpg.Connection]
     queue: str
+    form: str = ""
+    dynamic: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ class SqlPathBench:
             side.queue,
         )
         await conn.execute("SELECT pgmq.create($1::text)", side.queue)
-        if side.name == "dynamic":
+        if side.dynamic:
             await conn.execute("SELECT pgmq_ext.drop_queue_functions($1::text)", side.queue)
         for start in range(0, fill, 10_000):
             count = min(10_000, fill - start)
@@ -192,33 +197,34 @@ class SqlPathBench:
                     done[side.name] += count
         rate = {name: done[name] / spent[name] for name in done}
         label = f"{workload.name} ({'in server, each committed' if way == 'server' else 'client'})"
-        self.log(
-            f"  {label} x{conns}: ours {rate['ours']:,.0f}, dynamic {rate['dynamic']:,.0f}, "
-            f"PGMQ {rate['pgmq']:,.0f} msg/s"
-        )
+        rates = ", ".join(f"{name} {value:,.0f}" for name, value in rate.items())
+        self.log(f"  {label} x{conns}: {rates} msg/s")
         note = "synchronous_commit off" if way == "server" else ""
-        self.rows.append(
-            Row(
-                SECTION,
-                label,
-                conns,
-                rate["ours"],
-                rate["pgmq"],
-                baseline_form="PGMQ 1.13's SQL, same calls",
-                note=note,
-            )
-        )
-        self.rows.append(
-            Row(
-                SECTION,
-                label,
-                conns,
-                rate["ours"],
-                rate["dynamic"],
-                baseline_form="our dynamic path (before)",
-                note=note,
-            )
-        )
+        for side in self.sides:
+            if side.name != "ours":
+                self.rows.append(
+                    Row(
+                        SECTION,
+                        label,
+                        conns,
+                        rate["ours"],
+                        rate[side.name],
+                        baseline_form=side.form,
+                        note=note,
+                    )
+                )
+
+
+PGMQ_FORM = "PGMQ 1.13's SQL, same calls"
+DYNAMIC_FORM = "our dynamic path (before)"
+
+
+def sides(ours: list[asyncpg.Connection], theirs: list[asyncpg.Connection]) -> list[Side]:
+    return [
+        Side("ours", ours, QUEUE),
+        Side("dynamic", ours, QUEUE_DYNAMIC, DYNAMIC_FORM, dynamic=True),
+        Side("pgmq", theirs, QUEUE, PGMQ_FORM),
+    ]
 
 
 async def run(
@@ -239,18 +245,10 @@ async def run(
     try:
         await theirs[0].execute(sql)
         for workload in WORKLOADS:
-            bench.sides = [
-                Side("ours", ours, QUEUE),
-                Side("dynamic", ours, QUEUE_DYNAMIC),
-                Side("pgmq", theirs, QUEUE),
-            ]
+            bench.sides = sides(ours, theirs)
             for conns in (1, 4):
                 await bench.compare(workload, "client", conns)
-            bench.sides = [
-                Side("ours", [ours_quiet], QUEUE),
-                Side("dynamic", [ours_quiet], QUEUE_DYNAMIC),
-                Side("pgmq", [theirs_quiet], QUEUE),
-            ]
+            bench.sides = sides([ours_quiet], [theirs_quiet])
             await bench.compare(workload, "server", 1)
         for name in (QUEUE, QUEUE_DYNAMIC):
             await ours[0].execute("SELECT pgmq.drop_queue($1::text)", name)

@@ -4,6 +4,7 @@ the dynamic path on every kind of queue."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -257,3 +258,25 @@ async def test_a_name_that_is_no_queue_never_reaches_a_function(
     for name in ('q"(1); DROP TABLE pgmq.q_q; --', "q'", "read:q", "q;"):
         assert await conn.fetchval("SELECT pgmq_ext.queue_function($1, 'read')", name) is None
     assert await conn.fetchval("SELECT count(*) FROM pgmq.q_q") == 0
+
+
+async def test_no_functions_for_a_queue_dropped_before_they_are_made(
+    conn: asyncpg.Connection, other_conn: asyncpg.Connection
+) -> None:
+    """Making a queue's functions waits for the queue's lock and then finds the queue gone
+    (a drop committed meanwhile): nothing is left behind for the name."""
+    await conn.execute("SELECT pgmq.create('brief')")
+    async with other_conn.transaction():
+        assert await other_conn.fetchval("SELECT pgmq.drop_queue('brief')")
+        waiting = asyncio.create_task(
+            conn.execute("SELECT pgmq_ext.create_queue_functions('brief')")
+        )
+        pid = conn.get_server_pid()
+        waits = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1"
+        while True:  # until the call waits for the drop's lock
+            await other_conn.execute("SELECT pg_stat_clear_snapshot()")
+            if await other_conn.fetchval(waits, pid) == "Lock":
+                break
+            await asyncio.sleep(0.01)
+    await waiting
+    assert await own_functions(conn, "brief") == []

@@ -161,16 +161,42 @@ $body$)
       ) AS f (operation, arguments, result, body)
 $$;
 
--- Make (or make anew) the functions of an existing queue.
+-- Make (or make anew) the functions of a queue, under the queue's lock, if it exists then: a
+-- drop that commits first leaves no functions behind.
 CREATE OR REPLACE FUNCTION pgmq_ext.create_queue_functions(queue_name text)
 RETURNS void
 LANGUAGE plpgsql
 AS $$
 DECLARE
+    qname text := pgmq_ext.queue_name(queue_name);
     statement text;
 BEGIN
-    FOR statement IN SELECT pgmq_ext.queue_function_ddl(pgmq_ext.queue_name(queue_name)) LOOP
+    PERFORM pgmq_ext.lock_queue(qname);
+    IF NOT EXISTS (SELECT 1 FROM pgmq.meta m WHERE m.queue_name = qname) THEN
+        RETURN;
+    END IF;
+    FOR statement IN SELECT pgmq_ext.queue_function_ddl(qname) LOOP
         EXECUTE statement;
+    END LOOP;
+END
+$$;
+
+-- Make every queue's functions anew (after the function files were applied). A queue whose
+-- functions belong to a role the installing role cannot act for keeps them, with a NOTICE
+-- (run the install as the queues' owner to refresh them).
+CREATE OR REPLACE FUNCTION pgmq_ext.create_all_queue_functions()
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    qname text;
+BEGIN
+    FOR qname IN SELECT m.queue_name FROM pgmq.meta m ORDER BY m.queue_name LOOP
+        BEGIN
+            PERFORM pgmq_ext.create_queue_functions(qname);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'the functions of queue "%" were left as they were: %', qname, SQLERRM;
+        END;
     END LOOP;
 END
 $$;
@@ -192,4 +218,4 @@ END
 $$;
 
 -- Every queue's functions, as this version of the generator writes them.
-SELECT pgmq_ext.create_queue_functions(m.queue_name) FROM pgmq.meta m;
+SELECT pgmq_ext.create_all_queue_functions();
