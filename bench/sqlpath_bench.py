@@ -132,7 +132,7 @@ class Sizes:
     rounds: int
 
 
-FULL = Sizes(client_steps=200, server_steps=1000, rounds=8)
+FULL = Sizes(client_steps=100, server_steps=500, rounds=16)
 QUICK = Sizes(client_steps=40, server_steps=200, rounds=3)
 
 
