@@ -1,12 +1,14 @@
-"""`python -m bench [queue|fifo] [--quick]`: run the benchmarks and print one table.
+"""`python -m bench [queue|sqlpath|fifo] [--quick]`: run the benchmarks and print one table.
 
 The benchmarks run in a scratch database, `orchestrator_bench` (dropped and created anew, the
 queue layer installed), on the server orchestrator uses: `DATABASE_URL`, else the embedded
-server. The queue benchmark runs first, then the grouped-read benchmark beside PGMQ 1.13's SQL
-(`bench/fifo_bench.py`, in a second scratch database); then, when `bench/runtime_bench.py`
-exists, the runtime benchmark, `async def run(dsn, quick, baseline) -> list[Row]`, with
-`baseline` the plain-SQL single-message figures the queue benchmark measured
-(`queue_bench.baseline`). Progress goes to stderr; machine facts and the table go to stdout.
+server. The queue benchmark runs first, then the queue API called as SQL functions beside PGMQ
+1.13's SQL (`bench/sqlpath_bench.py`) and the grouped-read benchmark beside it
+(`bench/fifo_bench.py`), each with PGMQ in a second scratch database; then, when
+`bench/runtime_bench.py` exists, the runtime benchmark,
+`async def run(dsn, quick, baseline) -> list[Row]`, with `baseline` the plain-SQL
+single-message figures the queue benchmark measured (`queue_bench.baseline`). Progress goes
+to stderr; machine facts and the table go to stdout.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import sys
 import time
 
-from bench import fifo_bench, queue_bench
+from bench import fifo_bench, queue_bench, sqlpath_bench
 from bench.common import Row, format_table, machine_facts, recreate_database, server_facts
 
 DATABASE = "orchestrator_bench"
@@ -47,6 +49,9 @@ async def _main(parts: str, quick: bool) -> int:
     if parts in ("all", "queue"):
         _log(f"queue benchmark ({'quick' if quick else 'full'}) in database {DATABASE}")
         rows += await queue_bench.run(dsn, quick, log=_log)
+    if parts in ("all", "sqlpath"):
+        _log("the queue API as SQL functions beside PGMQ 1.13's SQL")
+        rows += await sqlpath_bench.run(server_dsn, dsn, quick, log=_log)
     if parts in ("all", "fifo"):
         _log("grouped-read benchmark beside PGMQ 1.13's SQL")
         rows += await fifo_bench.run(server_dsn, dsn, quick, log=_log)
@@ -71,7 +76,11 @@ async def _main(parts: str, quick: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "parts", nargs="?", choices=["all", "queue", "fifo"], default="all", help="what to run"
+        "parts",
+        nargs="?",
+        choices=["all", "queue", "sqlpath", "fifo"],
+        default="all",
+        help="what to run",
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     args = parser.parse_args(argv)

@@ -118,6 +118,9 @@ class QueueMetrics:
     total_messages: int
     scrape_time: datetime
     queue_visible_length: int
+    # Estimated rows in a partitioned queue's default partitions; None when not partitioned
+    # (and from a database whose queue layer predates the column).
+    default_partition_length: int | None = None
 
     @classmethod
     def from_record(cls, record: Any) -> QueueMetrics:

@@ -35,7 +35,8 @@ CREATE TYPE pgmq.metrics_result AS (
     oldest_msg_age_sec integer,
     total_messages bigint,
     scrape_time timestamptz,
-    queue_visible_length bigint
+    queue_visible_length bigint,
+    default_partition_length bigint
 );
 
 -- One row per queue; queue names are stored lower-cased.

@@ -11,8 +11,11 @@ import pytest
 from orchestrator.compiler import ApplyFailed, DestructiveChange, apply, plan
 from orchestrator.db import connect
 from orchestrator.errors import ConfigError
+from orchestrator.queue.sqlfiles import latest_version
 from orchestrator.store.install import VERSION as STORE_VERSION
 from tests.integration.compiler.conftest import ORDERS, ORDERS_QUEUES, Write
+
+QUEUE_VERSION = latest_version()
 
 EVENTS = """
 pipeline: events
@@ -74,7 +77,7 @@ async def test_plan_on_an_empty_database_lists_everything_and_writes_nothing(
 ) -> None:
     result = await plan(empty_conn, write(orders=ORDERS))
     assert result.lines() == [
-        "+ queue layer: install version 3 (schemas pgmq and pgmq_ext)",
+        f"+ queue layer: install version {QUEUE_VERSION} (schemas pgmq and pgmq_ext)",
         f"+ schema orchestrator: install version {STORE_VERSION}",
         "+ queue orders__receive: create (notify every 250ms)",
         "+ queue orders__check: create (notify every 250ms)",

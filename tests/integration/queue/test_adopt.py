@@ -89,6 +89,12 @@ async def test_adopt_keeps_every_message_and_replaces_the_functions(
     assert await conn.fetchval("SELECT to_regnamespace('pgmq_adopted')") is None
     # The layer's functions now: its statements, its FIFO reads, its throttles and bindings.
     assert await conn.fetchval("SELECT count(*) FROM pgmq_ext.statements('jobs')") > 10
+    # Every adopted queue has its own functions (the SQL callers' fast path).
+    own = await conn.fetch(
+        "SELECT DISTINCT split_part(proname, ':', 2) AS q FROM pg_proc"
+        " WHERE pronamespace = 'pgmq_ext'::regnamespace AND proname LIKE 'read:%' ORDER BY 1"
+    )
+    assert [r["q"] for r in own] == [r[0] for r in created]
     throttles = await conn.fetch("SELECT * FROM pgmq.list_notify_insert_throttles()")
     assert [(r["queue_name"], r["throttle_interval_ms"]) for r in throttles] == [("jobs", 300)]
     routes = await conn.fetch("SELECT queue_name FROM pgmq.test_routing('orders.created')")

@@ -157,6 +157,7 @@ async def test_types_have_the_api_columns_in_order(conn: asyncpg.Connection) -> 
         "total_messages bigint",
         "scrape_time timestamp with time zone",
         "queue_visible_length bigint",
+        "default_partition_length bigint",
     ]
     assert await conn.fetchval(query, "pgmq.meta") == [
         "queue_name character varying",

@@ -22,6 +22,7 @@ COLUMNS = [
     "total_messages",
     "scrape_time",
     "queue_visible_length",
+    "default_partition_length",
 ]
 
 
@@ -39,6 +40,7 @@ async def test_metrics_of_an_empty_queue(conn: asyncpg.Connection, queue: str) -
         "total_messages": 0,
         "scrape_time": None,
         "queue_visible_length": 0,
+        "default_partition_length": None,
     }
 
 
@@ -131,3 +133,28 @@ async def test_total_messages_counts_sends_that_rolled_back(
     await tx.rollback()
     row = await conn.fetchrow("SELECT * FROM pgmq.metrics($1)", queue)
     assert (row["queue_length"], row["total_messages"]) == (0, 1)
+
+
+async def test_default_partition_length_counts_rows_maintenance_has_not_placed(
+    conn: asyncpg.Connection, queue: str
+) -> None:
+    """PGMQ 1.13's last column: the planner's estimate of the rows in a partitioned queue's
+    default partitions (queue and archive), NULL for a queue that is not partitioned."""
+    await conn.execute("SELECT pgmq.create_partitioned('p', '10', '1000')")
+    made = await conn.fetchval(
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'pgmq.q_p'::regclass"
+    )
+    # Past the partitions made ahead: the last messages land in the default partition.
+    count = (made + 2) * 10
+    await conn.execute("SELECT pgmq.send_batch('p', $1::jsonb[])", [{"i": i} for i in range(count)])
+    await conn.execute("SELECT pgmq.archive('p', $1::bigint)", count)
+    await conn.execute("ANALYZE pgmq_ext.q_p_default, pgmq_ext.a_p_default")
+    spilled = await conn.fetchval(
+        "SELECT (SELECT count(*) FROM pgmq_ext.q_p_default)"
+        " + (SELECT count(*) FROM pgmq_ext.a_p_default)"
+    )
+    assert spilled > 0
+    row = await conn.fetchrow("SELECT * FROM pgmq.metrics('p')")
+    assert row["default_partition_length"] == spilled
+    plain = await conn.fetchrow("SELECT * FROM pgmq.metrics($1)", queue)
+    assert plain["default_partition_length"] is None

@@ -1,8 +1,8 @@
 -- Adoption, step 2 (after the installer created the queue layer's schemas and functions):
 -- move every queue's table pair back into schema pgmq (identity sequences and indexes move
 -- with their tables), give queue tables the layer's storage settings, register the queues
--- (lower-cased names, creation times kept), restore topic bindings and insert notifications,
--- and drop what is left of PGMQ (its registry table).
+-- (lower-cased names, creation times kept) and make their functions, restore topic bindings
+-- and insert notifications, and drop what is left of PGMQ (its registry table).
 DO $$
 DECLARE
     m record;
@@ -15,6 +15,7 @@ BEGIN
         EXECUTE format('ALTER TABLE pgmq.%I SET (%s)', 'q_' || m.name, pgmq_ext.queue_storage());
         INSERT INTO pgmq.meta (queue_name, is_partitioned, is_unlogged, created_at)
         VALUES (m.name, false, m.is_unlogged, m.created_at);
+        PERFORM pgmq_ext.create_queue_functions(m.name);
     END LOOP;
     INSERT INTO pgmq.topic_bindings (pattern, queue_name, bound_at)
     SELECT b.pattern, b.queue_name, b.bound_at FROM adopt_bindings b

@@ -57,6 +57,7 @@ BEGIN
     EXECUTE format('CREATE INDEX ON pgmq.%I (archived_at)', a);
     INSERT INTO pgmq.meta (queue_name, is_partitioned, is_unlogged)
     VALUES (qname, false, unlogged);
+    PERFORM pgmq_ext.create_queue_functions(qname);
 END
 $$;
 
@@ -75,7 +76,7 @@ AS $$
     SELECT pgmq_ext.create_queue(queue_name, true)
 $$;
 
--- Drop a queue, its archive, its partitions and its settings. False (with a NOTICE) when there
+-- Drop a queue, its archive, its partitions, its functions and its settings. False (with a NOTICE) when there
 -- is no such queue.
 CREATE OR REPLACE FUNCTION pgmq.drop_queue(queue_name text)
 RETURNS boolean
@@ -93,6 +94,7 @@ BEGIN
     IF to_regclass('pgmq_ext.' || quote_ident('q_' || qname || '_notify')) IS NOT NULL THEN
         EXECUTE format('DROP SEQUENCE pgmq_ext.%I', 'q_' || qname || '_notify');
     END IF;
+    PERFORM pgmq_ext.drop_queue_functions(qname);
     -- Cascades to pgmq_ext.partition_config.
     DELETE FROM pgmq.meta m WHERE m.queue_name = qname;
     RETURN true;

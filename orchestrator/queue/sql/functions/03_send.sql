@@ -1,9 +1,10 @@
 -- Sending: send() and send_batch(), six shapes each. A message becomes visible at `vt`:
 -- clock_timestamp() plus `delay` seconds, or the timestamp given as `delay`.
 --
--- Each overload is one dynamic INSERT; the helpers below resolve the table and check the
--- arguments so that the overloads differ only in how they fill the parameters. A single send
--- uses EXECUTE ... INTO (cheaper than RETURN QUERY EXECUTE, which sets up a result portal).
+-- Each overload fills the arguments of send_one() or send_many(), which run the queue's own
+-- INSERT (13_queue_functions.sql) or, for a queue without one, the dynamic INSERT built below.
+-- A single send uses EXECUTE ... INTO (cheaper than RETURN QUERY EXECUTE, which sets up a
+-- result portal).
 
 -- The time `seconds` from now, for a send's delay or set_vt's vt (`what` names the argument).
 CREATE OR REPLACE FUNCTION pgmq_ext.visible_after(seconds integer, what text DEFAULT 'delay')
@@ -92,15 +93,51 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb)
+-- Send one message visible at `vt`: through the queue's own function when it has one
+-- (13_queue_functions.sql), else the dynamic INSERT. Every send() overload ends here.
+CREATE OR REPLACE FUNCTION pgmq_ext.send_one(queue_name text, vt timestamptz, msg jsonb, headers jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    fn text := pgmq_ext.queue_function(queue_name, 'send');
+    msg_id bigint;
+BEGIN
+    IF fn IS NOT NULL THEN
+        EXECUTE 'SELECT ' || fn || '($1, $2, $3)' INTO msg_id USING vt, msg, headers;
+    ELSE
+        EXECUTE pgmq_ext.send_sql(queue_name) INTO msg_id USING vt, msg, headers;
+    END IF;
+    RETURN msg_id;
+END
+$$;
+
+-- Send a checked batch visible at `vt`, msg_ids in the order of the messages: through the
+-- queue's own function when it has one, else the dynamic INSERT. Every send_batch() overload
+-- ends here.
+CREATE OR REPLACE FUNCTION pgmq_ext.send_many(queue_name text, vt timestamptz, msgs jsonb[], headers jsonb[])
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    msg_id bigint;
+    fn text := pgmq_ext.queue_function(queue_name, 'send_batch');
 BEGIN
-    EXECUTE pgmq_ext.send_sql(queue_name) INTO msg_id USING clock_timestamp(), msg, NULL::jsonb;
-    RETURN NEXT msg_id;
+    IF fn IS NULL THEN
+        RETURN QUERY EXECUTE pgmq_ext.send_batch_sql(queue_name, msgs, headers)
+            USING vt, msgs, headers;
+    ELSE
+        PERFORM pgmq_ext.check_batch(msgs, headers);
+        RETURN QUERY EXECUTE 'SELECT * FROM ' || fn || '($1, $2, $3)' USING vt, msgs, headers;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN NEXT pgmq_ext.send_one(queue_name, clock_timestamp(), msg, NULL::jsonb);
 END
 $$;
 
@@ -108,11 +145,8 @@ CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb, headers jsonb)
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
-DECLARE
-    msg_id bigint;
 BEGIN
-    EXECUTE pgmq_ext.send_sql(queue_name) INTO msg_id USING clock_timestamp(), msg, headers;
-    RETURN NEXT msg_id;
+    RETURN NEXT pgmq_ext.send_one(queue_name, clock_timestamp(), msg, headers);
 END
 $$;
 
@@ -120,12 +154,8 @@ CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb, delay integer)
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
-DECLARE
-    msg_id bigint;
 BEGIN
-    EXECUTE pgmq_ext.send_sql(queue_name) INTO msg_id
-        USING pgmq_ext.visible_after(delay), msg, NULL::jsonb;
-    RETURN NEXT msg_id;
+    RETURN NEXT pgmq_ext.send_one(queue_name, pgmq_ext.visible_after(delay), msg, NULL::jsonb);
 END
 $$;
 
@@ -133,12 +163,8 @@ CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb, delay timestamp
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
-DECLARE
-    msg_id bigint;
 BEGIN
-    EXECUTE pgmq_ext.send_sql(queue_name) INTO msg_id
-        USING pgmq_ext.visible_at(delay), msg, NULL::jsonb;
-    RETURN NEXT msg_id;
+    RETURN NEXT pgmq_ext.send_one(queue_name, pgmq_ext.visible_at(delay), msg, NULL::jsonb);
 END
 $$;
 
@@ -146,12 +172,8 @@ CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb, headers jsonb, 
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
-DECLARE
-    msg_id bigint;
 BEGIN
-    EXECUTE pgmq_ext.send_sql(queue_name) INTO msg_id
-        USING pgmq_ext.visible_after(delay), msg, headers;
-    RETURN NEXT msg_id;
+    RETURN NEXT pgmq_ext.send_one(queue_name, pgmq_ext.visible_after(delay), msg, headers);
 END
 $$;
 
@@ -159,12 +181,8 @@ CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb, headers jsonb, 
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
-DECLARE
-    msg_id bigint;
 BEGIN
-    EXECUTE pgmq_ext.send_sql(queue_name) INTO msg_id
-        USING pgmq_ext.visible_at(delay), msg, headers;
-    RETURN NEXT msg_id;
+    RETURN NEXT pgmq_ext.send_one(queue_name, pgmq_ext.visible_at(delay), msg, headers);
 END
 $$;
 
@@ -173,8 +191,7 @@ RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE pgmq_ext.send_batch_sql(queue_name, msgs, NULL)
-        USING clock_timestamp(), msgs, NULL::jsonb[];
+    RETURN QUERY SELECT * FROM pgmq_ext.send_many(queue_name, clock_timestamp(), msgs, NULL::jsonb[]);
 END
 $$;
 
@@ -183,8 +200,7 @@ RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE pgmq_ext.send_batch_sql(queue_name, msgs, headers)
-        USING clock_timestamp(), msgs, headers;
+    RETURN QUERY SELECT * FROM pgmq_ext.send_many(queue_name, clock_timestamp(), msgs, headers);
 END
 $$;
 
@@ -193,8 +209,7 @@ RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE pgmq_ext.send_batch_sql(queue_name, msgs, NULL)
-        USING pgmq_ext.visible_after(delay), msgs, NULL::jsonb[];
+    RETURN QUERY SELECT * FROM pgmq_ext.send_many(queue_name, pgmq_ext.visible_after(delay), msgs, NULL::jsonb[]);
 END
 $$;
 
@@ -203,8 +218,7 @@ RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE pgmq_ext.send_batch_sql(queue_name, msgs, NULL)
-        USING pgmq_ext.visible_at(delay), msgs, NULL::jsonb[];
+    RETURN QUERY SELECT * FROM pgmq_ext.send_many(queue_name, pgmq_ext.visible_at(delay), msgs, NULL::jsonb[]);
 END
 $$;
 
@@ -213,8 +227,7 @@ RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE pgmq_ext.send_batch_sql(queue_name, msgs, headers)
-        USING pgmq_ext.visible_after(delay), msgs, headers;
+    RETURN QUERY SELECT * FROM pgmq_ext.send_many(queue_name, pgmq_ext.visible_after(delay), msgs, headers);
 END
 $$;
 
@@ -223,7 +236,6 @@ RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE pgmq_ext.send_batch_sql(queue_name, msgs, headers)
-        USING pgmq_ext.visible_at(delay), msgs, headers;
+    RETURN QUERY SELECT * FROM pgmq_ext.send_many(queue_name, pgmq_ext.visible_at(delay), msgs, headers);
 END
 $$;

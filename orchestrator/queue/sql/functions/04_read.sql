@@ -63,14 +63,25 @@ RETURN pgmq_ext.sorted_by_msg_id(
         queue_name, NOT (conditional IS NULL OR conditional = '{}'), '$1', '$2', '$3', '$4'),
     qty);
 
+-- Through the queue's own function (13_queue_functions.sql: a plan cached per session) when it
+-- has one, else the dynamic statement above.
 CREATE OR REPLACE FUNCTION pgmq.read(queue_name text, vt integer, qty integer, conditional jsonb DEFAULT '{}')
 RETURNS SETOF pgmq.message_record
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    now_ts timestamptz := clock_timestamp();
+    fn text;
+    now_ts timestamptz;
 BEGIN
-    PERFORM pgmq_ext.check_read(vt, qty);
+    IF vt IS NULL OR vt < 0 OR qty IS NULL OR qty <= 0 THEN
+        PERFORM pgmq_ext.check_read(vt, qty);
+    END IF;
+    fn := pgmq_ext.queue_function(queue_name, 'read');
+    IF fn IS NOT NULL THEN
+        RETURN QUERY EXECUTE 'SELECT * FROM ' || fn || '($1, $2, $3)' USING vt, qty, conditional;
+        RETURN;
+    END IF;
+    now_ts := clock_timestamp();
     RETURN QUERY EXECUTE pgmq_ext.read_sql(queue_name, qty, conditional)
         USING now_ts, now_ts + make_interval(secs => vt), qty, conditional;
 END
@@ -109,17 +120,25 @@ RETURNS SETOF pgmq.message_record
 LANGUAGE plpgsql
 AS $$
 DECLARE
+    fn text;
     statement text;
     now_ts timestamptz := clock_timestamp();
     deadline timestamptz;
 BEGIN
     PERFORM pgmq_ext.check_read(vt, qty);
     PERFORM pgmq_ext.check_poll(max_poll_seconds, poll_interval_ms);
-    statement := pgmq_ext.read_sql(queue_name, qty, conditional);
+    fn := pgmq_ext.queue_function(queue_name, 'read');
+    IF fn IS NULL THEN
+        statement := pgmq_ext.read_sql(queue_name, qty, conditional);
+    END IF;
     deadline := now_ts + make_interval(secs => max_poll_seconds);
     LOOP
-        RETURN QUERY EXECUTE statement
-            USING now_ts, now_ts + make_interval(secs => vt), qty, conditional;
+        IF fn IS NOT NULL THEN
+            RETURN QUERY EXECUTE 'SELECT * FROM ' || fn || '($1, $2, $3)' USING vt, qty, conditional;
+        ELSE
+            RETURN QUERY EXECUTE statement
+                USING now_ts, now_ts + make_interval(secs => vt), qty, conditional;
+        END IF;
         IF FOUND OR now_ts >= deadline THEN
             RETURN;
         END IF;
@@ -146,8 +165,15 @@ CREATE OR REPLACE FUNCTION pgmq.pop(queue_name text, qty integer DEFAULT 1)
 RETURNS SETOF pgmq.message_record
 LANGUAGE plpgsql
 AS $$
+DECLARE
+    fn text;
 BEGIN
     PERFORM pgmq_ext.check_read(0, qty);
+    fn := pgmq_ext.queue_function(queue_name, 'pop');
+    IF fn IS NOT NULL THEN
+        RETURN QUERY EXECUTE 'SELECT * FROM ' || fn || '($1)' USING qty;
+        RETURN;
+    END IF;
     RETURN QUERY EXECUTE pgmq_ext.sorted_by_msg_id(pgmq_ext.pop_sql(queue_name, '$1', '$2'), qty)
         USING clock_timestamp(), qty;
 END

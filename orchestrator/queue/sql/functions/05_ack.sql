@@ -1,4 +1,5 @@
--- Acknowledging: delete() and archive(), for one message or many.
+-- Acknowledging: delete() and archive(), for one message or many: through the queue's own
+-- functions (13_queue_functions.sql) when it has them, else the dynamic statements below.
 
 -- DELETE of messages: $1 msg_id, or (`many`) msg_ids returning those deleted.
 CREATE OR REPLACE FUNCTION pgmq_ext.delete_sql(queue_name text, many boolean)
@@ -14,8 +15,14 @@ RETURNS boolean
 LANGUAGE plpgsql
 AS $$
 DECLARE
+    fn text := pgmq_ext.queue_function(queue_name, 'delete');
+    done boolean;
     deleted bigint;
 BEGIN
+    IF fn IS NOT NULL THEN
+        EXECUTE 'SELECT ' || fn || '($1)' INTO done USING msg_id;
+        RETURN done;
+    END IF;
     EXECUTE pgmq_ext.delete_sql(queue_name, false) USING msg_id;
     GET DIAGNOSTICS deleted = ROW_COUNT;
     RETURN deleted > 0;
@@ -27,8 +34,14 @@ CREATE OR REPLACE FUNCTION pgmq.delete(queue_name text, msg_ids bigint[])
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
+DECLARE
+    fn text := pgmq_ext.queue_function(queue_name, 'delete_many');
 BEGIN
-    RETURN QUERY EXECUTE pgmq_ext.delete_sql(queue_name, true) USING msg_ids;
+    IF fn IS NOT NULL THEN
+        RETURN QUERY EXECUTE 'SELECT * FROM ' || fn || '($1)' USING msg_ids;
+    ELSE
+        RETURN QUERY EXECUTE pgmq_ext.delete_sql(queue_name, true) USING msg_ids;
+    END IF;
 END
 $$;
 
@@ -53,8 +66,14 @@ RETURNS boolean
 LANGUAGE plpgsql
 AS $$
 DECLARE
+    fn text := pgmq_ext.queue_function(queue_name, 'archive');
+    done boolean;
     archived bigint;
 BEGIN
+    IF fn IS NOT NULL THEN
+        EXECUTE 'SELECT ' || fn || '($1)' INTO done USING msg_id;
+        RETURN done;
+    END IF;
     EXECUTE pgmq_ext.archive_sql(queue_name, false) USING msg_id;
     GET DIAGNOSTICS archived = ROW_COUNT;
     RETURN archived > 0;
@@ -66,7 +85,13 @@ CREATE OR REPLACE FUNCTION pgmq.archive(queue_name text, msg_ids bigint[])
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
+DECLARE
+    fn text := pgmq_ext.queue_function(queue_name, 'archive_many');
 BEGIN
-    RETURN QUERY EXECUTE pgmq_ext.archive_sql(queue_name, true) USING msg_ids;
+    IF fn IS NOT NULL THEN
+        RETURN QUERY EXECUTE 'SELECT * FROM ' || fn || '($1)' USING msg_ids;
+    ELSE
+        RETURN QUERY EXECUTE pgmq_ext.archive_sql(queue_name, true) USING msg_ids;
+    END IF;
 END
 $$;

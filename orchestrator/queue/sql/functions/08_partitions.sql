@@ -510,6 +510,7 @@ BEGIN
     INSERT INTO pgmq.meta (queue_name, is_partitioned, is_unlogged) VALUES (qname, true, false);
     INSERT INTO pgmq_ext.partition_config SELECT cfg.*;
     PERFORM pgmq_ext.maintain_queue(qname);
+    PERFORM pgmq_ext.create_queue_functions(qname);
 END
 $$;
 

@@ -1,0 +1,282 @@
+"""Per-queue functions (13_queue_functions.sql): made with the queue, dropped with it, used by
+the public signatures (positional and named-argument calls), and giving the same results as
+the dynamic path on every kind of queue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import asyncpg
+import pytest
+
+from orchestrator.queue import sqlfiles
+
+
+@pytest.fixture
+def dsn(shared_queue_db: str) -> str:
+    """One database for the module (see conftest.py)."""
+    return shared_queue_db
+
+
+OPERATIONS = [
+    "archive",
+    "archive_many",
+    "delete",
+    "delete_many",
+    "pop",
+    "read",
+    "send",
+    "send_batch",
+]
+
+CREATE = {
+    "plain": "SELECT pgmq.create($1)",
+    "unlogged": "SELECT pgmq.create_unlogged($1)",
+    "partitioned by msg_id": "SELECT pgmq.create_partitioned($1, '5', '1000')",
+    "partitioned by time": "SELECT pgmq.create_partitioned($1, '1 hour', '1 day')",
+}
+
+
+async def own_functions(conn: asyncpg.Connection, queue: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT split_part(proname, ':', 1) AS op FROM pg_proc"
+        " WHERE pronamespace = 'pgmq_ext'::regnamespace AND split_part(proname, ':', 2) = $1"
+        " ORDER BY 1",
+        queue,
+    )
+    return [r["op"] for r in rows]
+
+
+async def calls(conn: asyncpg.Connection) -> dict[str, int]:
+    """Calls of per-queue functions in the current transaction (track_functions = all)."""
+    rows = await conn.fetch(
+        "SELECT funcname, calls FROM pg_stat_xact_user_functions"
+        " WHERE schemaname = 'pgmq_ext' AND funcname LIKE '%:%'"
+    )
+    return {r["funcname"]: r["calls"] for r in rows}
+
+
+async def test_a_queue_has_its_functions_from_create_to_drop(conn: asyncpg.Connection) -> None:
+    for kind, create in CREATE.items():
+        name = "order-events" if kind == "plain" else kind.replace(" ", "_")
+        await conn.execute(create, name)
+        assert await own_functions(conn, name) == OPERATIONS, kind
+        assert await conn.fetchval("SELECT pgmq.drop_queue($1)", name)
+        assert await own_functions(conn, name) == [], kind
+
+
+async def test_a_mixed_case_name_makes_the_functions_of_the_stored_name(
+    conn: asyncpg.Connection,
+) -> None:
+    await conn.execute("SELECT pgmq.create('Jobs-EU')")
+    assert await own_functions(conn, "jobs-eu") == OPERATIONS
+    await conn.execute("SELECT pgmq.send('JOBS-eu', '{}'::jsonb)")
+    assert len(await conn.fetch("SELECT * FROM pgmq.read('jobs-EU', 30, 5)")) == 1
+
+
+async def test_public_calls_run_the_queue_functions(conn: asyncpg.Connection) -> None:
+    """Positional and named-argument calls (`queue_name=>$1::text`, as PGMQ clients send
+    them) of every fast operation reach the queue's own function."""
+    await conn.execute("SELECT pgmq.create('order-events')")
+    q = "order-events"
+    async with conn.transaction():
+        await conn.execute("SET LOCAL track_functions = 'all'")
+        first = await conn.fetchval(
+            "SELECT * FROM pgmq.send(queue_name=>$1::text, msg=>$2::jsonb)", q, {"n": 1}
+        )
+        await conn.fetchval("SELECT * FROM pgmq.send($1::text, $2::jsonb, 0)", q, {"n": 2})
+        ids = await conn.fetch(
+            "SELECT * FROM pgmq.send_batch(queue_name=>$1::text, msgs=>$2::jsonb[])",
+            q,
+            [{"n": 3}, {"n": 4}, {"n": 5}, {"n": 6}],
+        )
+        read = await conn.fetch(
+            "SELECT * FROM pgmq.read(queue_name=>$1::text, vt=>$2::integer, qty=>$3::integer)",
+            q,
+            30,
+            1,
+        )
+        assert read[0]["msg_id"] == first
+        assert await conn.fetchval(
+            "SELECT pgmq.delete(queue_name=>$1::text, msg_id=>$2::bigint)", q, first
+        )
+        many = await conn.fetch("SELECT * FROM pgmq.read($1::text, 0, 2)", q)
+        assert await conn.fetchval("SELECT pgmq.archive($1::text, $2::bigint)", q, many[0][0])
+        assert await conn.fetch(
+            "SELECT * FROM pgmq.archive(queue_name=>$1::text, msg_ids=>$2::bigint[])",
+            q,
+            [ids[0][0]],
+        )
+        assert await conn.fetch("SELECT * FROM pgmq.delete($1::text, $2::bigint[])", q, [ids[1][0]])
+        assert len(await conn.fetch("SELECT * FROM pgmq.pop(queue_name=>$1::text)", q)) == 1
+        got = await calls(conn)
+    assert got == {
+        f"send:{q}": 2,
+        f"send_batch:{q}": 1,
+        f"read:{q}": 2,
+        f"delete:{q}": 1,
+        f"delete_many:{q}": 1,
+        f"archive:{q}": 1,
+        f"archive_many:{q}": 1,
+        f"pop:{q}": 1,
+    }
+
+
+async def test_read_with_poll_and_topics_use_them_too(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT pgmq.create('orders')")
+    await conn.execute("SELECT pgmq.bind_topic('orders.*', 'orders')")
+    async with conn.transaction():
+        await conn.execute("SET LOCAL track_functions = 'all'")
+        assert await conn.fetchval("SELECT pgmq.send_topic('orders.created', '{}'::jsonb)") == 1
+        rows = await conn.fetch("SELECT * FROM pgmq.read_with_poll('orders', 30, 1, 1, 10)")
+        assert len(rows) == 1
+        got = await calls(conn)
+    assert got == {"send:orders": 1, "read:orders": 1}
+
+
+async def test_fifo_groups_sent_through_them_read_in_order(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT pgmq.create('fifo')")
+    await conn.execute("SELECT pgmq.create_fifo_index('fifo')")
+    headers = [{"x-pgmq-group": g} for g in ("a", "a", "b", "a", "b")]
+    await conn.execute(
+        "SELECT pgmq.send_batch('fifo', $1::jsonb[], $2::jsonb[])",
+        [{"i": i} for i in range(5)],
+        headers,
+    )
+    heads = await conn.fetch("SELECT * FROM pgmq.read_grouped_head('fifo', 30, 10)")
+    assert [r["message"]["i"] for r in heads] == [0, 2]
+    assert await conn.fetchval("SELECT pgmq.delete('fifo', $1::bigint)", heads[0]["msg_id"])
+    assert await conn.fetchval("SELECT pgmq.archive('fifo', $1::bigint)", heads[1]["msg_id"])
+    heads = await conn.fetch("SELECT * FROM pgmq.read_grouped_head('fifo', 30, 10)")
+    assert [r["message"]["i"] for r in heads] == [1, 4]
+
+
+def _comparable(rows: list[asyncpg.Record]) -> list[tuple[Any, ...]]:
+    """Rows without their times (two queues are filled at different moments)."""
+    return [(r["msg_id"], r["read_ct"], r["message"], r["headers"]) for r in rows]
+
+
+async def _scenario(conn: asyncpg.Connection, q: str) -> list[Any]:
+    """The same calls on queue `q`; everything they return."""
+    out: list[Any] = []
+    one = "SELECT * FROM pgmq.send($1::text, $2::jsonb, $3::jsonb)"
+    out.append(await conn.fetchval(one, q, {"k": "x", "n": 0}, {"h": 1}))
+    out.append(await conn.fetchval("SELECT * FROM pgmq.send($1::text, '{}'::jsonb, 3600)", q))
+    batch = [{"k": "x" if i % 2 else "y", "n": i} for i in range(1, 9)]
+    out.append(
+        [r[0] for r in await conn.fetch("SELECT * FROM pgmq.send_batch($1, $2::jsonb[])", q, batch)]
+    )
+    out.append(_comparable(await conn.fetch("SELECT * FROM pgmq.read($1, 30, 1)", q)))
+    out.append(_comparable(await conn.fetch("SELECT * FROM pgmq.read($1, 0, 3)", q)))
+    cond = "SELECT * FROM pgmq.read($1, 30, $2, $3::jsonb)"
+    out.append(_comparable(await conn.fetch(cond, q, 1, {"k": "y"})))
+    out.append(_comparable(await conn.fetch(cond, q, 10, {"k": "x"})))
+    out.append(_comparable(await conn.fetch(cond, q, 10, {})))
+    out.append(await conn.fetchval("SELECT pgmq.delete($1, 1::bigint)", q))
+    out.append(await conn.fetchval("SELECT pgmq.delete($1, 1::bigint)", q))
+    out.append(await conn.fetchval("SELECT pgmq.archive($1, 3::bigint)", q))
+    out.append(await conn.fetchval("SELECT pgmq.archive($1, 3::bigint)", q))
+    many = "SELECT * FROM pgmq.{}($1, ARRAY[4, 5, 999]::bigint[])"
+    out.append(sorted(r[0] for r in await conn.fetch(many.format("delete"), q)))
+    out.append(
+        sorted(
+            r[0]
+            for r in await conn.fetch("SELECT * FROM pgmq.archive($1, ARRAY[6, 7, 4]::bigint[])", q)
+        )
+    )
+    await conn.execute(
+        "UPDATE pgmq.{} SET vt = now() - interval '1 second'".format('"q_' + q + '"')
+    )
+    out.append(_comparable(await conn.fetch("SELECT * FROM pgmq.pop($1)", q)))
+    out.append(_comparable(await conn.fetch("SELECT * FROM pgmq.pop($1, 10)", q)))
+    archived = await conn.fetch(f'SELECT * FROM pgmq."a_{q}" ORDER BY msg_id')
+    out.append(_comparable(archived))
+    out.append([json.dumps(r["message"]) for r in archived])
+    return out
+
+
+@pytest.mark.parametrize("kind", list(CREATE))
+async def test_the_queue_functions_give_what_the_dynamic_path_gives(
+    conn: asyncpg.Connection, kind: str
+) -> None:
+    await conn.execute(CREATE[kind], "fast")
+    await conn.execute(CREATE[kind], "slow")
+    await conn.execute("SELECT pgmq_ext.drop_queue_functions('slow')")
+    assert await own_functions(conn, "slow") == []
+    fast = await _scenario(conn, "fast")
+    slow = await _scenario(conn, "slow")
+    assert fast == slow
+    assert fast[9] is False and fast[11] is False  # acks of a message already gone
+
+
+async def test_errors_are_those_of_the_dynamic_path(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT pgmq.create('q')")
+    for call in (
+        "SELECT * FROM pgmq.read('nope', 30, 1)",
+        "SELECT pgmq.delete('nope', 1::bigint)",
+        "SELECT * FROM pgmq.archive('nope', ARRAY[1]::bigint[])",
+        "SELECT * FROM pgmq.send('nope', '{}'::jsonb)",
+        "SELECT * FROM pgmq.pop('nope')",
+    ):
+        with pytest.raises(asyncpg.UndefinedTableError, match='queue "nope" does not exist'):
+            await conn.execute(call)
+    with pytest.raises(asyncpg.InvalidParameterValueError, match="qty must be a positive"):
+        await conn.execute("SELECT * FROM pgmq.read('q', 30, 0)")
+    with pytest.raises(asyncpg.InvalidParameterValueError, match="vt must be"):
+        await conn.execute("SELECT * FROM pgmq.read('q', -1, 1)")
+    with pytest.raises(asyncpg.InvalidParameterValueError, match="msgs cannot be NULL or empty"):
+        await conn.execute("SELECT * FROM pgmq.send_batch('q', ARRAY[]::jsonb[])")
+    with pytest.raises(asyncpg.InvalidParameterValueError, match="headers array length"):
+        await conn.execute(
+            "SELECT * FROM pgmq.send_batch('q', ARRAY['{}']::jsonb[], ARRAY['{}', '{}']::jsonb[])"
+        )
+    long_name = "x" * 60
+    with pytest.raises(asyncpg.UndefinedTableError, match="does not exist"):
+        await conn.execute("SELECT * FROM pgmq.read($1, 30, 1)", long_name)
+
+
+async def test_applying_the_function_files_makes_every_queues_functions_anew(
+    conn: asyncpg.Connection,
+) -> None:
+    """An upgraded install (functions re-applied) gives existing queues their functions."""
+    await conn.execute("SELECT pgmq.create('old')")
+    await conn.execute("SELECT pgmq.create_partitioned('old_parts', '10', '100')")
+    for name in ("old", "old_parts"):
+        await conn.execute("SELECT pgmq_ext.drop_queue_functions($1)", name)
+    await conn.execute(sqlfiles.functions_sql())
+    assert await own_functions(conn, "old") == OPERATIONS
+    assert await own_functions(conn, "old_parts") == OPERATIONS
+
+
+async def test_a_name_that_is_no_queue_never_reaches_a_function(
+    conn: asyncpg.Connection,
+) -> None:
+    """The look-up quotes the name: text that would be SQL is just a name that is not found."""
+    await conn.execute("SELECT pgmq.create('q')")
+    for name in ('q"(1); DROP TABLE pgmq.q_q; --', "q'", "read:q", "q;"):
+        assert await conn.fetchval("SELECT pgmq_ext.queue_function($1, 'read')", name) is None
+    assert await conn.fetchval("SELECT count(*) FROM pgmq.q_q") == 0
+
+
+async def test_no_functions_for_a_queue_dropped_before_they_are_made(
+    conn: asyncpg.Connection, other_conn: asyncpg.Connection
+) -> None:
+    """Making a queue's functions waits for the queue's lock and then finds the queue gone
+    (a drop committed meanwhile): nothing is left behind for the name."""
+    await conn.execute("SELECT pgmq.create('brief')")
+    async with other_conn.transaction():
+        assert await other_conn.fetchval("SELECT pgmq.drop_queue('brief')")
+        waiting = asyncio.create_task(
+            conn.execute("SELECT pgmq_ext.create_queue_functions('brief')")
+        )
+        pid = conn.get_server_pid()
+        waits = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1"
+        while True:  # until the call waits for the drop's lock
+            await other_conn.execute("SELECT pg_stat_clear_snapshot()")
+            if await other_conn.fetchval(waits, pid) == "Lock":
+                break
+            await asyncio.sleep(0.01)
+    await waiting
+    assert await own_functions(conn, "brief") == []
