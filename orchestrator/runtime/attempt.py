@@ -90,19 +90,19 @@ class Invoker:
             conn=conn,
         )
 
-    async def attempt(self, conn: Any, m: StepMessage, lease: Lease) -> Attempt:
-        """Run the handler on `m` (a lost lease cancels it too; the caller checks `lease`)."""
+    async def attempt(self, conn: Any, m: StepMessage, lease: Lease, deadline: Deadline) -> Attempt:
+        """Run the handler on `m` under `deadline` (the batch's, run by the current task; a
+        lost lease expires it too, and the caller checks `lease`)."""
         ctx = self.context(m, conn)
-        task = asyncio.current_task()
-        assert task is not None
-        deadline = Deadline(task, self._step.timeout)
+        task = deadline.task
+        deadline.arm(self._step.timeout)
         lease.deadline = deadline
         started = time.perf_counter()
         span = otel.start_attempt(ctx.pipeline, ctx.step, m.run_id, m.read_ct, m.msg_id, m.headers)
         try:
             result, error = await self._run(m, ctx, deadline, task)
         finally:
-            deadline.cancel()
+            deadline.disarm()
             lease.deadline = None
             if self._observe is not None:
                 self._observe(time.perf_counter() - started)
