@@ -14,8 +14,11 @@
   without throttle, a LISTEN connection waking the consumer), p50 and p99, beside its
   plain-SQL twin: send, NOTIFY, LISTEN, read.
 
-``python -m bench.runtime_bench [--quick] [--profile]`` runs it alone on a scratch database;
-``--profile`` prints where the process spends its time during the batch_size 1 chain.
+``python -m bench.runtime_bench [--quick] [--profile] [--cost]`` runs it alone on a scratch
+database; ``--profile`` prints where the process spends its time during the batch_size 1 chain;
+``--cost`` prints what each hand-off of the chain costs at batch_size 1 and 100: this process's
+CPU time and, when the server loads pg_stat_statements, the server's execution time and
+statements (figures that a busy machine disturbs less than hand-offs per second).
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ import argparse
 import asyncio
 import cProfile
 import io
+import os
 import pstats
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -101,6 +105,7 @@ async def chain_throughput(
     concurrency: int = 1,
     name: str | None = None,
     listen_dsn: str | None = None,
+    timed: Callable[[], Awaitable[None]] | None = None,
 ) -> float:
     """Step hand-offs per second of a 3-step chain of no-op handlers (`runs` runs); wake-ups
     LISTEN on `listen_dsn` when given (`dsn` goes through a transaction pooler)."""
@@ -111,6 +116,7 @@ async def chain_throughput(
         runs,
         concurrency=concurrency,
         listen_dsn=listen_dsn,
+        timed=timed,
     )
 
 
@@ -121,10 +127,12 @@ async def handoffs_per_second(
     *,
     concurrency: int | None = 1,
     listen_dsn: str | None = None,
+    timed: Callable[[], Awaitable[None]] | None = None,
 ) -> float:
     """Apply the pipeline `yaml_text` (a chain of no-op handlers), start `runs` runs and run
     one consumer per step until the last step archived them all: step hand-offs per second.
-    `concurrency` None keeps each step's own."""
+    `concurrency` None keeps each step's own; `timed` is awaited right before the timed
+    window starts and right after it ends."""
     conn = await connect(dsn)
     try:
         pipeline = await _apply(conn, yaml_text)
@@ -146,12 +154,16 @@ async def handoffs_per_second(
             for consumer in consumers:  # wake-ups as a worker process gets them
                 await listener.add_listener(f"pgmq.q_{consumer.queue}.INSERT", _waker(consumer))
             stopping = asyncio.Event()
+            if timed is not None:
+                await timed()
             started = time.perf_counter()
             tasks = [asyncio.create_task(c.run(stopping)) for c in consumers]
             last = f"pgmq.a_{pipeline.queue_name(steps[-1])}"
             while await conn.fetchval(f"SELECT count(*) FROM {last}") < runs:
                 await asyncio.sleep(0.02)
             elapsed = time.perf_counter() - started
+            if timed is not None:
+                await timed()
             stopping.set()
             await asyncio.gather(*tasks)
         finally:
@@ -335,6 +347,48 @@ async def profile(dsn: str, batch: int, runs: int) -> str:
     return f"batch_size {batch}: {rate:,.0f} hand-offs/s under the profiler\n{out.getvalue()}"
 
 
+async def cost(dsn: str, batch: int, runs: int) -> str:
+    """One line: what a hand-off of the 3-step chain costs (see the module docstring)."""
+    conn = await connect(dsn)
+    try:
+        tracked = await conn.fetchval(
+            "SELECT count(*) > 0 FROM pg_settings"
+            " WHERE name = 'shared_preload_libraries' AND setting ~ 'pg_stat_statements'"
+        )
+        if tracked:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        marks: list[tuple[float, float, int]] = []
+
+        async def timed() -> None:
+            server, statements = (await conn.fetchrow(_Q_SERVER_TIME)) if tracked else (0.0, 0)
+            marks.append((time.process_time(), float(server), int(statements)))
+
+        rate = await chain_throughput(dsn, batch, runs, name=f"cost_b{batch}", timed=timed)
+    finally:
+        await conn.close()
+    handoffs = 3 * runs
+    (cpu0, srv0, st0), (cpu1, srv1, st1) = marks
+    line = f"batch_size {batch}: {rate:,.0f} hand-offs/s, process CPU "
+    line += f"{(cpu1 - cpu0) / handoffs * 1e6:.1f} us/hand-off"
+    if tracked:
+        line += f", server {(srv1 - srv0) / handoffs * 1e3:.1f} us/hand-off"
+        line += f", {(st1 - st0) / handoffs * batch:.2f} statements/batch"
+    else:
+        line += " (pg_stat_statements not loaded: no server figures)"
+    return f"{line}, load average {os.getloadavg()[0]:.2f}"
+
+
+_Q_SERVER_TIME = (
+    "SELECT coalesce(sum(s.total_exec_time), 0), coalesce(sum(s.calls), 0)::bigint"
+    " FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+    " WHERE d.datname = current_database() AND s.toplevel"
+    " AND s.query NOT LIKE 'SELECT count(*) FROM pgmq.a_%'"
+    " AND s.query NOT LIKE '%pg_stat_statements%'"
+)
+"""Execution time (ms) and statements of this database so far, the benchmark's polling of the
+archive and this query left out."""
+
+
 async def _main(argv: Sequence[str] | None) -> int:
     from bench.common import recreate_database
     from orchestrator.db import resolve_dsn
@@ -344,10 +398,11 @@ async def _main(argv: Sequence[str] | None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", action="store_true", help="profile the hand-off instead")
     parser.add_argument("--batch", type=int, default=1, help="batch_size to profile")
+    parser.add_argument("--cost", action="store_true", help="CPU and server time per hand-off")
     args = parser.parse_args(argv)
     dsn = await recreate_database(resolve_dsn(None), "orchestrator_runtime_bench")
     await install_dsn(dsn)
-    if args.profile:
+    if args.profile or args.cost:
         from orchestrator.store import install
 
         conn = await connect(dsn)
@@ -355,7 +410,15 @@ async def _main(argv: Sequence[str] | None) -> int:
             await install(conn)
         finally:
             await conn.close()
+    if args.profile:
         print(await profile(dsn, args.batch, 3000 if args.batch == 1 else 30000))
+        return 0
+    if args.cost:
+        for batch, runs in (
+            (1, 1000 if args.quick else 3000),
+            (100, 10000 if args.quick else 30000),
+        ):
+            print(await cost(dsn, batch, runs))
         return 0
     for row in await run(dsn, args.quick, {}):
         print(f"{row.workload}: {row.value:,.2f} {row.unit}")

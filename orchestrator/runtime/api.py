@@ -160,10 +160,7 @@ async def _on_connection(conn: Any | None, dsn: str | None, query: str, *args: A
 
 async def _start(conn: Any, query: str, pipeline: str, *args: Any) -> list[Any]:
     try:
-        await _check_contract(conn, pipeline, args[0])
-        rows: list[Any] = await conn.fetch(
-            named_queries("orchestrator.runtime")[query], pipeline, *args
-        )
+        rows = await _checked_start(conn, query, pipeline, *args)
     except asyncpg.UndefinedObjectError as exc:
         raise NotFound(str(exc.args[0] if exc.args else exc)) from None
     except asyncpg.UndefinedTableError as exc:
@@ -190,9 +187,24 @@ def _key(key: object) -> str | None:
     return key
 
 
-async def _check_contract(conn: Any, pipeline: str, payloads: list[str]) -> None:
-    """Refuse the payloads when one breaks the entry step's applied input contract."""
-    row = await conn.fetchrow(named_queries("orchestrator.runtime")["entry_contract"], pipeline)
+async def _checked_start(conn: Any, query: str, pipeline: str, *args: Any) -> list[Any]:
+    """Run start query `query` once the payloads (`args[0]`) meet the entry step's applied
+    input contract. A plain start whose entry step declares none costs one statement
+    (`start_runs_unless_contract`); with a contract, the payloads are checked here first."""
+    queries = named_queries("orchestrator.runtime")
+    if query == "start_runs":
+        row = await conn.fetchrow(queries["start_runs_unless_contract"], pipeline, *args)
+        if row is not None and row[0] is None:
+            return [(run_id,) for run_id in row[2]]  # no contract: started
+    else:
+        row = await conn.fetchrow(queries["entry_contract"], pipeline)
+    _check_contract(pipeline, row, args[0])
+    rows: list[Any] = await conn.fetch(queries[query], pipeline, *args)
+    return rows
+
+
+def _check_contract(pipeline: str, row: Any, payloads: list[str]) -> None:
+    """Refuse the payloads when one breaks the entry contract in `row` (contract, step)."""
     if row is None or row[0] is None:
         return  # not applied (start_runs says so) or no contract declared
     where = f"step '{row[1]}' of pipeline '{pipeline}'"

@@ -42,6 +42,7 @@ from orchestrator.runtime.pgconn import (
     is_missing_queue,
     settle,
 )
+from orchestrator.runtime.timers import Deadline
 
 RELEASE_TIMEOUT = 5.0
 """Seconds a cancelled batch waits for the database to take its messages back."""
@@ -293,20 +294,32 @@ class _Batch:
         runnable = [m for m in self.owned if books.precheck(outcomes, m)]
         uses_conn = self.o._invoker.is_async
         run = _Run(savepoints=uses_conn and len(runnable) > 1)
-        for m in runnable:
-            lease.check()
-            handler_conn: Any = None
-            if uses_conn:
-                handler_conn = SavepointConnection(self.conn) if run.savepoints else self.conn
-            attempt = await self.o._invoker.attempt(handler_conn, m, lease)
-            lease.check()
-            if attempt.ok:
-                books.succeeded(outcomes, m, attempt.output or "")
-            else:
-                assert attempt.error is not None
-                books.failed(outcomes, m, attempt.error, attempt.ctx.logger)
-            await self._after_handler(handler_conn, attempt, outcomes, run)
+        task = asyncio.current_task()
+        assert task is not None
+        deadline = Deadline(task)
+        try:
+            for m in runnable:
+                await self._run_handler(m, outcomes, lease, deadline, run)
+        finally:
+            deadline.close()
         return run
+
+    async def _run_handler(
+        self, m: StepMessage, outcomes: Outcomes, lease: Lease, deadline: Deadline, run: _Run
+    ) -> None:
+        books = self.o._books
+        lease.check()
+        handler_conn: Any = None
+        if self.o._invoker.is_async:
+            handler_conn = SavepointConnection(self.conn) if run.savepoints else self.conn
+        attempt = await self.o._invoker.attempt(handler_conn, m, lease, deadline)
+        lease.check()
+        if attempt.ok:
+            books.succeeded(outcomes, m, attempt.output or "")
+        else:
+            assert attempt.error is not None
+            books.failed(outcomes, m, attempt.error, attempt.ctx.logger)
+        await self._after_handler(handler_conn, attempt, outcomes, run)
 
     async def _after_handler(
         self, handler_conn: Any, attempt: Attempt, outcomes: Outcomes, run: _Run

@@ -60,6 +60,16 @@ class StepContracts:
             trusted_hash=None if own else pipeline.spec_hash(),
         )
 
+    @property
+    def checks_payload(self) -> bool:
+        """Whether `payload` does anything: an input to check or a model to build."""
+        return self.input is not None or self.model is not None
+
+    @property
+    def checks_output(self) -> bool:
+        """Whether `output` checks a dict: a contract applies to the step's outputs."""
+        return bool(self.outputs)
+
     def payload(self, body: Any, headers: Any = None) -> Any:
         """`body` (a message with `headers`) checked against the input, unless a sender of
         this version checked it already; a model instance when the handler wants one."""

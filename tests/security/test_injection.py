@@ -205,7 +205,8 @@ async def test_the_queue_client_refuses_evil_names_before_any_sql(
 async def test_start_takes_pipeline_names_as_data(target: tuple[str, Path], evil: str) -> None:
     """`orchestrator.start` sends the pipeline name as a parameter: an unknown pipeline,
     whatever its name looks like, is refused with an orchestrator error, and the only
-    statements that ran are the fixed `entry_contract` look-up and `start_runs` call."""
+    statements that ran are the fixed start statements (`start_runs_unless_contract`, or
+    `entry_contract` and `start_runs`)."""
     import orchestrator
     from orchestrator.db.named_sql import named_queries
 
@@ -224,7 +225,8 @@ async def test_start_takes_pipeline_names_as_data(target: tuple[str, Path], evil
     finally:
         await conn.close()
     runtime = named_queries("orchestrator.runtime")
-    assert set(ran) <= {runtime["start_runs"], runtime["entry_contract"]}
+    fixed = ("start_runs_unless_contract", "start_runs", "entry_contract")
+    assert set(ran) <= {runtime[name] for name in fixed}
     assert before.differences(after) == {}
 
 

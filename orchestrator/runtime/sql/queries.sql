@@ -68,6 +68,21 @@ SELECT orchestrator.release($1::text, $2::bigint[], $3::integer[])
 -- Start one run per payload (JSON texts) with optional headers and delay; returns run ids.
 SELECT orchestrator.start_runs($1::text, $2::text[]::jsonb[], $3::text[]::jsonb[], $4::float8)
 
+-- name: start_runs_unless_contract
+-- The entry_contract look-up and start_runs in one statement: when pipeline $1's entry step
+-- declares no input contract, start one run per payload and return their ids (`run_ids`, text, in
+-- payload order); when it declares one, start nothing (the CASE never evaluates the
+-- sub-select) and return it for the caller to check the payloads before start_runs. No row:
+-- the pipeline is not applied.
+SELECT c.contract, c.entry_step,
+       CASE WHEN c.contract IS NULL THEN ARRAY(
+           SELECT s.run_id::text
+             FROM orchestrator.start_runs($1::text, $2::text[]::jsonb[], $3::text[]::jsonb[], $4::float8)
+                  WITH ORDINALITY AS s (run_id, i)
+            ORDER BY s.i)
+       END AS run_ids
+  FROM orchestrator.entry_contract($1::text) AS c
+
 -- name: entry_contract
 -- The input contract of an applied pipeline's entry step, as JSON text (NULL: none declared).
 SELECT contract, entry_step FROM orchestrator.entry_contract($1::text)

@@ -55,6 +55,16 @@ async def test_start_refuses_a_payload_breaking_the_entry_contract(rt: Runtime) 
     assert await rt.count("typed__take") == 0
 
 
+async def test_a_start_meeting_the_entry_contract_enqueues_each_run_once(rt: Runtime) -> None:
+    await rt.apply(TYPED)
+    payloads = [{"order": "WO-1", "quantity": 1}, {"order": "WO-2", "quantity": 2}]
+    run_ids = await start_many("typed", payloads, conn=rt.conn)
+    run_ids.append(await start("typed", {"order": "WO-3", "quantity": 3}, conn=rt.conn))
+    rows = await rt.rows("typed__take")
+    assert [r["headers"]["run_id"] for r in rows] == [str(r) for r in run_ids]
+    assert [r["message"]["order"] for r in rows] == ["WO-1", "WO-2", "WO-3"]
+
+
 async def test_every_message_carries_the_spec_hash_it_was_sent_under(rt: Runtime) -> None:
     pipeline = await rt.apply(TYPED)
     await start("typed", {"order": "WO-1", "quantity": 2}, conn=rt.conn)

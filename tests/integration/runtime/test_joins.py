@@ -44,6 +44,7 @@ async def test_join_payload_maps_predecessors(rt: Runtime) -> None:
     }
     assert msg["headers"]["step"] == "join" and msg["headers"]["run_id"] == str(run_id)
     assert msg["headers"]["parent_step"] in ("left", "right")
+    assert msg["headers"]["spec_hash"] == rt.pipelines["fan"].spec_hash()
     row = await rt.conn.fetchrow("SELECT * FROM orchestrator.joins")
     assert row["completed_at"] is not None and row["expected"] == ["left", "right"]
 

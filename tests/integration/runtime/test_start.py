@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import NotFound, QueueError
 from orchestrator.runtime import start, start_many
 from orchestrator.runtime.handoff import MAX_PAYLOAD_BYTES
@@ -47,6 +48,24 @@ async def test_start_in_a_transaction_that_commits(rt: Runtime) -> None:
     assert head["step"] == "intake" and head["pipeline"] == "orders"
     assert head["parent_id"] is None and head["parent_step"] is None
     assert head["traceparent"].startswith(f"00-{first.hex}-")
+
+
+async def test_a_start_without_an_entry_contract_is_one_statement(rt: Runtime) -> None:
+    """The contract look-up and the start travel together: one round trip per start."""
+    await rt.apply(PIPE)
+    logged: list[str] = []
+
+    def log(query: Any) -> None:
+        logged.append(query.query)
+
+    rt.conn.add_query_logger(log)  # called soon after each query: read once others ran
+    first = await start("orders", {"id": 1}, conn=rt.conn)
+    more = await start_many("orders", [{"id": 2}, {"id": 3}], conn=rt.conn)
+    rows = await rt.rows("orders__intake")
+    rt.conn.remove_query_logger(log)
+    single = named_queries("orchestrator.runtime")["start_runs_unless_contract"]
+    assert logged[:2] == [single, single]  # then the read of the queue, if logged by now
+    assert [r["headers"]["run_id"] for r in rows] == [str(first), *map(str, more)]
 
 
 async def test_start_honours_the_entry_delay_and_an_override(rt: Runtime) -> None:

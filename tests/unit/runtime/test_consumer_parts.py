@@ -67,29 +67,66 @@ async def test_a_deadline_cancels_its_task_and_says_so() -> None:
 
     task = asyncio.create_task(handler())
     await asyncio.sleep(0)
-    deadline = Deadline(task, 0.01)
+    deadline = Deadline(task)
+    deadline.arm(0.01)
     with pytest.raises(asyncio.CancelledError):
         await task
     assert deadline.expired
 
 
-async def test_a_cancelled_deadline_never_fires_and_expire_now_fires_at_once() -> None:
+async def test_a_disarmed_deadline_never_fires_and_expire_now_fires_at_once() -> None:
     async def handler() -> str:
         await asyncio.sleep(0.05)
         return "done"
 
     task = asyncio.create_task(handler())
-    quiet = Deadline(task, 0.01)
-    quiet.cancel()
+    quiet = Deadline(task)
+    quiet.arm(0.01)
+    quiet.disarm()
     assert await task == "done" and not quiet.expired
+    quiet.close()
 
     task = asyncio.create_task(handler())
     await asyncio.sleep(0)
-    loud = Deadline(task, 60)
+    loud = Deadline(task)
+    loud.expire_now()  # not armed: nothing to expire
+    assert not loud.expired
+    loud.arm(60)
     loud.expire_now()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert loud.expired
+    loud.close()
+
+
+async def test_calls_of_a_batch_share_one_timer_that_still_ends_a_late_call() -> None:
+    """The timer set for the first call fires while the second runs: it waits for the second
+    call's own end (a whole timeout from its start), then cancels it."""
+    loop = asyncio.get_running_loop()
+    calls: list[tuple[str, float]] = []
+
+    async def batch() -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        deadline = Deadline(current)
+        try:
+            for name, seconds in (("first", 0.1), ("second", 60.0)):
+                deadline.arm(0.2)
+                calls.append((name, loop.time()))
+                try:
+                    await asyncio.sleep(seconds)
+                finally:
+                    deadline.disarm()
+        except asyncio.CancelledError:
+            assert deadline.expired
+            raise
+        finally:
+            deadline.close()
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(batch())
+    assert [name for name, _ in calls] == ["first", "second"]
+    assert loop.time() - calls[1][1] >= 0.2 - 0.001  # the second call had its whole timeout
 
 
 # -- the outcome bookkeeping ----------------------------------------------------------------

@@ -257,6 +257,7 @@ DECLARE
     parent_headers jsonb[];
     route jsonb;
     base jsonb;
+    hash_header jsonb;
     group_path text[];
     cancelled uuid[];
 BEGIN
@@ -301,10 +302,15 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    -- The next messages carry the spec hash of the sender (set in its routes) when it has one.
+    -- The next messages carry the spec hash of the sender (set in its routes) when it has one:
+    -- it goes into each route's common headers (`base`), so no message's headers are rebuilt
+    -- for it (a join gets it in its parents' headers). A parent's FIFO group never travels on
+    -- (see grouped()): removed here, once for every route, only from the headers holding one.
+    hash_header := CASE WHEN routes -> 0 ? 'spec_hash'
+                        THEN jsonb_build_object('spec_hash', routes -> 0 -> 'spec_hash')
+                        ELSE '{}' END;
     parent_headers := ARRAY(
-        SELECT CASE WHEN routes -> 0 ? 'spec_hash'
-                    THEN m.headers || jsonb_build_object('spec_hash', routes -> 0 -> 'spec_hash')
+        SELECT CASE WHEN m.headers ? 'x-pgmq-group' THEN m.headers - 'x-pgmq-group'
                     ELSE m.headers END
           FROM unnest(msg_ids) WITH ORDINALITY AS d (id, i)
           JOIN unnest(moved_ids, moved_headers) AS m (id, headers) ON m.id = d.id
@@ -315,19 +321,29 @@ BEGIN
                 pipeline, route ->> 'step', step,
                 ARRAY(SELECT jsonb_array_elements_text(route -> 'expects')),
                 coalesce((route ->> 'delay')::float8, 0),
-                run_ids, outputs, msg_ids, parent_headers, now_ts);
+                run_ids, outputs, msg_ids,
+                ARRAY(SELECT h.headers || hash_header
+                        FROM unnest(parent_headers) WITH ORDINALITY AS h (headers, i)
+                       ORDER BY h.i),
+                now_ts);
         ELSE
-            base := orchestrator.header_base(pipeline, route ->> 'step', step, now_ts);
+            base := orchestrator.header_base(pipeline, route ->> 'step', step, now_ts) || hash_header;
             group_path := CASE WHEN jsonb_typeof(route -> 'group') = 'array'
                                THEN ARRAY(SELECT jsonb_array_elements_text(route -> 'group')) END;
+            -- Without a group, no grouped() call: PostgreSQL cannot inline it (its argument is
+            -- volatile), and a call per message costs more than the headers themselves.
             PERFORM pgmq.send_batch(
                 orchestrator.step_queue(pipeline, route ->> 'step'),
                 outputs,
-                ARRAY(SELECT orchestrator.grouped(
-                                 orchestrator.step_headers(p.headers, base, p.run_id, p.id),
-                                 p.output, group_path)
-                        FROM unnest(parent_headers, run_ids, msg_ids, outputs)
-                             AS p (headers, run_id, id, output)),
+                CASE WHEN group_path IS NULL
+                     THEN ARRAY(SELECT orchestrator.step_headers(p.headers, base, p.run_id, p.id)
+                                  FROM unnest(parent_headers, run_ids, msg_ids)
+                                       AS p (headers, run_id, id))
+                     ELSE ARRAY(SELECT orchestrator.grouped(
+                                           orchestrator.step_headers(p.headers, base, p.run_id, p.id),
+                                           p.output, group_path)
+                                  FROM unnest(parent_headers, run_ids, msg_ids, outputs)
+                                       AS p (headers, run_id, id, output)) END,
                 now_ts + make_interval(secs => coalesce((route ->> 'delay')::float8, 0)));
             sent := sent + n;
         END IF;
