@@ -152,6 +152,7 @@ class Batches:
         batch_size: int,
         log: logging.LoggerAdapter[Any],
         on_extended: Callable[[], None] | None = None,
+        on_sent: Callable[[], None] | None = None,
         may_read_ahead: Callable[[], bool] = lambda: True,
     ) -> None:
         self._pool = pool
@@ -166,6 +167,7 @@ class Batches:
         self.batch_size = batch_size
         self._log = log
         self._on_extended = on_extended
+        self._on_sent = on_sent
 
     async def run(
         self, session: Session, messages: list[StepMessage], *, stopping: asyncio.Event | None
@@ -262,6 +264,8 @@ class _Batch:
             return []
         self.state = State.DONE
         self.o._books.count(done)
+        if done.sent and self.o._on_sent is not None:
+            self.o._on_sent()  # committed: this process's consumers of the next steps read now
         return following
 
     async def _record(self, outcomes: Outcomes) -> None:

@@ -8,6 +8,8 @@ Interface (the process layer builds on it)::
     consumer.wake()         # a NOTIFY for consumer.queue arrived: read now (event-loop thread)
     consumer.visible_in(s)  # the queue next holds a visible message in s seconds (None: never)
     consumer.on_empty = f   # called after each empty read (the worker's VisibilityClock.request)
+    consumer.on_sent = f    # called after a committed batch sent messages to the next steps
+    consumer.ring()         # this process handed messages on to consumer.queue: read now
     await consumer.run(stopping)   # until `stopping` is set and in-flight work is done
     consumer.in_flight      # messages read and not yet finished
     consumer.abandoned      # plain `def` handler calls given up on that still run
@@ -118,6 +120,7 @@ class StepConsumer:
         """Shared by the consumers of one process (the worker passes its own)."""
         self.queue: str = step.queue
         self.target = StepTarget.of(pipeline, step)
+        self.successors: tuple[str, ...] = step.successors
         self.concurrency = concurrency or step.concurrency
         self.batch_size = step.batch_size
         self.poll_interval = poll_interval
@@ -142,6 +145,7 @@ class StepConsumer:
             batch_size=self.batch_size,
             log=self._log,
             on_extended=self._extended,
+            on_sent=self._sent,
             may_read_ahead=self.flow.may_read_ahead,
         )
         self._doorbell = Doorbell()
@@ -149,6 +153,9 @@ class StepConsumer:
         self._due_at: float | None = None
         self._in_flight = 0
         self.on_empty: Callable[[], None] | None = None
+        self.on_sent: Callable[[], None] | None = None
+        """Called after a batch that sent messages to the next steps committed (the worker
+        rings its own consumers of those steps: no notification needed, none throttled)."""
 
     def _init_logging(
         self, logger: logging.Logger | logging.LoggerAdapter[Any] | None, pipeline: str, step: str
@@ -181,6 +188,15 @@ class StepConsumer:
         self._doorbell.ring()
         if self._throttle is not None:
             self._recheck_at = time.monotonic() + self._throttle + RECHECK_MARGIN
+
+    def ring(self) -> None:
+        """This process handed messages on to this queue: idle loops read now, without the
+        trailing re-check of a notification (call from the event loop's thread)."""
+        self._doorbell.ring()
+
+    def _sent(self) -> None:
+        if self.on_sent is not None:
+            self.on_sent()
 
     def visible_in(self, seconds: float | None) -> None:
         """The queue next holds a visible message in `seconds` (now if <= 0; None: it holds

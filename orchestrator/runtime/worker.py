@@ -22,6 +22,7 @@ signal.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -208,6 +209,7 @@ class Worker:
         clock = VisibilityClock(pool, self.consumers, self.config.poll_interval)
         for consumer in self.consumers:
             consumer.on_empty = clock.request
+        _ring_successors(self.consumers)
         leader = Leader(
             self.config.dsn, upkeep_jobs(self.config.pipelines, schedules=not self.config.drain)
         )
@@ -472,3 +474,21 @@ async def _close_pool(pool: asyncpg.Pool) -> None:
         await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT)
     except Exception:  # connections stuck or already broken
         pool.terminate()
+
+
+def _ring_successors(consumers: list[Any]) -> None:
+    """After a consumer's batch hands messages on, this process's consumers of the next steps
+    read at once: within a worker a hand-off never waits for a (throttled) notification."""
+    by_step = {(c.target.pipeline, c.target.step): c for c in consumers}
+    for consumer in consumers:
+        pipeline = consumer.target.pipeline
+        nexts = [
+            by_step[(pipeline, name)] for name in consumer.successors if (pipeline, name) in by_step
+        ]
+        if nexts:
+            consumer.on_sent = functools.partial(_ring_all, tuple(nexts))
+
+
+def _ring_all(consumers: tuple[Any, ...]) -> None:
+    for consumer in consumers:
+        consumer.ring()

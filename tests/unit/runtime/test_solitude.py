@@ -101,3 +101,32 @@ async def test_without_waiting_a_busy_gate_is_held_shared() -> None:
         assert not alone
         assert gate.sharing == 2
     assert gate.sharing == 0
+
+
+# -- a hand-off rings this process's consumers of the next steps ----------------------------
+
+
+async def test_a_committed_hand_off_rings_the_next_steps_consumers_in_the_process() -> None:
+    from orchestrator.runtime.consumer import StepConsumer
+    from orchestrator.runtime.worker import _ring_successors
+    from orchestrator.spec import HandlerInfo, parse_pipeline
+
+    pipeline = parse_pipeline(
+        "pipeline: p\nsteps:\n  a: {handler: m:f, next: [b, c]}\n"
+        "  b: {handler: m:f, next: d}\n  c: {handler: m:f, next: d}\n  d: {handler: m:f}\n"
+    )
+
+    async def handler(payload: dict[str, object]) -> None:
+        return None
+
+    info = HandlerInfo("m:f", handler, is_async=True, takes_context=False)
+    consumers = {
+        name: StepConsumer(None, pipeline, pipeline.step(name), info)  # type: ignore[arg-type]
+        for name in ("a", "b", "d")  # this process does not consume c
+    }
+    _ring_successors(list(consumers.values()))
+    rings = {name: c._doorbell.rings for name, c in consumers.items()}
+    assert consumers["a"].on_sent is not None and consumers["d"].on_sent is None
+    consumers["a"].on_sent()
+    after = {name: c._doorbell.rings for name, c in consumers.items()}
+    assert after == {**rings, "b": rings["b"] + 1}
