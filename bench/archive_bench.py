@@ -313,21 +313,29 @@ def pages(runs: int) -> dict[str, str]:
 
 
 def commands(runs: int) -> dict[str, Callable[[asyncpg.Connection], Awaitable[Any]]]:
-    """The CLI's read models, by command line, as the CLI calls them."""
-    from orchestrator.ops.dlq import Filter, list_dead_letters
+    """The CLI's read models, by command line, called as the CLI calls them."""
+    from orchestrator.ops.dlq import Filter, count_dead_letters, list_dead_letters
     from orchestrator.ops.status import collect_status
     from orchestrator.ops.trace import trace_run
+    from orchestrator.state import applied_pipeline
 
     middle = run_id(runs // 2)
     dead = run_id(125 * (runs // 250))
+
+    def dlq_list(where: Filter) -> Callable[[asyncpg.Connection], Awaitable[Any]]:
+        async def call(c: asyncpg.Connection) -> None:  # as _dlq_list of cli/ops_cmd.py
+            await list_dead_letters(c, "orders", where, limit=50)
+            await count_dead_letters(c, await applied_pipeline(c, "orders"), where)
+
+        return call
+
     return {
         "trace RUN_ID (done)": lambda c: trace_run(c, middle),
         "trace RUN_ID (dead-lettered)": lambda c: trace_run(c, dead),
         "status": lambda c: collect_status(c),
-        "dlq list orders": lambda c: list_dead_letters(c, "orders"),
-        "dlq list orders --step sync": lambda c: list_dead_letters(
-            c, "orders", Filter(step="sync")
-        ),
+        "dlq list orders": dlq_list(Filter()),
+        "dlq list orders --step sync": dlq_list(Filter(step="sync")),
+        "dlq list orders --error KeyError": dlq_list(Filter(error="KeyError")),
     }
 
 
