@@ -55,7 +55,7 @@ bench: $(STAMP)
 bench-fleet: $(STAMP)
 	$(BIN)/python -m bench.fleet
 
-# Builds a 10,000,000-message archive (about 5 minutes and 7.5 GB on 2 cores), then times every
+# Builds a 10,000,000-message archive (about 5 minutes and 7.2 GiB on 2 cores), then times every
 # dashboard page and trace/status/dlq list; ARCHIVE_ARGS=--reuse times the last build again.
 bench-archive: $(STAMP)
 	$(BIN)/python -m bench.archive_bench $(ARCHIVE_ARGS)
