@@ -7,11 +7,17 @@ program that sets up its own tracer provider (and tests with the SDK's in-memory
 Without the extra installed, configuring it logs one warning and traces nothing.
 
 Each attempt of a step is a span `<pipeline>.<step>` (kind CONSUMER) with the attributes
-`orchestrator.pipeline`, `.step`, `.run_id`, `.attempt`, `.message_id` and `.outcome`
-(`done` or `failed`, with the error recorded). Its parent comes from the message's headers:
-`trace_origin`, the traceparent of the span that was current when `orchestrator.start()` was
-called inside a traced program (so a web request and the run it started are one trace across
-processes), else the message's own `traceparent` (trace id = run id: one trace per run).
+`orchestrator.pipeline`, `.step`, `.run_id`, `.attempt`, `.message_id` and `.outcome`:
+`done`, or for a failed attempt (its error recorded, status ERROR) what follows it: `retry`
+(with `orchestrator.retry_in`, the seconds until the next attempt), `dead_letter` (with
+`orchestrator.permanent`: no retry could fix it), or `failed` when no decision was recorded
+(the batch was given back, e.g. its lease was lost; the message comes back at its vt). A failed
+attempt's span ends when the runtime has decided, so it says what happens next.
+
+Its parent comes from the message's headers: `trace_origin`, the traceparent of the span that
+was current when `orchestrator.start()` was called inside a traced program (so a web request and
+the run it started are one trace across processes), else the message's own `traceparent` (trace
+id = run id: one trace per run).
 """
 
 from __future__ import annotations
@@ -137,16 +143,32 @@ def start_attempt(
     )
 
 
-def end_attempt(span: Any, error: BaseException | None) -> None:
-    """End an attempt's span with its outcome (no-op for None)."""
-    if span is None:
+def end_attempt(
+    span: Any,
+    error: BaseException | None,
+    *,
+    retry_in: float | None = None,
+    dead_letter: bool = False,
+    permanent: bool = False,
+) -> None:
+    """End an attempt's span with its outcome: done (no `error`), else `dead_letter`, a retry
+    in `retry_in` seconds, or neither (`failed`: no decision). No-op for None or a span that
+    already ended."""
+    if span is None or not span.is_recording():
         return
     from opentelemetry.trace import Status, StatusCode
 
     if error is None:
         span.set_attribute("orchestrator.outcome", "done")
     else:
-        span.set_attribute("orchestrator.outcome", "failed")
+        if dead_letter:
+            span.set_attribute("orchestrator.outcome", "dead_letter")
+            span.set_attribute("orchestrator.permanent", permanent)
+        elif retry_in is not None:
+            span.set_attribute("orchestrator.outcome", "retry")
+            span.set_attribute("orchestrator.retry_in", retry_in)
+        else:
+            span.set_attribute("orchestrator.outcome", "failed")
         span.set_attribute("error.type", type(error).__name__)
         span.record_exception(error)
         span.set_status(Status(StatusCode.ERROR, str(error)[:200]))

@@ -41,6 +41,18 @@ class StepFlow:
             v is not None for v in (self.rate, self.max_in_flight, self.group_by, self.max_waiting)
         )
 
+    @property
+    def state(self) -> str | None:
+        """What holds the step back right now: 'paused', 'rate-limited' (its bucket holds less
+        than one token), 'at max in flight' (every slot held), else None."""
+        if self.paused_since is not None:
+            return "paused"
+        if self.rate is not None and self.tokens is not None and self.tokens < 1:
+            return "rate-limited"
+        if self.max_in_flight is not None and (self.in_flight or 0) >= self.max_in_flight:
+            return "at max in flight"
+        return None
+
     def describe(self) -> str:
         """One line: 'sap_sync: rate 20/s (bucket sap, 3.0 tokens), in flight 5/8, ...'."""
         parts = []
@@ -70,6 +82,7 @@ class StepFlow:
             "slots_held": self.in_flight,
             "group_by": self.group_by,
             "max_waiting": self.max_waiting,
+            "state": self.state,
         }
 
 

@@ -32,6 +32,27 @@ DEAD_TUPLE_MIN = 50
 one message a queue table holds one dead tuple and no live one, a share of 100%."""
 
 
+def _dead_share(live: int, dead: int) -> float | None:
+    """dead / (live + dead), None before statistics exist."""
+    total = live + dead
+    return dead / total if total else None
+
+
+@dataclass(frozen=True)
+class TableNumbers:
+    """Size and tuples of a queue's table (a dead-letter queue: its messages are counted per
+    step by `orchestrator.ops_dead_letter_counts`)."""
+
+    table_bytes: int
+    live_tuples: int
+    dead_tuples: int
+
+    @property
+    def dead_tuple_share(self) -> float | None:
+        """n_dead_tup / (n_live_tup + n_dead_tup), None before statistics exist."""
+        return _dead_share(self.live_tuples, self.dead_tuples)
+
+
 @dataclass(frozen=True)
 class QueueNumbers:
     """Counts and sizes of one queue, as `orchestrator.ops_queue_stats` measures them."""
@@ -52,8 +73,7 @@ class QueueNumbers:
     @property
     def dead_tuple_share(self) -> float | None:
         """n_dead_tup / (n_live_tup + n_dead_tup), None before statistics exist."""
-        total = self.live_tuples + self.dead_tuples
-        return self.dead_tuples / total if total else None
+        return _dead_share(self.live_tuples, self.dead_tuples)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -147,7 +167,8 @@ class PipelineStatus:
     archive_enabled: bool
     steps: tuple[StepStatus, ...]
     dead_letter_queue: str
-    dead_letter_numbers: QueueNumbers | None
+    dead_letter_numbers: TableNumbers | None
+    """None when the dead-letter queue does not exist."""
     dead_letter_steps: Mapping[str, int]
     """Dead letters per failed step, including steps the pipeline no longer has."""
     schedules: tuple[NextTick, ...]
@@ -224,8 +245,9 @@ async def collect_status(
     pipelines = await applied_pipelines(conn, names)
     measured_at: datetime = await conn.fetchval(query("clock"))
     since = measured_at - timedelta(seconds=window)
-    queues = [q for p in pipelines for q in p.queue_names()]
+    queues = [s.queue for p in pipelines for s in p.steps]
     numbers = await _queue_numbers(conn, queues, since)
+    dead_letter_tables = await _table_numbers(conn, [p.dead_letter_queue for p in pipelines])
     ticks = await next_ticks(conn, pipelines, measured_at)
     flow = await collect_flow(conn, names)
     cancelled = await cancelled_counts(conn, names)
@@ -237,7 +259,7 @@ async def collect_status(
         changed = None
         if local_hashes is not None and pipeline.name in local_hashes:
             changed = local_hashes[pipeline.name] != pipeline.spec_hash
-        status = _pipeline_status(pipeline, numbers, dead, schedules, changed)
+        status = _pipeline_status(pipeline, numbers, dead_letter_tables, dead, schedules, changed)
         limits = (flow.get((pipeline.name, s.name)) for s in pipeline.steps)
         report.append(
             replace(
@@ -261,6 +283,7 @@ async def collect_status(
 def _pipeline_status(
     pipeline: AppliedPipeline,
     numbers: Mapping[str, QueueNumbers],
+    tables: Mapping[str, TableNumbers],
     dead: Mapping[str | None, tuple[int, int]],  # (depth, failed attempts in the window)
     schedules: tuple[NextTick, ...],
     changed: bool | None,
@@ -287,7 +310,7 @@ def _pipeline_status(
         archive_enabled=pipeline.archive_enabled,
         steps=tuple(steps),
         dead_letter_queue=pipeline.dead_letter_queue,
-        dead_letter_numbers=numbers.get(pipeline.dead_letter_queue),
+        dead_letter_numbers=tables.get(pipeline.dead_letter_queue),
         dead_letter_steps={str(k or "?"): v[0] for k, v in dead.items()},
         schedules=schedules,
         changed=changed,
@@ -318,6 +341,14 @@ async def _queue_numbers(
             dead_tuples=r["dead_tuples"],
         )
     return found
+
+
+async def _table_numbers(conn: asyncpg.Connection, queues: list[str]) -> dict[str, TableNumbers]:
+    rows = await conn.fetch(query("queue_table_numbers"), queues)
+    return {
+        r["queue_name"]: TableNumbers(r["table_bytes"], r["live_tuples"], r["dead_tuples"])
+        for r in rows
+    }
 
 
 async def _dead_letter_steps(

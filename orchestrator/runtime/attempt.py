@@ -44,6 +44,9 @@ class Attempt:
     ctx: StepContext
     output: str | None = None
     error: BaseException | None = None
+    span: Any = None
+    """The attempt's trace span, still open when it failed: `Bookkeeper.failed` ends it with
+    what follows (retry or dead letter)."""
 
     @property
     def ok(self) -> bool:
@@ -117,10 +120,15 @@ class Invoker:
             error = HandlerTimeout(
                 f"the handler ran past the step's timeout of {self._step.timeout:g}s"
             )
-        otel.end_attempt(span, error)
-        if error is not None:
-            return Attempt(m, ctx, error=error)
-        return self._output(m, ctx, m.body if result is None else result)
+        found = (
+            Attempt(m, ctx, error=error)
+            if error is not None
+            else self._output(m, ctx, m.body if result is None else result)
+        )
+        if found.ok:
+            otel.end_attempt(span, None)
+        found.span = span
+        return found
 
     async def _run(
         self, m: StepMessage, ctx: StepContext, deadline: Deadline, task: asyncio.Task[Any]

@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 
 from orchestrator.errors import CommitFailed, QueueMissing, TransactionAborted
+from orchestrator.observe import otel
 from orchestrator.runtime import handoff
 from orchestrator.runtime.attempt import Attempt, Invoker
 from orchestrator.runtime.bookkeeping import Bookkeeper
@@ -317,12 +318,16 @@ class _Batch:
         if self.o._invoker.is_async:
             handler_conn = SavepointConnection(self.conn) if run.savepoints else self.conn
         attempt = await self.o._invoker.attempt(handler_conn, m, lease, deadline)
-        lease.check()
+        try:
+            lease.check()
+        except BaseException:  # a lost lease: no decision, the span says `failed`
+            otel.end_attempt(attempt.span, attempt.error)
+            raise
         if attempt.ok:
             books.succeeded(outcomes, m, attempt.output or "")
         else:
             assert attempt.error is not None
-            books.failed(outcomes, m, attempt.error, attempt.ctx.logger)
+            books.failed(outcomes, m, attempt.error, attempt.ctx.logger, attempt.span)
         await self._after_handler(handler_conn, attempt, outcomes, run)
 
     async def _after_handler(

@@ -23,6 +23,7 @@ from orchestrator.errors import (
     UndecodableMessage,
     WorkerLost,
 )
+from orchestrator.observe import otel
 from orchestrator.runtime import handoff
 from orchestrator.runtime.context import Retry
 from orchestrator.runtime.handoff import Completion, Outcomes, StepMessage, StepTarget
@@ -151,9 +152,15 @@ class Bookkeeper:
         outcomes.done(m, output)
 
     def failed(
-        self, outcomes: Outcomes, m: StepMessage, error: BaseException, log: Log | None = None
+        self,
+        outcomes: Outcomes,
+        m: StepMessage,
+        error: BaseException,
+        log: Log | None = None,
+        span: Any = None,
     ) -> None:
-        """Record a failed attempt: a retry per the policy, or a dead letter."""
+        """Record a failed attempt: a retry per the policy, or a dead letter (and end the
+        attempt's trace `span` saying which)."""
         decision = self._decide(m, error)
         # An impossible delay is the handler's mistake, on its last attempt too: say so.
         delay = _asked_delay(error) if decision.dead else decision.delay
@@ -169,8 +176,10 @@ class Bookkeeper:
                 self.target, m, error, permanent=decision.permanent, headers=headers
             )
             outcomes.dead(m, body)
+            otel.end_attempt(span, error, dead_letter=True, permanent=decision.permanent)
         else:
             outcomes.retry(m, decision.delay, headers)
+            otel.end_attempt(span, error, retry_in=decision.delay)
         self._log(log or self._message_logger(m), m, error, decision)
 
     def _decide(self, m: StepMessage, error: BaseException) -> RetryDecision:

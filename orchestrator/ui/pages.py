@@ -42,6 +42,7 @@ async def _overview(board: Dashboard, conn: Any) -> dict[str, Any]:
             "status": p,
             "layout": graph.layout(applied[p.name]),
             "steps": {s.step: s for s in p.steps},
+            "flow": {f.step: f for f in p.flow},
         }
         for p in report.pipelines
         if p.name in applied

@@ -42,7 +42,10 @@ async def orders(conn: asyncpg.Connection) -> Pipeline:
 
 
 async def _history(conn: asyncpg.Connection, model: Pipeline) -> tuple[str, int]:
-    """Finished runs, waiting and retrying work, dead letters (one with a hostile payload)."""
+    """Finished runs, waiting and retrying work, dead letters (one with a hostile payload), a
+    paused step and two workers."""
+    from orchestrator.runtime.control import pause
+
     for _ in range(6):
         await support.complete_run(conn, model, support.new_run())
     for i in range(3):
@@ -56,6 +59,7 @@ async def _history(conn: asyncpg.Connection, model: Pipeline) -> tuple[str, int]
     dead = await support.dead_letter(
         conn, model, "sync", run, {"note": HOSTILE}, error_type="SapTimeout", message=HOSTILE
     )
+    await pause("orders.report", conn=conn)
     await conn.execute(
         "INSERT INTO orchestrator.workers (id, host, pid, steps) VALUES"
         " (gen_random_uuid(), 'worker-1', 4242, '{orders__fetch,orders__label}'),"
@@ -64,13 +68,19 @@ async def _history(conn: asyncpg.Connection, model: Pipeline) -> tuple[str, int]
     return run, dead
 
 
-def _text(browser: Any, css: str) -> str:
-    """The element's text, read in one script (live updates replace elements at any time)."""
+def _maybe_text(browser: Any, css: str) -> str | None:
+    """The element's text or None, read in one script (live updates replace elements at any
+    time)."""
     found = browser.execute_script(
         "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;", css
     )
+    return None if found is None else str(found)
+
+
+def _text(browser: Any, css: str) -> str:
+    found = _maybe_text(browser, css)
     assert found is not None, f"no element {css}"
-    return str(found)
+    return found
 
 
 async def test_every_page_loads(
@@ -112,16 +122,37 @@ async def test_counts_move_without_a_reload(
 ) -> None:
     browser.get(served.url + "/")
     waiting = '#pipeline-orders [data-step="fetch"] .waiting'
-    wait_until(lambda: _text(browser, waiting) == "0", "the overview shows 0 waiting")
+    wait_until(lambda: _maybe_text(browser, waiting) == "0", "the overview shows 0 waiting")
     browser.execute_script("window.__same_page = 'yes';")
     for _ in range(3):
         await support.send(conn, orders, "fetch", support.new_run())
-    wait_until(lambda: _text(browser, waiting) == "3", "3 waiting pushed to the page")
+    wait_until(lambda: _maybe_text(browser, waiting) == "3", "3 waiting pushed to the page")
     await support.dead_letter(conn, orders, "sync", support.new_run())
     wait_until(
-        lambda: _text(browser, "#pipeline-orders .dead-letter-count") == "1",
+        lambda: _maybe_text(browser, "#pipeline-orders .dead-letter-count") == "1",
         "the dead-letter count pushed to the page",
     )
+    assert browser.execute_script("return window.__same_page") == "yes"  # never reloaded
+
+
+async def test_a_pause_shows_on_the_overview_without_a_reload(
+    browser: Any, served: Served, conn: asyncpg.Connection, orders: Pipeline
+) -> None:
+    from orchestrator.runtime.control import pause, resume
+
+    state = '#pipeline-orders [data-step="label"] .flow-state'
+    box = '#pipeline-orders [data-step="label"]'
+    shown = (  # one script: the box is there and carries no state (not read mid-swap)
+        "const b = document.querySelector(arguments[0]);"
+        " return b ? (b.querySelector('.flow-state') ? 'held' : 'free') : 'missing';"
+    )
+    browser.get(served.url + "/")
+    wait_until(lambda: browser.execute_script(shown, box) == "free", "the label step, not held")
+    browser.execute_script("window.__same_page = 'yes';")
+    await pause("orders.label", conn=conn)
+    wait_until(lambda: _maybe_text(browser, state) == "paused", "the label step shown paused")
+    await resume("orders.label", conn=conn)
+    wait_until(lambda: browser.execute_script(shown, box) == "free", "the pause gone from label")
     assert browser.execute_script("return window.__same_page") == "yes"  # never reloaded
 
 

@@ -12,6 +12,12 @@ SELECT n.queue_name, s.*
   FROM unnest($1::text[]) AS n (queue_name)
   LEFT JOIN LATERAL orchestrator.ops_queue_stats(n.queue_name, $2) s ON true;
 
+-- name: queue_table_numbers
+-- ops_queue_table_numbers of every queue in $1 (no message counted); a missing queue gives no row.
+SELECT n.queue_name, s.*
+  FROM unnest($1::text[]) AS n (queue_name)
+  CROSS JOIN LATERAL orchestrator.ops_queue_table_numbers(n.queue_name) s;
+
 -- name: dead_letter_stats
 -- Dead letters per failed step of the dead-letter queue $1 (recent: since $2).
 SELECT step, depth, recent, recent_failures FROM orchestrator.ops_dead_letter_counts($1, $2);

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from orchestrator.observe import otel
-from orchestrator.runtime import start
+from orchestrator.runtime import Fail, start
 from tests.integration.runtime.conftest import Runtime
 
 PIPE = """
@@ -85,10 +85,49 @@ async def test_every_attempt_is_a_span_in_the_run_s_trace(
         )
         for s in attempts
     )
-    assert ("second", 1, "failed") in outcomes and ("second", 2, "done") in outcomes
-    failed = next(s for s in attempts if s.attributes["orchestrator.outcome"] == "failed")
+    assert ("second", 1, "retry") in outcomes and ("second", 2, "done") in outcomes
+    failed = next(s for s in attempts if s.attributes["orchestrator.outcome"] == "retry")
     assert failed.attributes["error.type"] == "ValueError"
     assert failed.attributes["orchestrator.pipeline"] == "traced"
+    assert failed.attributes["orchestrator.retry_in"] == 0.0  # initial: 0s, no jitter
+    assert not failed.status.is_ok
+
+
+async def test_a_failed_attempt_s_span_says_retry_or_dead_letter(
+    rt: Runtime, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    _, exporter = spans
+    await rt.apply(PIPE)
+
+    async def first(payload: dict[str, Any], ctx: Any) -> None:
+        if payload["n"] == 1:
+            raise KeyError("always fails")
+        raise Fail("no retry can fix this")
+
+    async def done() -> bool:
+        return await rt.count("traced_dlq") == 2
+
+    flaky = await start("traced", {"n": 1}, conn=rt.conn)
+    hopeless = await start("traced", {"n": 2}, conn=rt.conn)
+    await rt.drain(rt.consumer("traced", "first", first), until=done)
+    seen = sorted(
+        (
+            s.attributes["orchestrator.run_id"],
+            s.attributes["orchestrator.attempt"],
+            s.attributes["orchestrator.outcome"],
+            s.attributes.get("orchestrator.permanent"),
+            s.attributes["error.type"],
+        )
+        for s in exporter.get_finished_spans()
+        if s.name == "traced.first"
+    )
+    assert seen == sorted(
+        [
+            (str(flaky), 1, "retry", None, "KeyError"),
+            (str(flaky), 2, "dead_letter", False, "KeyError"),
+            (str(hopeless), 1, "dead_letter", True, "Fail"),
+        ]
+    )
 
 
 def test_without_configuration_nothing_of_opentelemetry_is_imported() -> None:

@@ -30,6 +30,44 @@ async def test_overview_draws_every_step_with_its_numbers(
     assert 'sse-connect="/events/overview"' in html
 
 
+LIMITED = support.ORDERS.replace(
+    "  sync:\n    handler: shop.steps:sync\n",
+    "  sync:\n    handler: shop.steps:sync\n    rate_limit: 1/h\n",
+).replace(
+    "  report:\n    handler: shop.steps:report\n",
+    "  report:\n    handler: shop.steps:report\n    max_in_flight: 1\n",
+)
+
+
+async def test_overview_shows_paused_and_rate_limited_steps(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    from orchestrator.runtime.control import pause
+
+    assert "rate_limit: 1/h" in LIMITED and "max_in_flight: 1" in LIMITED
+    await support.provision(conn, support.pipeline(LIMITED))
+
+    def box(html: str, step: str) -> str:
+        return html.split(f'data-step="{step}"')[1].split("</g>")[0]
+
+    calm = (await client.get("/")).text
+    assert "flow-state" not in calm
+    assert ">≤ 1/h<" in box(calm, "sync")
+
+    await pause("orders.label", conn=conn)
+    # A fresh bucket holds one token: taking it leaves the bucket empty for an hour at 1/h.
+    await conn.execute("SELECT orchestrator.take_tokens('orders.sync', 1 / 3600.0, 1, 1)")
+    await conn.execute(
+        "SELECT orchestrator.take_slots('orders.report', 1, 1, gen_random_uuid(), 600)"
+    )
+    held = (await client.get("/")).text
+    assert 'class="flow-state paused"' in box(held, "label")
+    assert ">paused<" in box(held, "label")
+    assert ">rate-limited<" in box(held, "sync")
+    assert ">at max in flight<" in box(held, "report")
+    assert "flow-state" not in box(held, "fetch") and " held" not in box(held, "fetch")
+
+
 async def test_step_page_shows_hour_errors_and_oldest(
     client: httpx.AsyncClient, conn: asyncpg.Connection, orders: Pipeline
 ) -> None:

@@ -53,6 +53,29 @@ AS $$
     SELECT t.relid FROM pg_catalog.pg_partition_tree(rel) t WHERE t.isleaf AND t.relid <> rel
 $$;
 
+-- The size of a queue's table (every partition of a partitioned queue: tables, indexes and
+-- TOAST) and its live and dead tuples from the statistics collector, without counting a
+-- message: what `status` shows of a dead-letter queue, whose depth per step it counts itself.
+-- No row when the queue does not exist.
+CREATE OR REPLACE FUNCTION orchestrator.ops_queue_table_numbers(queue_name text)
+RETURNS TABLE (table_bytes bigint, live_tuples bigint, dead_tuples bigint)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    q regclass := to_regclass('pgmq.' || quote_ident('q_' || lower(queue_name COLLATE "C")));
+BEGIN
+    IF q IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT coalesce(sum(pg_catalog.pg_total_relation_size(t.rel)), 0)::bigint,
+           coalesce(sum(s.n_live_tup), 0)::bigint,
+           coalesce(sum(s.n_dead_tup), 0)::bigint
+      FROM orchestrator.ops_leaf_tables(q) AS t (rel)
+      LEFT JOIN pg_catalog.pg_stat_user_tables s ON s.relid = t.rel;
+END
+$$;
+
 -- One queue at a glance. Messages are split by state: visible (vt passed), in flight (read,
 -- lease running), retrying (last attempt failed, waiting for the backoff), delayed (never read,
 -- not yet visible). `failures` counts failed attempts since `since` in the queue and in what
@@ -112,12 +135,9 @@ BEGIN
           FROM orchestrator.ops_leaf_tables(a) AS t (rel);
     END IF;
     failures := failures + archived_failures;
-    SELECT coalesce(sum(pg_catalog.pg_total_relation_size(t.rel)), 0),
-           coalesce(sum(s.n_live_tup), 0),
-           coalesce(sum(s.n_dead_tup), 0)
+    SELECT n.table_bytes, n.live_tuples, n.dead_tuples
       INTO table_bytes, live_tuples, dead_tuples
-      FROM orchestrator.ops_leaf_tables(q) AS t (rel)
-      LEFT JOIN pg_catalog.pg_stat_user_tables s ON s.relid = t.rel;
+      FROM orchestrator.ops_queue_table_numbers(queue_name) AS n;
     RETURN NEXT;
 END
 $$;
@@ -136,12 +156,19 @@ BEGIN
     IF to_regclass('pgmq.' || quote_ident('q_' || qname)) IS NULL THEN
         RETURN;
     END IF;
+    -- Each row is reduced to its step and recent failures before grouping (OFFSET 0 keeps the
+    -- subquery apart): without statistics on the step the planner may sort for the GROUP BY,
+    -- and sorting whole dead letters (payload, headers, traceback) spills to disk.
     RETURN QUERY EXECUTE format(
-        'SELECT coalesce(message ->> ''step'', headers ->> ''step''), count(*),'
-        ' count(*) FILTER (WHERE enqueued_at >= $1),'
-        ' coalesce(sum(greatest(orchestrator.ops_errors_since(message -> ''headers'', $1), 1))'
-        '     FILTER (WHERE enqueued_at >= $1), 0)::bigint'
-        ' FROM pgmq.%I GROUP BY 1', 'q_' || qname)
+        'SELECT step, count(*), count(*) FILTER (WHERE recent),'
+        ' coalesce(sum(failures) FILTER (WHERE recent), 0)::bigint'
+        ' FROM (SELECT coalesce(message ->> ''step'', headers ->> ''step'') AS step,'
+        '              enqueued_at >= $1 AS recent,'
+        '              CASE WHEN enqueued_at >= $1 THEN'
+        '                   greatest(orchestrator.ops_errors_since(message -> ''headers'', $1), 1)'
+        '              END AS failures'
+        '         FROM pgmq.%I OFFSET 0) AS d'
+        ' GROUP BY 1', 'q_' || qname)
         USING since;
 END
 $$;

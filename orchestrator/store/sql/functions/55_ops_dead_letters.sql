@@ -20,7 +20,11 @@ RETURN '($1::text IS NULL OR coalesce(message ->> ''step'', headers ->> ''step''
     || ' AND ($5::bigint[] IS NULL OR msg_id = ANY ($5))'
     || ' AND ($6::bigint IS NULL OR msg_id > $6)';
 
--- Dead letters matching the filter, newest first, at most `lim`.
+-- Dead letters matching the filter, newest first, at most `lim`. Read in windows of msg_id
+-- from the newest down (each through the primary key, the next one twice as wide) until `lim`
+-- are found: a filter that matches often reads a few pages, not the whole queue (the planner
+-- knows nothing of how often a step or an error matches, and would scan and sort everything
+-- for an ORDER BY msg_id DESC LIMIT); one that never matches reads the queue once.
 CREATE OR REPLACE FUNCTION orchestrator.ops_dead_letters(
     queue_name text,
     only_step text DEFAULT NULL,
@@ -33,12 +37,39 @@ CREATE OR REPLACE FUNCTION orchestrator.ops_dead_letters(
 RETURNS SETOF pgmq.message_record
 LANGUAGE plpgsql
 AS $$
+DECLARE
+    tbl text := pgmq_ext.queue_table(queue_name);
+    statement text;
+    lowest bigint;
+    high bigint;
+    low bigint;
+    wanted bigint := coalesce(lim, 9223372036854775807);  -- NULL: no limit, as LIMIT NULL
+    width bigint := greatest(lim, 1) * 4;
+    found bigint := 0;
+    got bigint;
 BEGIN
-    RETURN QUERY EXECUTE format(
+    EXECUTE format('SELECT min(msg_id), max(msg_id) + 1 FROM %s', tbl) INTO lowest, high;
+    IF ids IS NOT NULL THEN  -- only the ids' range
+        lowest := greatest(lowest, (SELECT min(i) FROM unnest(ids) AS i));
+        high := least(high, (SELECT max(i) + 1 FROM unnest(ids) AS i));
+    END IF;
+    IF lim IS NULL THEN  -- everything: one window
+        width := greatest(high - lowest, 1);
+    END IF;
+    statement := format(
         'SELECT msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers FROM %s'
-        ' WHERE %s ORDER BY msg_id DESC LIMIT $7',
-        pgmq_ext.queue_table(queue_name), orchestrator.ops_dead_letter_filter())
-        USING only_step, error_text, since, before, ids, NULL::bigint, lim;
+        ' WHERE msg_id >= $8 AND msg_id < $9 AND %s ORDER BY msg_id DESC LIMIT $7',
+        tbl, orchestrator.ops_dead_letter_filter());
+    WHILE high > lowest AND found < wanted LOOP
+        low := greatest(lowest, high - width);
+        RETURN QUERY EXECUTE statement
+            USING only_step, error_text, since, before, ids, NULL::bigint, wanted - found, low,
+                  high;
+        GET DIAGNOSTICS got = ROW_COUNT;
+        found := found + got;
+        high := low;
+        width := least(width * 2, 1::bigint << 40);
+    END LOOP;
 END
 $$;
 

@@ -29,7 +29,10 @@ BEGIN
           FROM unnest(step_queues) AS q
          WHERE to_regclass('pgmq.' || quote_ident('q_' || lower(q COLLATE "C"))) IS NOT NULL;
         running := format('(a.headers ->> ''run_id'') IN (%s)', coalesce(pending, 'SELECT NULL'));
-        dead := format('EXISTS (SELECT 1 FROM %s d WHERE d.headers ->> ''run_id'' = a.headers ->> ''run_id'')',
+        -- OFFSET 0 keeps the EXISTS a probe of the run-id index per archived message (the
+        -- page stops at `lim` runs): as a semi-join the planner may hash the whole dead-letter
+        -- queue, or the window, for a page that needs a few thousand probes.
+        dead := format('EXISTS (SELECT 1 FROM %s d WHERE d.headers ->> ''run_id'' = a.headers ->> ''run_id'' OFFSET 0)',
                        pgmq_ext.queue_table(dead_letter_queue));
         archived := CASE state
             WHEN 'running' THEN running
