@@ -141,6 +141,64 @@ BEGIN
 END
 $$;
 
+-- Everything a limited step asks before a read, in one statement (so a step waiting for a
+-- slot or a token costs one query per wait): whether `pipeline`.`step` is paused, whether a
+-- successor queue (`cap_queues`, with `caps`) holds more visible messages than its cap, then up
+-- to `wanted` slots of `slot_name` (of `size`; NULL: no max_in_flight) and as many tokens of
+-- `bucket` (NULL: no rate_limit). Slots the tokens do not cover go back at once. Returns
+-- `paused`, `full_queue` (the first successor over its cap), the `slots` taken, `granted` (how
+-- many messages may be read), and when nothing was granted, `short_of` ('slot' or 'token') and
+-- `wait`: the seconds until the next token is due, or until the first held slot's lease runs
+-- out (NULL when no slot is held: a concurrent taker has them locked; a freed slot is
+-- announced on 'orchestrator_flow' before its lease ends).
+CREATE OR REPLACE FUNCTION orchestrator.flow_admit(
+    pipeline text, step text, cap_queues text[], caps integer[],
+    slot_name text, size integer, wanted integer, holder uuid, lease double precision,
+    bucket text, rate double precision, burst double precision,
+    OUT paused boolean, OUT full_queue text, OUT slots integer[], OUT granted integer,
+    OUT short_of text, OUT wait double precision)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    granted := 0;
+    slots := '{}';
+    paused := orchestrator.paused_since(pipeline, step) IS NOT NULL;
+    IF paused THEN
+        RETURN;
+    END IF;
+    FOR i IN 1..coalesce(cardinality(cap_queues), 0) LOOP
+        IF orchestrator.visible_depth(cap_queues[i], caps[i]) > caps[i] THEN
+            full_queue := cap_queues[i];
+            RETURN;
+        END IF;
+    END LOOP;
+    granted := wanted;
+    IF size IS NOT NULL THEN
+        slots := orchestrator.take_slots(slot_name, size, wanted, holder, lease);
+        granted := cardinality(slots);
+        IF granted = 0 THEN
+            short_of := 'slot';
+            SELECT greatest(0, extract(epoch FROM min(s.until) - clock_timestamp()))::float8
+              INTO wait
+              FROM orchestrator.flow_slots s
+             WHERE s.name = slot_name AND s.slot <= size AND s.held_by IS NOT NULL;
+            RETURN;
+        END IF;
+    END IF;
+    IF bucket IS NOT NULL THEN
+        SELECT t.granted, t.wait INTO granted, wait
+          FROM orchestrator.take_tokens(bucket, rate, burst, granted) AS t;
+        IF granted = 0 THEN
+            short_of := 'token';
+        END IF;
+        IF granted < cardinality(slots) THEN
+            PERFORM orchestrator.give_slots(slot_name, slots[granted + 1:], holder);
+            slots := slots[1:granted];
+        END IF;
+    END IF;
+END
+$$;
+
 -- Raise (undefined_object) unless `pipeline` is applied and has step `step` ('' or NULL: the
 -- pipeline itself).
 CREATE OR REPLACE FUNCTION orchestrator.check_step(pipeline text, step text)
