@@ -152,9 +152,12 @@ class Batches:
         log: logging.LoggerAdapter[Any],
         on_extended: Callable[[], None] | None = None,
         may_read_ahead: Callable[[], bool] = lambda: True,
+        cancelled: Callable[[str], bool] = lambda _run_id: False,
     ) -> None:
         self._pool = pool
         self.may_read_ahead = may_read_ahead
+        self.cancelled = cancelled
+        """Whether a run's cancel was announced since the claim (checked before a handler)."""
         """Whether the hand-off may read the next batch (a step under a limit may not: its
         next read must pass the flow gate)."""
         self._invoker = invoker
@@ -295,6 +298,9 @@ class _Batch:
         run = _Run(savepoints=uses_conn and len(runnable) > 1)
         for m in runnable:
             lease.check()
+            if self.o.cancelled(m.run_id):
+                books.cancelled(outcomes, m)
+                continue
             handler_conn: Any = None
             if uses_conn:
                 handler_conn = SavepointConnection(self.conn) if run.savepoints else self.conn

@@ -135,6 +135,7 @@ class StepConsumer:
             log=self._log,
             on_extended=self._extended,
             may_read_ahead=self.flow.may_read_ahead,
+            cancelled=self.flow.cancelled,
         )
         self._doorbell = Doorbell()
         self._recheck_at: float | None = None

@@ -2,7 +2,9 @@
 -- grouped reads, pause, cancel. Tables in migrations/0004_flow_control.sql.
 --
 -- Workers announce freed slots, pauses and resumes on channel 'orchestrator_flow' (payload:
--- the slot or bucket name, or '<pipeline>.<step>'), so a waiting worker wakes at once.
+-- the slot or bucket name, or '<pipeline>.<step>'), so a waiting worker wakes at once; a
+-- cancel announces 'cancel:<run id>', so a batch holding messages of the run starts none of
+-- their handlers.
 
 -- Tokens in a bucket at `at`: what it held at `updated_at` plus the refill since, at most
 -- `burst`. A tiny epsilon absorbs float rounding so a token due at `at` is there.
@@ -361,6 +363,9 @@ BEGIN
     END IF;
     INSERT INTO orchestrator.cancelled_runs (run_id, pipeline, cancelled_at, cancelled_by, removed)
     VALUES (run_id, pipeline, clock_timestamp(), coalesce(by_whom, session_user), removed);
+    -- Workers holding a batch with messages of the run start none of their handlers after
+    -- they hear this (their hand-off would send nothing anyway: cancelled_among).
+    PERFORM pg_notify('orchestrator_flow', 'cancel:' || run_id::text);
     outcome := 'cancelled';
 END
 $$;
