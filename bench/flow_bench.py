@@ -8,10 +8,11 @@ server unless ``DATABASE_URL`` is set):
   (rate 1,000,000/s, max_in_flight 1000, group_by a key unique per message, max_waiting
   1,000,000): hand-offs per second, and the extra microseconds per hand-off the limit costs;
 - a consumer held back by a limit (a rate of 1/h with its token spent; max_in_flight 1 with the
-  slot held by someone else; a paused step) for `--idle` seconds: the CPU seconds the process
-  used and the transactions it sent to the database per second while waiting (the database's
-  transaction count over the same time with nobody waiting is subtracted: autovacuum and
-  statistics also count).
+  slot held by someone else for an hour; a paused step), wired to a LISTEN connection as a
+  worker wires it, for `--idle` seconds: the CPU seconds the process
+  used, the statements its pool sent per second (counted by asyncpg's query logger), and the
+  transactions the database counted per second while it waited (the count over the same time
+  with nobody waiting is subtracted: autovacuum and statistics also count; noisy).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import Any
 from bench.runtime_bench import _apply, _handler, handoffs_per_second, noop
 from orchestrator.db import connect, create_pool
 from orchestrator.runtime import StepConsumer
+from orchestrator.runtime.flow import FLOW_CHANNEL
+from orchestrator.runtime.wakeup import WakeupListener
 
 CHAIN = """
 pipeline: {name}
@@ -59,8 +62,9 @@ async def throughput(dsn: str, name: str, limit: str, runs: int) -> float:
 
 async def idle_cost(
     dsn: str, name: str, limit: str, seconds: float, how: str
-) -> tuple[float, float]:
-    """(CPU seconds per second, transactions per second) of a consumer held back by a limit."""
+) -> tuple[float, float, float]:
+    """(CPU seconds per second, transactions per second, statements its pool sent per second)
+    of a consumer held back by a limit."""
     conn = await connect(dsn)
     try:
         pipeline = await _apply(conn, CHAIN.format(name=name, limit=limit))
@@ -79,19 +83,34 @@ async def idle_cost(
         quiet = await _xacts(conn)
         await asyncio.sleep(seconds)  # what the database counts with nobody waiting
         quiet = await _xacts(conn) - quiet - 2
-        pool = await create_pool(dsn, min_size=5, max_size=6)
+        sent = [0]
+
+        async def count_statements(c: Any) -> None:
+            def counted(_query: Any) -> None:
+                sent[0] += 1
+
+            c.add_query_logger(counted)
+
+        pool = await create_pool(dsn, min_size=5, max_size=6, init=count_statements)
         try:
             consumer = StepConsumer(pool, pipeline, pipeline.step("b"), _handler(noop))
             stopping = asyncio.Event()
+            # wired as a worker wires it: one LISTEN connection for inserts and flow control
+            listener = WakeupListener(dsn, [consumer])
+            listener.also_listen(FLOW_CHANNEL, consumer.flow.wake)
+            consumer.flow.notified = True  # as the worker sets it when it listens
+            listening = asyncio.create_task(listener.run(stopping))
+            await listener.listening.wait()
             task = asyncio.create_task(consumer.run(stopping))
             await asyncio.sleep(2)  # settled into waiting
-            before = await _xacts(conn)
+            before, statements = await _xacts(conn), sent[0]
             cpu, wall = time.process_time(), time.perf_counter()
             await asyncio.sleep(seconds)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            after = await _xacts(conn)
+            after, statements = await _xacts(conn), sent[0] - statements
             stopping.set()
             await task
+            await listening
             handled = await conn.fetchval(f"SELECT count(*) FROM pgmq.a_{pipeline.queue_name('b')}")
             assert handled == 0, f"{handled} messages got past the limit"
         finally:
@@ -99,7 +118,7 @@ async def idle_cost(
     finally:
         await conn.close()
     # minus our own two reads of the counter, and what the database counted without us
-    return cpu / wall, (after - before - 2 - quiet) / wall
+    return cpu / wall, (after - before - 2 - quiet) / wall, statements / wall
 
 
 async def _xacts(conn: Any) -> int:
@@ -136,8 +155,11 @@ async def _main(argv: Sequence[str] | None) -> int:
         extra = (1 / rate - 1 / plain) * 1e6
         print(f"{limit:>14}: {rate:8,.0f} hand-offs/s, {extra:+6.0f} us per hand-off")
     for index, (how, text) in enumerate(IDLE.items()):
-        cpu, xacts = await idle_cost(dsn, f"idle{index}", text, args.idle, how)
-        print(f"waiting ({how}): {cpu * 100:.2f}% of a core, {xacts:.2f} transactions/s")
+        cpu, xacts, statements = await idle_cost(dsn, f"idle{index}", text, args.idle, how)
+        print(
+            f"waiting ({how}): {cpu * 100:.2f}% of a core, {statements:.2f} statements/s"
+            f" from its pool, {xacts:.2f} transactions/s in the database"
+        )
     return 0
 
 

@@ -1,9 +1,10 @@
 """The compiler: pipeline models -> desired database state -> plan -> SQL -> apply.
 
 Owns: the desired state of the pipelines (queues, storage, notifications, run_id indexes,
-join steps, metadata rows), reading the current catalog, diffing with drift detection and
-destructive flags, rendering DDL from sandboxed jinja2 templates, applying under an advisory
-lock, worker grants, and the applied-version check `orchestrator run` makes.
+FIFO group indexes of grouped steps, join steps, metadata rows), reading the current catalog,
+diffing with drift detection and destructive flags, rendering DDL from sandboxed jinja2
+templates, applying under an advisory lock, worker grants, and the applied-version check
+`orchestrator run` makes.
 Must not import: runtime, ops, cli.
 
     from orchestrator.compiler import apply, plan

@@ -36,6 +36,8 @@ class ActualQueue:
     """A notification trigger whose throttle sequence is gone (every insert would fail)."""
     run_id_tables: frozenset[str] = frozenset()
     """Tables (``q``, ``a``) that carry the ``headers->>'run_id'`` index."""
+    fifo_index: bool = False
+    """The queue table carries the FIFO group index (`pgmq.create_fifo_index`)."""
 
     @property
     def intact(self) -> bool:
@@ -119,6 +121,7 @@ async def read_queues(conn: asyncpg.Connection, layers: Layers) -> dict[str, Act
             and notify_ms != 0
             and not row["notify_sequence_ok"],
             run_id_tables=frozenset(indexed),
+            fifo_index=bool(row["fifo_index"]),
         )
     return queues
 

@@ -13,7 +13,9 @@ Storage per queue (all queues of a pipeline share its ``queues`` settings):
 - insert notifications: a throttle in milliseconds, or None when they are off.
 
 Each queue also carries an index on ``headers->>'run_id'``: step queues on their archive, the
-dead-letter queue on both tables (`QueueState.run_id_tables`).
+dead-letter queue on both tables (`QueueState.run_id_tables`). The queue of a step with
+``group_by`` carries the queue layer's FIFO group index (`pgmq.create_fifo_index`), which keeps
+its grouped reads cheap at any depth (`QueueState.group_by`).
 
 Archive settings (archive or delete acknowledged messages, and how long archived messages are
 kept) have no place in the queue layer for queues that are not partitioned: they live in the
@@ -115,6 +117,8 @@ class QueueState:
     pipeline: str
     step: str | None
     storage: Storage
+    group_by: str | None = None
+    """The step's ``group_by`` key path: its queue carries the FIFO group index."""
 
     @property
     def run_id_tables(self) -> tuple[str, ...]:
@@ -257,7 +261,10 @@ def _pipeline_state(spec: Mapping[str, Any], spec_hash: str) -> PipelineState:
     name = str(spec["pipeline"])
     storage = storage_from_json(spec["queues"])
     steps: Mapping[str, Mapping[str, Any]] = spec["steps"]
-    queues = [QueueState(str(s["queue"]), name, step, storage) for step, s in steps.items()]
+    queues = [
+        QueueState(str(s["queue"]), name, step, storage, s.get("group_by") or None)
+        for step, s in steps.items()
+    ]
     queues.append(QueueState(str(spec["dead_letter_queue"]), name, None, storage))
     joins = [
         JoinStep(name, step, tuple(s["predecessors"]))

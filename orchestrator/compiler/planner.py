@@ -8,6 +8,9 @@ Rules:
 - A queue a pipeline needs and the database lacks is created; one whose partition layout
   differs (or whose tables are damaged) is dropped and created again (a "conversion");
   retention, logged/unlogged, insert notifications and the run_id indexes change in place.
+- The queue of a step with ``group_by`` gets the queue layer's FIFO group index; when the
+  step loses ``group_by`` (as recorded), apply drops it. An index someone made on a queue whose
+  step never had ``group_by`` is left alone.
 - Queues apply manages (those recorded for an applied pipeline, and every ``<pipeline>__*``
   queue of a known pipeline) are dropped when no pipeline needs them any more. Other queues
   in the database are left alone.
@@ -482,9 +485,9 @@ def _queue_changes(
             alter = alter_change(want, have, before)
             if alter is not None:
                 alters.append(alter)
-            index = index_change(want, have, before)
-            if index is not None:
-                indexes.append(index)
+            for index in (index_change(want, have, before), fifo_change(want, have, before)):
+                if index is not None:
+                    indexes.append(index)
     return creates, recreates, alters, indexes
 
 
@@ -494,8 +497,13 @@ def _layout(queue: QueueState | ActualQueue) -> tuple[str, float] | None:
 
 
 def create_statements(want: QueueState) -> tuple[str, ...]:
-    """Create a queue with its storage, notifications and run_id indexes."""
-    return (render("create_queue", queue=want), *index_statements(want, want.run_id_tables))
+    """Create a queue with its storage, notifications, run_id and FIFO group indexes."""
+    fifo = (render("create_fifo_index", name=want.name),) if want.group_by else ()
+    return (
+        render("create_queue", queue=want),
+        *index_statements(want, want.run_id_tables),
+        *fifo,
+    )
 
 
 def index_statements(want: QueueState, prefixes: Iterable[str]) -> tuple[str, ...]:
@@ -513,9 +521,12 @@ def run_id_index(queue: str, prefix: str) -> str:
 
 def create_change(want: QueueState, before: QueueState | None) -> Change:
     """A queue the database lacks; drift when it was applied before (dropped by hand)."""
-    summary = f"create ({want.storage.describe()})"
+    settings = want.storage.describe()
+    if want.group_by:
+        settings += f"; FIFO group index for group_by {want.group_by}"
+    summary = f"create ({settings})"
     if before is not None:
-        summary = f"create again: it is missing ({DRIFT_NOTE}); {want.storage.describe()}"
+        summary = f"create again: it is missing ({DRIFT_NOTE}); {settings}"
     return Change(
         "+",
         "queue",
@@ -629,6 +640,27 @@ def index_change(want: QueueState, have: ActualQueue, before: QueueState | None)
         index_statements(want, missing),
         drift=before is not None,
     )
+
+
+def fifo_change(want: QueueState, have: ActualQueue, before: QueueState | None) -> Change | None:
+    """The FIFO group index a grouped step's queue lacks, or one its step no longer needs."""
+    if want.group_by and not have.fifo_index:
+        summary = f"FIFO group index for group_by {want.group_by}"
+        by_hand = before is not None and before.group_by is not None
+        if by_hand:
+            summary += f" (index missing: {DRIFT_NOTE})"
+        statements = (render("create_fifo_index", name=want.name),)
+        return Change("+", "index", f"queue {want.name}", summary, statements, drift=by_hand)
+    if not want.group_by and have.fifo_index and before is not None and before.group_by:
+        summary = f"drop the FIFO group index (group_by {before.group_by} removed)"
+        statements = (render("drop_fifo_index", index=fifo_index(want.name)),)
+        return Change("-", "index", f"queue {want.name}", summary, statements)
+    return None
+
+
+def fifo_index(queue: str) -> str:
+    """Name of a queue's FIFO group index (the queue layer's ``pgmq_ext.group_index_name``)."""
+    return f"q_{queue}_group_idx"
 
 
 def join_changes(desired: DesiredState, catalog: Catalog) -> list[Change]:

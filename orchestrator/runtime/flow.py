@@ -17,14 +17,17 @@ waiting as long as it must, with no transaction open:
 - **max_in_flight**: slots (``orchestrator.flow_slots``) taken before the read, one per
   message, given back after the batch's hand-off (or, for a SIGKILLed worker, when their
   lease of one visibility timeout runs out). A loop without a slot waits for the NOTIFY of a
-  freed slot, polling once a second at most.
+  freed slot or the end of the first held slot's lease, whichever comes first; a worker
+  that hears no notifications (behind a transaction pooler) polls once a second.
 - **rate_limit**: tokens taken before the read in one ``UPDATE ... RETURNING``
   (``orchestrator.take_tokens``); with none granted it sleeps until the next token is due, as
   the database computed.
 
-The loops of a limited step in one process pass `admit` one at a time: while the step waits,
-it sends at most one query a second per process (a token wait sends one when the token is
-due).
+A limited step asks all of this in one statement (``orchestrator.flow_admit``: pause, caps,
+slots, tokens), and its loops in one process pass `admit` one at a time: while the step waits
+it sends one query per wait, which lasts until the moment the database named (the next
+token, the end of a slot's lease) or a NOTIFY, and at most `QUIET_POLL` seconds (one second
+for a pause or a full successor, and without notifications).
 - **group_by**: the hand-off (and `start`) put the payload's value at the key path in the
   queue layer's FIFO group header, ``x-pgmq-group``; the read takes only the head of each
   group (``pgmq.read_grouped_head``), a group's oldest message, and only when it is visible:
@@ -54,10 +57,26 @@ from orchestrator.runtime.wakeup import wait_for_any
 from orchestrator.spec.models import Pipeline, ResolvedStep
 
 FLOW_CHANNEL = "orchestrator_flow"
-"""Channel of freed slots, pauses and resumes (payload: slot name or 'pipeline.step')."""
+"""Channel of freed slots, pauses and resumes (payload: slot name or 'pipeline.step'), and of
+cancels (payload: CANCEL_PREFIX + run id)."""
+
+CANCEL_PREFIX = "cancel:"
+
+CANCELS_KEPT = 10_000
+"""Cancelled run ids a gate remembers (the oldest are forgotten: their batches are long over,
+and a later read's claim finds the cancel in the database)."""
 
 CHECK_INTERVAL = 1.0
-"""Seconds between lookups of a pause or a full successor queue, and between slot polls."""
+"""Seconds between lookups of a pause or a full successor queue, and between slot polls of a
+worker that hears no notifications."""
+
+SLOT_RETRY = 0.05
+"""Shortest wait for a slot (a lease that ran out while another worker takes it)."""
+
+QUIET_POLL = 10.0
+"""Longest wait for a slot, or of a paused step, in a worker that hears notifications: freed
+slots, pauses and resumes are announced, so this only bounds a notification lost with the
+listening connection."""
 
 _Q = named_queries("orchestrator.runtime")
 
@@ -106,6 +125,9 @@ class FlowGate:
         self._bell = asyncio.Event()
         self._paused = False
         self._paused_checked = -CHECK_INTERVAL
+        self._cancelled: dict[str, None] = {}
+        self.notified = False
+        """Set by the worker when its listener hears FLOW_CHANNEL: waits may then be long."""
         self.waiting_for: str | None = None
         """What the step waits for now ('paused', 'backpressure', 'slot', 'token'), or None."""
 
@@ -119,12 +141,23 @@ class FlowGate:
         return {self._key, f"{self.pipeline}."}
 
     def wake(self, payload: str = "") -> None:
-        """A NOTIFY on FLOW_CHANNEL (or a local release): waiting loops look again now."""
+        """A NOTIFY on FLOW_CHANNEL, or '' (a reconnected listener may have missed some):
+        waiting loops look again now, the pause included."""
+        if payload.startswith(CANCEL_PREFIX):
+            self._cancelled[payload.removeprefix(CANCEL_PREFIX)] = None
+            while len(self._cancelled) > CANCELS_KEPT:
+                del self._cancelled[next(iter(self._cancelled))]
+            return
         if payload and payload not in self.names():
             return
-        if payload.startswith(f"{self.pipeline}."):
-            self._paused_checked = -CHECK_INTERVAL  # a pause or resume: look it up again
+        self._paused_checked = -CHECK_INTERVAL
         self._bell.set()
+
+    def cancelled(self, run_id: str) -> bool:
+        """Whether the cancel of `run_id` was announced to this process: a batch starts no
+        handler of it (checked before each handler; the batch's claim already deleted the
+        messages of runs cancelled before it)."""
+        return bool(self._cancelled) and run_id in self._cancelled
 
     def may_read_ahead(self) -> bool:
         """A hand-off may read the next batch itself: no limit, and known not paused."""
@@ -143,7 +176,7 @@ class FlowGate:
             while not stopping.is_set():
                 if not await self._is_paused(conn):
                     return Admission(wanted)
-                await self._sleep(stopping, CHECK_INTERVAL)
+                await self._sleep(stopping, self._quiet_poll)
             return None
         if not self._admit_lock.locked():
             admission = await self._try(conn, wanted)
@@ -186,34 +219,45 @@ class FlowGate:
 
     async def _try(self, conn: Any, wanted: int) -> Admission | float:
         """One attempt without waiting: what may be read, or the seconds to wait first."""
-        if await self._is_paused(conn):
-            return self._waiting("paused", CHECK_INTERVAL)
-        for queue, cap in self._caps:
-            if await conn.fetchval(_Q["visible_depth"], queue, cap) > cap:
-                return self._waiting("backpressure", CHECK_INTERVAL)
-        slots: list[int] = []
-        if self._slots:
-            taken = await conn.fetchval(
-                _Q["take_slots"], self._key, self._slots, wanted, self._holder, self._lease
-            )
-            if not taken:
-                return self._waiting("slot", CHECK_INTERVAL)
-            slots = list(taken)
-            wanted = len(slots)
-        granted = wanted
-        if self._limit is not None:
-            limit = self._limit
-            row = await conn.fetchrow(
-                _Q["take_tokens"], limit.name, limit.rate, limit.burst, wanted
-            )
-            granted = int(row["granted"])
-            if granted < len(slots):
-                await self._give_slots(conn, slots[granted:])
-                slots = slots[:granted]
-            if not granted:
-                return self._waiting("token", float(row["wait"]))
+        if not (self._slots or self._limit or self._caps):  # group_by alone: a cached pause
+            if await self._is_paused(conn):
+                return self._waiting("paused", self._quiet_poll)
+            self.waiting_for = None
+            return Admission(wanted)
+        limit = self._limit
+        row = await conn.fetchrow(
+            _Q["flow_admit"],
+            self.pipeline,
+            self.step,
+            [queue for queue, _ in self._caps],
+            [cap for _, cap in self._caps],
+            self._key,
+            self._slots,
+            wanted,
+            self._holder,
+            self._lease,
+            None if limit is None else limit.name,
+            None if limit is None else limit.rate,
+            None if limit is None else limit.burst,
+        )
+        self._paused, self._paused_checked = bool(row["paused"]), time.monotonic()
+        if self._paused:
+            return self._waiting("paused", self._quiet_poll)
+        if row["full_queue"] is not None:
+            return self._waiting("backpressure", CHECK_INTERVAL)
+        granted = int(row["granted"])
+        if row["short_of"] == "token":
+            return self._waiting("token", float(row["wait"]))
+        if not granted:  # short of a slot: until a NOTIFY, or the first lease's end
+            lease_end = CHECK_INTERVAL if row["wait"] is None else float(row["wait"])
+            return self._waiting("slot", min(max(lease_end, SLOT_RETRY), self._quiet_poll))
         self.waiting_for = None
-        return Admission(granted, granted if self._limit else 0, slots)
+        return Admission(granted, granted if limit else 0, list(row["slots"]))
+
+    @property
+    def _quiet_poll(self) -> float:
+        """How long a wait that a NOTIFY ends may last: long only if notifications come."""
+        return QUIET_POLL if self.notified else CHECK_INTERVAL
 
     def _waiting(self, why: str, seconds: float) -> float:
         self.waiting_for = why

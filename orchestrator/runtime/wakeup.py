@@ -203,10 +203,13 @@ class WakeupListener:
             callback(payload)
 
     def wake_all(self) -> None:
-        """Wake every consumer (after a reconnect, notifications may have been missed)."""
+        """Wake every consumer, and call every callback with an empty payload (after a
+        reconnect, notifications may have been missed)."""
         for consumers in self._by_channel.values():
             for consumer in consumers:
                 consumer.wake()
+        for callback in self._callbacks.values():
+            callback("")
 
 
 async def close_quietly(conn: asyncpg.Connection) -> None:

@@ -206,6 +206,8 @@ class Worker:
         listener = WakeupListener(listen or self.config.dsn, self.consumers if listen else ())
         if listen is not None:
             listener.also_listen(FLOW_CHANNEL, self._flow_notified)
+            for consumer in self.consumers:
+                consumer.flow.notified = True  # freed slots and resumes are announced
         clock = VisibilityClock(pool, self.consumers, self.config.poll_interval)
         for consumer in self.consumers:
             consumer.on_empty = clock.request

@@ -2,8 +2,10 @@
 -- a one-line description; catalog.py loads them by name. They only read.
 
 -- name: queues
--- Every queue with its tables' persistence, its insert-notification trigger, if any, and
--- which of its tables carry the run_id index (named <table>_run_id, beside the table).
+-- Every queue with its tables' persistence, its insert-notification trigger, if any,
+-- which of its tables carry the run_id index (named <table>_run_id, beside the table), and
+-- whether its table carries the FIFO group index (q_<queue>_group_idx, the name the queue
+-- layer's pgmq_ext.group_index_name gives it).
 -- The trigger's arguments are (channel, throttle in ms, name of the throttle sequence).
 SELECT m.queue_name::text AS name,
        m.is_partitioned,
@@ -22,7 +24,11 @@ SELECT m.queue_name::text AS name,
        EXISTS (SELECT FROM pg_catalog.pg_index i
                 WHERE i.indrelid = a.oid
                   AND i.indexrelid = to_regclass('pgmq.' || quote_ident('a_' || m.queue_name || '_run_id')))
-           AS archive_run_id_index
+           AS archive_run_id_index,
+       EXISTS (SELECT FROM pg_catalog.pg_index i
+                WHERE i.indrelid = q.oid
+                  AND i.indexrelid = to_regclass('pgmq.' || quote_ident('q_' || m.queue_name || '_group_idx')))
+           AS fifo_index
   FROM pgmq.meta m
   LEFT JOIN pg_catalog.pg_class q
          ON q.oid = to_regclass('pgmq.' || quote_ident('q_' || m.queue_name))

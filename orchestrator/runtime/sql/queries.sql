@@ -113,17 +113,16 @@ SELECT orchestrator.resume($1::text, $2::text)
 -- Cancel run $1 as $2: (outcome, pipeline, removed, in_flight).
 SELECT outcome, pipeline, removed, in_flight FROM orchestrator.cancel_run($1::uuid, $2::text)
 
--- name: take_tokens
--- Take up to $4 tokens of bucket $1 (rate $2 per second, burst $3): (granted, wait seconds).
-SELECT granted, wait FROM orchestrator.take_tokens($1::text, $2::float8, $3::float8, $4::integer)
+-- name: flow_admit
+-- Pause, caps, slots and tokens of a limited step in one statement (orchestrator.flow_admit).
+SELECT paused, full_queue, slots, granted, short_of, wait
+  FROM orchestrator.flow_admit($1::text, $2::text, $3::text[], $4::integer[], $5::text,
+                               $6::integer, $7::integer, $8::uuid, $9::float8, $10::text,
+                               $11::float8, $12::float8)
 
 -- name: give_tokens
 -- Give back $2 tokens to bucket $1.
 SELECT orchestrator.give_tokens($1::text, $2::integer)
-
--- name: take_slots
--- Take up to $3 of the $2 slots of $1 as holder $4 for $5 seconds; returns the slots taken.
-SELECT orchestrator.take_slots($1::text, $2::integer, $3::integer, $4::uuid, $5::float8)
 
 -- name: give_slots
 -- Give back slots $2 of $1 held by $3.
@@ -132,10 +131,6 @@ SELECT orchestrator.give_slots($1::text, $2::integer[], $3::uuid)
 -- name: paused_since
 -- Since when step $2 of pipeline $1 is paused (NULL: it is not).
 SELECT orchestrator.paused_since($1::text, $2::text)
-
--- name: visible_depth
--- Visible messages of queue $1, counted up to $2 + 1.
-SELECT orchestrator.visible_depth($1::text, $2::integer)
 
 -- name: read_grouped
 -- Read up to $3 heads of FIFO groups (one message per group, x-pgmq-group header) of queue $1,

@@ -389,3 +389,91 @@ async def test_a_failing_statement_rolls_back_everything(
     assert not any(q.startswith("orders") for q in await queues(empty_conn))
     names = await empty_conn.fetchval("SELECT array_agg(name) FROM orchestrator.pipelines")
     assert names == ["first"]
+
+
+async def fifo_indexed(conn: asyncpg.Connection) -> set[str]:
+    """Queues whose table carries the queue layer's FIFO group index."""
+    rows = await conn.fetch(
+        "SELECT m.queue_name FROM pgmq.meta m"
+        " WHERE to_regclass('pgmq.' || quote_ident(pgmq_ext.group_index_name(m.queue_name)))"
+        " IS NOT NULL"
+    )
+    return {r[0] for r in rows}
+
+
+GROUPED_SHIP = "  ship: {handler: app.orders:ship, group_by: customer.id}"
+
+
+async def test_group_by_gets_the_fifo_index_and_loses_it_with_the_key(
+    conn: asyncpg.Connection, write: Write
+) -> None:
+    plain = write(orders=ORDERS)
+    await apply(conn, plain)
+    grouped = write(orders=ORDERS.replace("  ship: {handler: app.orders:ship}", GROUPED_SHIP))
+    result = await plan(conn, grouped)
+    assert subjects(result.lines()) == [
+        "+ queue orders__ship: FIFO group index for group_by customer.id",
+        "~ pipeline orders: " + result.changes[-1].summary,
+    ]
+    assert result.changes[0].statements == ("SELECT pgmq.create_fifo_index('orders__ship');",)
+    await apply(conn, grouped)
+    assert await fifo_indexed(conn) == {"orders__ship"}
+    assert (await plan(conn, grouped)).empty
+    # a grouped read of the step now probes the index (no aggregate over the table)
+    await conn.execute("SET enable_seqscan = off")
+    explained = "\n".join(
+        r[0]
+        for r in await conn.fetch(
+            "EXPLAIN SELECT 1 FROM pgmq.q_orders__ship q"
+            " WHERE COALESCE(q.headers ->> 'x-pgmq-group', '_default_fifo_group') = 'c1'"
+            " ORDER BY msg_id LIMIT 1"
+        )
+    )
+    await conn.execute("RESET enable_seqscan")
+    assert "q_orders__ship_group_idx" in explained
+
+    await conn.execute('DROP INDEX pgmq."q_orders__ship_group_idx"')
+    drift = await plan(conn, grouped)
+    assert drift.lines() == [
+        "+ queue orders__ship: FIFO group index for group_by customer.id (index missing: "
+        "changed outside orchestrator apply) [drift]"
+    ]
+    await apply(conn, grouped)
+    assert await fifo_indexed(conn) == {"orders__ship"}
+
+    result = await plan(conn, plain)
+    assert subjects(result.lines())[0] == (
+        "- queue orders__ship: drop the FIFO group index (group_by customer.id removed)"
+    )
+    assert result.changes[0].statements == (
+        'DROP INDEX IF EXISTS pgmq."q_orders__ship_group_idx";',
+    )
+    await apply(conn, plain)
+    assert await fifo_indexed(conn) == set()
+    assert (await plan(conn, plain)).empty
+
+
+async def test_a_new_grouped_step_is_created_with_its_fifo_index(
+    conn: asyncpg.Connection, write: Write
+) -> None:
+    events = EVENTS.replace(
+        "store: {handler: app.events:store}", "store: {handler: app.events:store, group_by: device}"
+    )
+    pipelines = write(events=events)
+    result = await plan(conn, pipelines)
+    assert (
+        "+ queue events__store: create (partitioned by 1d, keep 7d; notify every 250ms; "
+        "FIFO group index for group_by device)"
+    ) in result.lines()
+    await apply(conn, pipelines)
+    assert await fifo_indexed(conn) == {"events__store"}
+    assert (await plan(conn, pipelines)).empty
+
+
+async def test_a_fifo_index_made_by_hand_on_an_ungrouped_queue_is_left_alone(
+    conn: asyncpg.Connection, write: Write
+) -> None:
+    pipelines = write(orders=ORDERS)
+    await apply(conn, pipelines)
+    await conn.execute("SELECT pgmq.create_fifo_index('orders__bill')")
+    assert (await plan(conn, pipelines)).empty

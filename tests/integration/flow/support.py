@@ -27,6 +27,12 @@ async def timed(payload, ctx):
     started, after_cancel = await ctx.conn.fetchrow(
         "SELECT clock_timestamp(), EXISTS (SELECT 1 FROM orchestrator.cancelled_runs"
         " WHERE run_id = $1)", ctx.run_id)
+    if payload.get("hold_until_cancels"):
+        # hold the batch (advisory lock HELD_LOCK shows it) until that many runs are cancelled
+        await ctx.conn.execute("SELECT pg_advisory_xact_lock(4242)")
+        while await ctx.conn.fetchval(
+                "SELECT count(*) FROM orchestrator.cancelled_runs") < payload["hold_until_cancels"]:
+            await asyncio.sleep(0.05)
     await asyncio.sleep(float(payload.get("sleep", 0)))
     await ctx.conn.execute(
         "INSERT INTO calls (run_id, step, grp, seq, started, ended, attempt, after_cancel)"
@@ -50,6 +56,12 @@ CREATE TABLE IF NOT EXISTS calls (
     after_cancel boolean NOT NULL
 )
 """
+
+
+HELD = (
+    "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND granted)"
+)
+"""Whether a `timed` call with ``hold_until_cancels`` is holding its batch."""
 
 
 def flow_project(root: Path, pipelines: dict[str, str]) -> Project:

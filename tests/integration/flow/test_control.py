@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.integration.flow.support import calls, fetch, fetchval, flow_project, prepare
+from tests.integration.flow.support import HELD, calls, fetch, fetchval, flow_project, prepare
 from tests.integration.process.support import CLI, clean_env, send_runs, wait_until
 
 BACKPRESSURE = """\
@@ -133,6 +133,61 @@ async def test_nothing_of_a_cancelled_run_runs_after_the_cancel_committed(
     assert sorted(r["run_id"] for r in rows if r["step"] == "second") == sorted(runs[:30])
     again = project.cli("cancel", "--dsn", dsn, runs[0])
     assert again.returncode == 0 and "has finished; nothing changed" in again.stdout, again
+
+
+ONE_BATCH = """\
+pipeline: two
+steps:
+  first:
+    handler: handlers.timed:timed
+    batch_size: 5
+    next: [second]
+  second:
+    handler: handlers.timed:timed
+"""
+
+LISTENING = (
+    "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE state = 'idle'"
+    " AND query ILIKE 'LISTEN%orchestrator_flow%')"
+)
+
+
+async def test_a_cancel_during_a_batch_stops_its_later_handlers_and_its_hand_off(
+    tmp_path: Path, dsn: str
+) -> None:
+    """Five runs read in one batch: while the first one's handler runs, four runs (that one
+    included) are cancelled. The handlers of the three cancelled ones behind it never start,
+    the first one's hand-off sends nothing, the fifth run goes on."""
+    project = flow_project(tmp_path, {"two": ONE_BATCH})
+    await prepare(dsn, project)
+    # the first handler holds the batch until four cancels committed, then 2 s more: the
+    # cancels' notifications reach the worker long before the next handler could start
+    payloads = [{"seq": 0, "hold_until_cancels": 4, "sleep": 2}]
+    runs = await send_runs(dsn, "two", payloads + [{"seq": n} for n in range(1, 5)])
+    worker = project.start("run", "--dsn", dsn)
+    try:
+
+        async def holding() -> bool:
+            return bool(await fetchval(dsn, HELD)) and bool(await fetchval(dsn, LISTENING))
+
+        await wait_until(holding, 60, "the first handler of the batch")
+        assert await fetchval(dsn, "SELECT count(*) FROM pgmq.q_two__first WHERE read_ct = 1") == 5
+        result = project.cli("cancel", "--dsn", dsn, *runs[:4])
+        assert result.returncode == 0, result.stderr
+
+        async def quiet() -> bool:
+            return await fetchval(dsn, LEFT) == 0 and len(await calls(dsn, "second")) == 1
+
+        await wait_until(quiet, 120, "the queues to empty")
+    finally:
+        worker.stop()
+    rows = await calls(dsn)
+    assert [(r["step"], r["seq"]) for r in rows] == [("first", 0), ("first", 4), ("second", 4)]
+    assert not [r for r in rows if r["after_cancel"]]
+    history = await fetch(
+        dsn, "SELECT message->>'seq' AS seq FROM pgmq.a_two__first ORDER BY msg_id"
+    )
+    assert [r["seq"] for r in history] == ["0", "4"]  # the three never started were deleted
 
 
 LEFT = "SELECT (SELECT count(*) FROM pgmq.q_two__first) + (SELECT count(*) FROM pgmq.q_two__second)"

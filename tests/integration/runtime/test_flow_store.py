@@ -16,6 +16,8 @@ from orchestrator.errors import NotFound, QueueError
 from tests.integration.runtime.conftest import Runtime, noop
 
 _Q = named_queries("orchestrator.runtime")
+TAKE_TOKENS = "SELECT granted, wait FROM orchestrator.take_tokens($1, $2, $3, $4)"
+TAKE_SLOTS = "SELECT orchestrator.take_slots($1, $2, $3, $4, $5)"
 
 PIPE = """
 pipeline: orders
@@ -28,7 +30,7 @@ steps:
 
 
 async def take(rt: Runtime, name: str, rate: float, burst: float, wanted: int) -> Any:
-    return await rt.conn.fetchrow(_Q["take_tokens"], name, rate, burst, wanted)
+    return await rt.conn.fetchrow(TAKE_TOKENS, name, rate, burst, wanted)
 
 
 async def test_a_new_bucket_grants_one_token_then_says_when_the_next_is_due(rt: Runtime) -> None:
@@ -58,7 +60,7 @@ async def test_concurrent_takers_never_get_more_than_the_bucket_holds(rt: Runtim
         async def drain(conn: Any) -> int:
             got = 0
             for _ in range(30):
-                row = await conn.fetchrow(_Q["take_tokens"], "shared", 0.001, 50.0, 1)
+                row = await conn.fetchrow(TAKE_TOKENS, "shared", 0.001, 50.0, 1)
                 got += row["granted"]
             return got
 
@@ -72,14 +74,14 @@ async def test_concurrent_takers_never_get_more_than_the_bucket_holds(rt: Runtim
 async def test_slots_are_shared_fenced_and_come_back_when_their_lease_ends(rt: Runtime) -> None:
     a, b = uuid.uuid4(), uuid.uuid4()
     q = _Q
-    assert await rt.conn.fetchval(q["take_slots"], "s", 3, 2, a, 60.0) == [1, 2]
-    assert await rt.conn.fetchval(q["take_slots"], "s", 3, 2, b, 0.2) == [3]
-    assert await rt.conn.fetchval(q["take_slots"], "s", 3, 1, b, 60.0) == []
+    assert await rt.conn.fetchval(TAKE_SLOTS, "s", 3, 2, a, 60.0) == [1, 2]
+    assert await rt.conn.fetchval(TAKE_SLOTS, "s", 3, 2, b, 0.2) == [3]
+    assert await rt.conn.fetchval(TAKE_SLOTS, "s", 3, 1, b, 60.0) == []
     assert await rt.conn.fetchval(q["give_slots"], "s", [1, 2], b) == 0  # not b's
     assert await rt.conn.fetchval(q["give_slots"], "s", [1], a) == 1
-    assert await rt.conn.fetchval(q["take_slots"], "s", 3, 5, b, 60.0) == [1]
+    assert await rt.conn.fetchval(TAKE_SLOTS, "s", 3, 5, b, 60.0) == [1]
     await asyncio.sleep(0.3)  # b's first lease (slot 3) ran out: as if b had died
-    assert await rt.conn.fetchval(q["take_slots"], "s", 3, 5, a, 60.0) == [3]
+    assert await rt.conn.fetchval(TAKE_SLOTS, "s", 3, 5, a, 60.0) == [3]
     assert await rt.conn.fetchval("SELECT orchestrator.slots_held('s')") == 3
 
 
@@ -248,3 +250,51 @@ async def test_racing_keyed_starts_in_two_transactions_make_one_run(rt: Runtime)
     finally:
         await other.close()
     assert await rt.count("orders__intake") == 1
+
+
+async def admit(rt: Runtime, wanted: int, *, size: int | None, rate: float | None) -> Any:
+    return await rt.conn.fetchrow(
+        _Q["flow_admit"],
+        "orders",
+        "ship",
+        ["orders__close"],
+        [5],
+        "orders.ship",
+        size,
+        wanted,
+        HOLDER,
+        60.0,
+        None if rate is None else "orders.ship",
+        rate,
+        None if rate is None else max(rate, 1.0),
+    )
+
+
+HOLDER = uuid.uuid4()
+
+
+async def test_one_statement_admits_a_limited_step_or_says_what_it_waits_for(
+    rt: Runtime,
+) -> None:
+    await rt.apply(PIPE)
+    first = await admit(rt, 3, size=2, rate=1.0)  # a fresh bucket holds one token
+    assert (first["granted"], first["slots"], first["short_of"]) == (1, [1], None)
+    assert await rt.conn.fetchval("SELECT orchestrator.slots_held('orders.ship')") == 1
+    no_token = await admit(rt, 3, size=2, rate=1.0)
+    assert (no_token["granted"], no_token["slots"], no_token["short_of"]) == (0, [], "token")
+    assert 0 < no_token["wait"] <= 1.0
+    assert await rt.conn.fetchval("SELECT orchestrator.slots_held('orders.ship')") == 1
+    other = await rt.conn.fetchval(TAKE_SLOTS, "orders.ship", 2, 1, uuid.uuid4(), 30.0)
+    assert other == [2]
+    no_slot = await admit(rt, 1, size=2, rate=None)
+    assert (no_slot["granted"], no_slot["short_of"]) == (0, "slot")
+    assert 29 < no_slot["wait"] <= 30  # the first lease to end is the other holder's
+    await rt.conn.execute(
+        "SELECT pgmq.send_batch('orders__close', ARRAY(SELECT '{}'::jsonb"
+        " FROM generate_series(1, 6)))"
+    )
+    full = await admit(rt, 1, size=None, rate=None)
+    assert (full["full_queue"], full["granted"]) == ("orders__close", 0)
+    await pause("orders.ship", conn=rt.conn)
+    paused = await admit(rt, 1, size=None, rate=None)
+    assert paused["paused"] and paused["granted"] == 0 and paused["full_queue"] is None

@@ -69,6 +69,7 @@ def actual(queue: QueueState) -> ActualQueue:
         meta_unlogged=queue.storage.unlogged,
         storage=queue.storage,
         run_id_tables=frozenset(queue.run_id_tables),
+        fifo_index=queue.group_by is not None,
     )
 
 
@@ -244,6 +245,23 @@ def test_run_id_indexes_per_queue_kind() -> None:
     desired = state(ORDERS)
     assert desired.queues["orders__ship"].run_id_tables == ("a",)
     assert desired.queues["orders_dlq"].run_id_tables == ("q", "a")
+
+
+def test_group_by_adds_and_removes_the_fifo_index() -> None:
+    grouped = ORDERS.replace(
+        "ship: {handler: app.orders:ship}", "ship: {handler: app.orders:ship, group_by: customer}"
+    )
+    assert state(grouped).queues["orders__ship"].group_by == "customer"
+    assert diff(state(grouped), applied_catalog(state(grouped))).empty
+    added = diff(state(grouped), applied_catalog(state(ORDERS)))
+    assert heads(added)[0] == "+ queue orders__ship: FIFO group index for group_by customer"
+    removed = diff(state(ORDERS), applied_catalog(state(grouped)))
+    assert heads(removed)[0] == (
+        "- queue orders__ship: drop the FIFO group index (group_by customer removed)"
+    )
+    assert removed.changes[0].statements == (
+        'DROP INDEX IF EXISTS pgmq."q_orders__ship_group_idx";',
+    )
 
 
 def test_spec_changes_in_words() -> None:

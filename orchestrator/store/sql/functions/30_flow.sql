@@ -2,7 +2,9 @@
 -- grouped reads, pause, cancel. Tables in migrations/0004_flow_control.sql.
 --
 -- Workers announce freed slots, pauses and resumes on channel 'orchestrator_flow' (payload:
--- the slot or bucket name, or '<pipeline>.<step>'), so a waiting worker wakes at once.
+-- the slot or bucket name, or '<pipeline>.<step>'), so a waiting worker wakes at once; a
+-- cancel announces 'cancel:<run id>', so a batch holding messages of the run starts none of
+-- their handlers.
 
 -- Tokens in a bucket at `at`: what it held at `updated_at` plus the refill since, at most
 -- `burst`. A tiny epsilon absorbs float rounding so a token due at `at` is there.
@@ -138,6 +140,64 @@ BEGIN
         pgmq_ext.queue_table(queue_name))
         INTO n USING cap + 1;
     RETURN n;
+END
+$$;
+
+-- Everything a limited step asks before a read, in one statement (so a step waiting for a
+-- slot or a token costs one query per wait): whether `pipeline`.`step` is paused, whether a
+-- successor queue (`cap_queues`, with `caps`) holds more visible messages than its cap, then up
+-- to `wanted` slots of `slot_name` (of `size`; NULL: no max_in_flight) and as many tokens of
+-- `bucket` (NULL: no rate_limit). Slots the tokens do not cover go back at once. Returns
+-- `paused`, `full_queue` (the first successor over its cap), the `slots` taken, `granted` (how
+-- many messages may be read), and when nothing was granted, `short_of` ('slot' or 'token') and
+-- `wait`: the seconds until the next token is due, or until the first held slot's lease runs
+-- out (NULL when no slot is held: a concurrent taker has them locked; a freed slot is
+-- announced on 'orchestrator_flow' before its lease ends).
+CREATE OR REPLACE FUNCTION orchestrator.flow_admit(
+    pipeline text, step text, cap_queues text[], caps integer[],
+    slot_name text, size integer, wanted integer, holder uuid, lease double precision,
+    bucket text, rate double precision, burst double precision,
+    OUT paused boolean, OUT full_queue text, OUT slots integer[], OUT granted integer,
+    OUT short_of text, OUT wait double precision)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    granted := 0;
+    slots := '{}';
+    paused := orchestrator.paused_since(pipeline, step) IS NOT NULL;
+    IF paused THEN
+        RETURN;
+    END IF;
+    FOR i IN 1..coalesce(cardinality(cap_queues), 0) LOOP
+        IF orchestrator.visible_depth(cap_queues[i], caps[i]) > caps[i] THEN
+            full_queue := cap_queues[i];
+            RETURN;
+        END IF;
+    END LOOP;
+    granted := wanted;
+    IF size IS NOT NULL THEN
+        slots := orchestrator.take_slots(slot_name, size, wanted, holder, lease);
+        granted := cardinality(slots);
+        IF granted = 0 THEN
+            short_of := 'slot';
+            SELECT greatest(0, extract(epoch FROM min(s.until) - clock_timestamp()))::float8
+              INTO wait
+              FROM orchestrator.flow_slots s
+             WHERE s.name = slot_name AND s.slot <= size AND s.held_by IS NOT NULL;
+            RETURN;
+        END IF;
+    END IF;
+    IF bucket IS NOT NULL THEN
+        SELECT t.granted, t.wait INTO granted, wait
+          FROM orchestrator.take_tokens(bucket, rate, burst, granted) AS t;
+        IF granted = 0 THEN
+            short_of := 'token';
+        END IF;
+        IF granted < cardinality(slots) THEN
+            PERFORM orchestrator.give_slots(slot_name, slots[granted + 1:], holder);
+            slots := slots[1:granted];
+        END IF;
+    END IF;
 END
 $$;
 
@@ -303,6 +363,9 @@ BEGIN
     END IF;
     INSERT INTO orchestrator.cancelled_runs (run_id, pipeline, cancelled_at, cancelled_by, removed)
     VALUES (run_id, pipeline, clock_timestamp(), coalesce(by_whom, session_user), removed);
+    -- Workers holding a batch with messages of the run start none of their handlers after
+    -- they hear this (their hand-off would send nothing anyway: cancelled_among).
+    PERFORM pg_notify('orchestrator_flow', 'cancel:' || run_id::text);
     outcome := 'cancelled';
 END
 $$;
