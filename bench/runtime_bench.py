@@ -3,7 +3,7 @@
 `run(dsn, quick, baseline)` (called by ``python -m bench``) measures, in this one process:
 
 - a 3-step chain of no-op handlers (a -> b -> c), `batch_size` 1 and 100, one consumer per
-  step, woken by insert notifications (default 250ms throttle) through a LISTEN connection
+  step, woken by insert notifications (default 10ms throttle) through a LISTEN connection
   as a worker process is: step hand-offs per second (every step hands each message off, the
   last one archives it), beside the plain-SQL single-message cycle (send + read + delete) that
   `baseline` carries as ``cycle_1``;

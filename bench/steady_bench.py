@@ -27,6 +27,7 @@ from bench.common import Row, percentile
 from orchestrator.db import connect
 
 SECTION = "steady"
+VARIANTS = ((None, "default throttle"), ("0ms", "throttle 0"))
 STEPS = ("a", "b", "c")
 
 PIPELINE = """\
@@ -136,7 +137,7 @@ async def run(dsn: str, *, rate: float = 50, seconds: float = 20) -> list[Row]:
 
     plain = await plain_latency(dsn, 300)
     rows: list[Row] = []
-    for throttle, label in ((None, "default throttle"), ("0ms", "throttle 0")):
+    for throttle, label in VARIANTS:
         waits = await steady(dsn, throttle=throttle, rate=rate, seconds=seconds)
         for step in STEPS:
             values = waits[step][1:]  # the probe run's first wait includes the worker's start

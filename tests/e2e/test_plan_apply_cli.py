@@ -76,7 +76,7 @@ def test_plan_apply_cycle_with_detailed_exit_codes(project: Path, empty_dsn: str
     pending = run("plan", "--dsn", empty_dsn, "--detailed-exitcode", cwd=project)
     assert (pending.returncode, pending.stderr) == (2, "")
     assert pending.stdout.splitlines()[0] == "Plan: 6 changes"
-    assert "  + queue orders__ship: create (notify every 250ms)" in pending.stdout
+    assert "  + queue orders__ship: create (notify every 10ms)" in pending.stdout
 
     sql = run("plan", "--dsn", empty_dsn, "--sql", cwd=project)
     assert sql.returncode == 0

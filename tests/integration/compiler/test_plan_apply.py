@@ -462,7 +462,7 @@ async def test_a_new_grouped_step_is_created_with_its_fifo_index(
     pipelines = write(events=events)
     result = await plan(conn, pipelines)
     assert (
-        "+ queue events__store: create (partitioned by 1d, keep 7d; notify every 250ms; "
+        "+ queue events__store: create (partitioned by 1d, keep 7d; notify every 10ms; "
         "FIFO group index for group_by device)"
     ) in result.lines()
     await apply(conn, pipelines)
