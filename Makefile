@@ -7,7 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv demo test lint format unit bench faults schema db-stop clean test-matrix bench-fleet
+.PHONY: help venv demo test lint format unit bench faults schema db-stop clean test-matrix bench-fleet \
+	bench-scale bench-soak
 
 help:
 	@echo "make demo    run the work-order pipeline end to end on the embedded PostgreSQL"
@@ -16,6 +17,8 @@ help:
 	@echo "make unit    the unit tests only (no database)"
 	@echo "make bench   queue and runtime benchmarks (ratios against plain SQL)"
 	@echo "make bench-fleet  what 20 idle workers on 50 steps cost PostgreSQL"
+	@echo "make bench-scale  read and hand-off at 10k to 10M waiting messages (about an hour)"
+	@echo "make bench-soak   1,000 hand-offs/s for 10 minutes: table bloat and worker memory"
 	@echo "make faults  the large fault-injection suite"
 	@echo "make test-matrix  queue, compiler and runtime suites on PostgreSQL 15, 16 and 18"
 	@echo "make schema  regenerate schemas/pipeline.schema.json"
@@ -53,6 +56,14 @@ bench: $(STAMP)
 
 bench-fleet: $(STAMP)
 	$(BIN)/python -m bench.fleet
+
+# Deep backlogs: SCALE_ARGS=--sizes 10000,100000 for a shorter run.
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale $(SCALE_ARGS)
+
+# SOAK_ARGS="--minutes 30" for the memory soak of issue 14.
+bench-soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 test-matrix: $(STAMP)
 	$(BIN)/python -m tests.matrix
