@@ -6,7 +6,7 @@
 Starts a PostgreSQL of its own (the embedded server, in a scratch data directory, with
 `pg_stat_statements` preloaded so every statement is counted), applies pipelines with `--steps`
 steps in all (chains of ten), starts `--workers` separate `orchestrator run` processes on every
-step, lets them settle (`--settle`, 120 s: a fleet asking for more connections than the server's
+step, lets them settle (`--settle`, 240 s: a fleet asking for more connections than the server's
 `max_connections` takes turns at its first reads, each worker's pool waiting for connections
 the others give back), and then measures for `--seconds` while nothing is sent:
 
@@ -131,6 +131,14 @@ async def _statements(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     )
 
 
+async def _connections(conn: asyncpg.Connection) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        )
+    )
+
+
 async def _wait_connected(conn: asyncpg.Connection, workers: int, limit: float = 300.0) -> None:
     """Wait until the workers hold a connection each (they start slowly under load)."""
     deadline = time.monotonic() + limit
@@ -186,14 +194,17 @@ async def measure(args: argparse.Namespace) -> int:
             await conn.execute("SELECT pg_stat_statements_reset()")
             before = _sample(postmaster, workers)
             began = time.monotonic()
+            connections = [await _connections(conn)]
             await asyncio.sleep(args.seconds)
             after = _sample(postmaster, workers)
             elapsed = time.monotonic() - began
             rows = await _statements(conn)
+            connections.append(await _connections(conn))
         finally:
             await conn.close()
         alive = sum(w.poll() is None for w in workers)
         _report(args, rows, before, after, elapsed, alive)
+        print(f"server connections at the start and end of the window: {connections}")
         _report_logs(logs, workers)
         return 0 if alive == args.workers else 1
     finally:
@@ -244,6 +255,13 @@ def _report(
 
 def _report_logs(logs: Path, workers: list[subprocess.Popen[bytes]]) -> None:
     """Why workers died, and how many warnings the living ones logged (their last line)."""
+    refused = [
+        line[:32]
+        for i in range(len(workers))
+        for line in (logs / f"worker{i}.log").read_text(errors="replace").splitlines()
+        if "refused" in line or "too many clients" in line
+    ]
+    print(f"refused connections logged: {len(refused)}, the last: {max(refused, default='none')}")
     for i, worker in enumerate(workers):
         lines = (logs / f"worker{i}.log").read_text(errors="replace").splitlines()
         if worker.poll() is not None:
@@ -258,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=20)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--settle", type=float, default=120.0)
+    parser.add_argument("--settle", type=float, default=240.0)
     return asyncio.run(measure(parser.parse_args(argv)))
 
 

@@ -59,10 +59,11 @@ LEASE_CONNECTIONS = 4
 step: an extension that finds none waits (up to its period) and the batch's row locks keep its
 messages meanwhile, so more would only add connections a fleet cannot afford."""
 
-IDLE_CONNECTION_LIFETIME = 30.0
+IDLE_CONNECTION_LIFETIME = 15.0
 """Seconds a pool connection stays open unused: what a burst opened (a worker's start, when
 every consumer reads once) goes back to the server soon, so that workers of a fleet larger than
-the server's max_connections take turns instead of holding idle connections for minutes."""
+the server's max_connections take turns instead of holding idle connections for minutes. An
+idle worker keeps one: the visibility clock and the heartbeat use it every 10 s."""
 
 CONNECT_PATIENCE: float | None = None
 """How long the pool waits out a server that refuses connections for now (too many clients,
