@@ -43,10 +43,11 @@ from typing import Any
 import asyncpg
 
 from bench.common import machine_facts, percentile, recreate_database, server_facts
+from bench.runtime_bench import _apply, _handler
 from orchestrator.db import connect, create_pool
 from orchestrator.queue import Queue
 from orchestrator.runtime import StepConsumer, StepContext
-from orchestrator.spec import HandlerInfo, Pipeline, parse_pipeline
+from orchestrator.spec import Pipeline
 
 DATABASE = "orchestrator_scale"
 CHUNK = 50_000
@@ -57,6 +58,7 @@ KINDS = ("plain", "by_id", "by_time")
 
 PIPELINE = """
 pipeline: {name}
+queues: {{notify: false}}
 defaults: {{batch_size: 1, visibility_timeout: 60s, timeout: 30s}}
 steps:
   a: {{handler: bench:mark, next: b}}
@@ -123,27 +125,15 @@ def _rate(parts: list[tuple[int, float]]) -> float:
 
 
 async def create(conn: asyncpg.Connection, kind: str, name: str) -> Pipeline:
-    """The pipeline ``a -> b`` called `name`, its queues made as `apply` would (step a's
-    partitioned as `kind` says)."""
-    pipeline = parse_pipeline(PIPELINE.format(name=name), "scale.yaml")
-    for queue in pipeline.queue_names():
-        if queue == pipeline.queue_name("a") and kind != "plain":
-            interval = PARTITION_ROWS if kind == "by_id" else PARTITION_TIME
-            retention = "1000000000" if kind == "by_id" else "1 day"
-            await conn.execute(
-                "SELECT pgmq.create_partitioned($1, $2, $3)", queue, interval, retention
-            )
-        else:
-            await conn.execute("SELECT pgmq.create($1)", queue)
-    await conn.execute(
-        "INSERT INTO orchestrator.pipelines (name, spec, spec_hash, entry_step)"
-        " VALUES ($1, $2, $3, $4)",
-        pipeline.name,
-        pipeline.to_json(),
-        pipeline.spec_hash(),
-        pipeline.entry_step,
-    )
-    return pipeline
+    """The pipeline ``a -> b`` called `name`, its queues made as `apply` would, step a's first,
+    partitioned as `kind` says (creating a queue that exists does nothing)."""
+    if kind != "plain":
+        interval = PARTITION_ROWS if kind == "by_id" else PARTITION_TIME
+        retention = "1000000000" if kind == "by_id" else "1 day"
+        await conn.execute(
+            "SELECT pgmq.create_partitioned($1, $2, $3)", f"{name}__a", interval, retention
+        )
+    return await _apply(conn, PIPELINE.format(name=name))
 
 
 async def depth(conn: asyncpg.Connection, queue: str) -> int:
@@ -248,7 +238,7 @@ async def hand_offs(
         if len(starts) >= count:
             stopping.set()
 
-    handler = HandlerInfo("bench:mark", mark, True, True)
+    handler = _handler(mark)
     step = pipeline.step("a").model_copy(update={"batch_size": batch})
     await StepConsumer(pool, pipeline, step, handler, concurrency=1).run(stopping)
     elapsed = starts[count - 1] - starts[0]
@@ -358,7 +348,7 @@ async def run(args: argparse.Namespace) -> int:
     from orchestrator.store import install
 
     facts = machine_facts()
-    dsn = await recreate_database(resolve_dsn(None), DATABASE)
+    dsn = await recreate_database(resolve_dsn(None), args.database)
     await install_dsn(dsn)
     conn = await connect(dsn)
     results: list[Figures] = []
@@ -385,7 +375,7 @@ async def run(args: argparse.Namespace) -> int:
         if not args.keep:
             admin = await connect(resolve_dsn(None))
             try:
-                await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+                await admin.execute(f"DROP DATABASE IF EXISTS {_ident(args.database)} WITH (FORCE)")
             finally:
                 await admin.close()
     facts.load_after = os.getloadavg()
@@ -414,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds over every (kind, size)")
     parser.add_argument("--explain", action="store_true", help="print the read's plan per size")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--database", default=DATABASE, help="the scratch database (dropped first)")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     unknown = set(args.kinds) - set(KINDS)
