@@ -216,12 +216,19 @@ class Worker:
             )
         unheard = None if listen is not None else poll  # without LISTEN, consumers poll
         self.consumers = [self._consumer(pool, plan, unheard) for plan in self.config.steps]
-        listener = WakeupListener(listen or self.config.dsn, self.consumers if listen else ())
-        if listen is not None:
-            listener.also_listen(FLOW_CHANNEL, self._flow_notified)
         clock = VisibilityClock(pool, self.consumers, self.config.poll_interval)
         for consumer in self.consumers:
             consumer.on_empty = clock.request
+        # After a reconnect only the consumers whose queues hold visible messages read: waking
+        # all of them made every worker of a fleet that lost its connections to a full server
+        # open its whole pool at once, and the server stayed full.
+        listener = WakeupListener(
+            listen or self.config.dsn,
+            self.consumers if listen else (),
+            on_listening=clock.request,
+        )
+        if listen is not None:
+            listener.also_listen(FLOW_CHANNEL, self._flow_notified)
         leader = Leader(
             self.config.dsn, upkeep_jobs(self.config.pipelines, schedules=not self.config.drain)
         )

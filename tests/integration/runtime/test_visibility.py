@@ -70,7 +70,7 @@ async def _run(
     clock = VisibilityClock(pool, consumers, SLOW_POLL)
     for consumer in consumers:
         consumer.on_empty = clock.request
-    listener = WakeupListener(rt.dsn, consumers)
+    listener = WakeupListener(rt.dsn, consumers, on_listening=clock.request)  # as a worker's
     stopping = asyncio.Event()
     tasks = [asyncio.create_task(c.run(stopping)) for c in consumers]
     tasks += [
@@ -209,3 +209,50 @@ async def test_messages_given_back_are_announced(rt: Runtime, give_back: str) ->
     await rt.conn.fetchval("SELECT 1")
     await asyncio.sleep(0.5)
     assert heard.empty()
+
+
+async def test_a_reconnected_listener_asks_the_clock_instead_of_waking_every_consumer(
+    rt: Runtime, counted: tuple[asyncpg.Pool, Counted]
+) -> None:
+    pool, log = counted
+    await rt.apply(PIPE)
+    handled: list[dict[str, Any]] = []
+
+    async def first(payload: dict[str, Any], ctx: StepContext) -> None:
+        handled.append(payload)
+
+    consumers = [
+        rt.consumer("vis", step, first, pool=pool, poll_interval=SLOW_POLL)
+        for step in ("first", "second")
+    ]
+    clock = VisibilityClock(pool, consumers, SLOW_POLL)
+    for consumer in consumers:
+        consumer.on_empty = clock.request
+    listener = WakeupListener(rt.dsn, consumers, on_listening=clock.request)
+    stopping = asyncio.Event()
+    tasks = [asyncio.create_task(c.run(stopping)) for c in consumers]
+    tasks += [
+        asyncio.create_task(clock.run(stopping)),
+        asyncio.create_task(listener.run(stopping)),
+    ]
+    try:
+        async with asyncio.timeout(60):
+            await listener.listening.wait()
+            while clock.asked < 1:
+                await asyncio.sleep(0.05)
+            asked, seen = clock.asked, len(log.statements)
+            assert await rt.conn.fetchval("SELECT pg_terminate_backend($1)", listener.backend_pid)
+            while listener.connections < 2 or not listener.listening.is_set():
+                await asyncio.sleep(0.05)
+            while not any("next_visible" in s for s in log.statements[seen:]):
+                await asyncio.sleep(0.05)  # the reconnect asks the clock ...
+            assert clock.asked > asked
+            await asyncio.sleep(0.3)  # what the answer rings would read now
+            assert not any("pgmq.read" in s for s in log.statements[seen:])  # ... none rang
+            await start("vis", {"n": 1}, conn=rt.conn)  # notifications are heard again
+            while not handled:
+                await asyncio.sleep(0.05)
+    finally:
+        stopping.set()
+        await asyncio.gather(*tasks)
+    assert handled == [{"n": 1}]
