@@ -57,8 +57,12 @@ RECONNECT_MAX = 30.0
 REFUSED_FOR_NOW: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,  # 53300: max_connections or the reserved slots
     asyncpg.CannotConnectNowError,  # 57P03: the server is starting or shutting down
+    # The server closed the socket during the login: a full server does that too, when the
+    # refusal cannot be sent (seen with 20 workers starting against 100 connections).
+    asyncpg.ConnectionDoesNotExistError,
 )
-"""Login refusals that a later attempt may get past."""
+"""Login refusals that a later attempt may get past (a server that is not there at all
+refuses the socket itself: OSError, never retried here)."""
 
 REFUSED_LOG_INTERVAL = 60.0
 """Seconds between two warnings of a process whose connections are refused for now."""
