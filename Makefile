@@ -17,7 +17,7 @@ help:
 	@echo "make unit    the unit tests only (no database)"
 	@echo "make bench   queue and runtime benchmarks (ratios against plain SQL)"
 	@echo "make bench-fleet  what 20 idle workers on 50 steps cost PostgreSQL"
-	@echo "make bench-scale  read and hand-off at 10k to 10M waiting messages (about an hour)"
+	@echo "make bench-scale  read and hand-off at 10k to 10M waiting messages (about 45 minutes)"
 	@echo "make bench-soak   1,000 hand-offs/s for 10 minutes: table bloat and worker memory"
 	@echo "make faults  the large fault-injection suite"
 	@echo "make test-matrix  queue, compiler and runtime suites on PostgreSQL 15, 16 and 18"
