@@ -7,7 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv demo test lint format unit bench faults schema db-stop clean test-matrix bench-fleet bench-archive
+.PHONY: help venv demo test lint format unit bench faults schema db-stop clean test-matrix bench-fleet bench-archive \
+	bench-scale bench-soak
 
 help:
 	@echo "make demo    run the work-order pipeline end to end on the embedded PostgreSQL"
@@ -17,6 +18,8 @@ help:
 	@echo "make bench   queue and runtime benchmarks (ratios against plain SQL)"
 	@echo "make bench-fleet  what 20 idle workers on 50 steps cost PostgreSQL"
 	@echo "make bench-archive  dashboard pages, trace, status, dlq list over 10 million archived messages"
+	@echo "make bench-scale  read and hand-off at 10k to 10M waiting messages (about 45 minutes)"
+	@echo "make bench-soak   1,000 hand-offs/s for 10 minutes: table bloat and worker memory"
 	@echo "make faults  the large fault-injection suite"
 	@echo "make test-matrix  queue, compiler and runtime suites on PostgreSQL 15, 16 and 18"
 	@echo "make schema  regenerate schemas/pipeline.schema.json"
@@ -59,6 +62,13 @@ bench-fleet: $(STAMP)
 # dashboard page and trace/status/dlq list; ARCHIVE_ARGS=--reuse times the last build again.
 bench-archive: $(STAMP)
 	$(BIN)/python -m bench.archive_bench $(ARCHIVE_ARGS)
+# Deep backlogs: SCALE_ARGS=--sizes 10000,100000 for a shorter run.
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale $(SCALE_ARGS)
+
+# SOAK_ARGS="--minutes 30" for the memory soak of issue 14.
+bench-soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 test-matrix: $(STAMP)
 	$(BIN)/python -m tests.matrix

@@ -6,12 +6,15 @@
 Starts a PostgreSQL of its own (the embedded server, in a scratch data directory, with
 `pg_stat_statements` preloaded so every statement is counted), applies pipelines with `--steps`
 steps in all (chains of ten), starts `--workers` separate `orchestrator run` processes on every
-step, lets them settle, and then measures for `--seconds` while nothing is sent:
+step, lets them settle (`--settle`, 240 s: a fleet asking for more connections than the server's
+`max_connections` takes turns at its first reads, each worker's pool waiting for connections
+the others give back), and then measures for `--seconds` while nothing is sent:
 
 - statements per second the whole fleet sends (pg_stat_statements, the measuring session's own
   statements excluded), and the five most frequent;
 - PostgreSQL's CPU: user + system time of every server process, as a share of one core;
-- the workers' own CPU and resident memory.
+- the workers' own CPU and resident memory;
+- why any worker exited (the last line it logged), and the last warning of the others.
 
 The aim in the issue tracker: 20 idle workers on 50 steps cost PostgreSQL under 1% of a core
 and under 20 statements per second in total.
@@ -128,6 +131,14 @@ async def _statements(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     )
 
 
+async def _connections(conn: asyncpg.Connection) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        )
+    )
+
+
 async def _wait_connected(conn: asyncpg.Connection, workers: int, limit: float = 300.0) -> None:
     """Wait until the workers hold a connection each (they start slowly under load)."""
     deadline = time.monotonic() + limit
@@ -159,15 +170,18 @@ async def measure(args: argparse.Namespace) -> int:
         subprocess.run(
             [exe, "apply", *common, "--yes"], check=True, env=env, stdout=subprocess.DEVNULL
         )
-        for _ in range(args.workers):
-            workers.append(
-                subprocess.Popen(
-                    [exe, "run", *common, "--log-format", "json", "--log-level", "warning"],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+        logs = base / "logs"
+        logs.mkdir()
+        for i in range(args.workers):
+            with (logs / f"worker{i}.log").open("wb") as log:
+                workers.append(
+                    subprocess.Popen(
+                        [exe, "run", *common, "--log-level", "warning"],
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=log,
+                    )
                 )
-            )
         print(
             f"{args.workers} workers on {args.steps} steps; settling {args.settle} s",
             file=sys.stderr,
@@ -180,14 +194,18 @@ async def measure(args: argparse.Namespace) -> int:
             await conn.execute("SELECT pg_stat_statements_reset()")
             before = _sample(postmaster, workers)
             began = time.monotonic()
+            connections = [await _connections(conn)]
             await asyncio.sleep(args.seconds)
             after = _sample(postmaster, workers)
             elapsed = time.monotonic() - began
             rows = await _statements(conn)
+            connections.append(await _connections(conn))
         finally:
             await conn.close()
         alive = sum(w.poll() is None for w in workers)
         _report(args, rows, before, after, elapsed, alive)
+        print(f"server connections at the start and end of the window: {connections}")
+        _report_logs(logs, workers)
         return 0 if alive == args.workers else 1
     finally:
         for w in workers:
@@ -235,12 +253,30 @@ def _report(
         print(f"  {r['calls']:>6}  {text[:110]}")
 
 
+def _report_logs(logs: Path, workers: list[subprocess.Popen[bytes]]) -> None:
+    """Why workers died, and how many warnings the living ones logged (their last line)."""
+    refused = [
+        line[:32]
+        for i in range(len(workers))
+        for line in (logs / f"worker{i}.log").read_text(errors="replace").splitlines()
+        if "refused" in line or "too many clients" in line
+    ]
+    print(f"refused connections logged: {len(refused)}, the last: {max(refused, default='none')}")
+    for i, worker in enumerate(workers):
+        lines = (logs / f"worker{i}.log").read_text(errors="replace").splitlines()
+        if worker.poll() is not None:
+            last = lines[-1] if lines else "(nothing logged)"
+            print(f"worker {i} exited with {worker.returncode}: {last[:200]}")
+        elif lines:
+            print(f"worker {i} logged {len(lines)} line(s), the last: {lines[-1][:160]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__)
     parser.add_argument("--workers", type=int, default=20)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--settle", type=float, default=15.0)
+    parser.add_argument("--settle", type=float, default=240.0)
     return asyncio.run(measure(parser.parse_args(argv)))
 
 

@@ -230,8 +230,10 @@ async def _preflight(
     from orchestrator.compiler.applied import check_applied, check_queues
     from orchestrator.db import connect
     from orchestrator.runtime.wakeup import listen_dsn
+    from orchestrator.runtime.worker import CONNECT_PATIENCE
 
-    conn = await connect(dsn)
+    # A full server (a fleet starting at once) is waited out, as the worker's pool does.
+    conn = await connect(dsn, patience=CONNECT_PATIENCE)
     try:
         await check_applied(conn, pipelines, steps)
         await check_queues(conn, queues)

@@ -22,11 +22,21 @@ for the rest (upkeep leases instead of session locks, wake-ups on a direct DSN o
 
 TLS: ``sslmode`` (``require``, ``verify-ca``, ``verify-full``), ``sslrootcert``, ``sslcert``
 and ``sslkey`` in the DSN go to asyncpg as they are; a refused certificate is one line.
+
+A server that refuses a login for now (``too many clients already``, the reserved slots, a
+server still starting: `REFUSED_FOR_NOW`) is waited out when the caller gives `patience`
+(seconds, None for as long as it takes): the attempt is repeated after `reconnect_delay`, one
+warning per `REFUSED_LOG_INTERVAL` saying so. A worker's pool waits that way, so a fleet larger
+than ``max_connections`` queues for connections instead of dying; one-shot commands keep the
+default (no patience): a full server is a one-line error at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -40,6 +50,31 @@ from orchestrator.db.dsn import redact
 from orchestrator.errors import ConfigError, DatabaseUnavailable
 
 CONNECT_TIMEOUT = 5.0
+
+RECONNECT_INITIAL = 0.2
+RECONNECT_MAX = 30.0
+
+REFUSED_FOR_NOW: tuple[type[BaseException], ...] = (
+    asyncpg.TooManyConnectionsError,  # 53300: max_connections or the reserved slots
+    asyncpg.CannotConnectNowError,  # 57P03: the server is starting or shutting down
+    # The server closed the socket during the login: a full server does that too, when the
+    # refusal cannot be sent (seen with 20 workers starting against 100 connections).
+    asyncpg.ConnectionDoesNotExistError,
+)
+"""Login refusals that a later attempt may get past (a server that is not there at all
+refuses the socket itself: OSError, never retried here)."""
+
+REFUSED_LOG_INTERVAL = 60.0
+"""Seconds between two warnings of a process whose connections are refused for now."""
+
+_log = logging.getLogger(__name__)
+_last_refusal_logged = -REFUSED_LOG_INTERVAL
+
+
+def reconnect_delay(failures: int, *, rand: Callable[[], float] = random.random) -> float:
+    """The wait after `failures` database errors in a row (capped exponential, jittered)."""
+    wait = min(RECONNECT_MAX, RECONNECT_INITIAL * 2.0 ** min(max(failures, 1) - 1, 20))
+    return wait * (0.5 + 0.5 * rand())
 
 
 def _encode_jsonb(value: Any) -> bytes:
@@ -94,38 +129,81 @@ _CONNECT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 async def connect(
-    dsn: str, *, timeout: float = CONNECT_TIMEOUT, **kwargs: Any
+    dsn: str,
+    *,
+    timeout: float = CONNECT_TIMEOUT,
+    patience: float | None = 0.0,
+    **kwargs: Any,
 ) -> asyncpg.Connection:
     """One connection with our codecs; a failure to connect becomes DatabaseUnavailable.
 
     The first connection to a DSN that does not say its `PoolMode` finds it out (one round
     trip, once per process); found behind a pooler, it is replaced by a pooler-safe one.
+    A login refused for now is tried again for up to `patience` seconds (None: no limit).
     """
     target = parse_target(dsn)
     mode = target.mode or _DETECTED.get(target.dsn)
     if mode is None and kwargs.get("server_settings"):  # a pooler would refuse them at login
-        mode = await pool_mode(dsn)
+        mode = await pool_mode(dsn, patience=patience)
     if mode is None:
-        conn = await _open(dsn, target.dsn, timeout, kwargs)
+        conn = await _open(dsn, target.dsn, timeout, kwargs, patience)
         mode = _DETECTED[target.dsn] = await _probe(conn)
         if mode is PoolMode.DIRECT:
             await init_connection(conn)
             return conn
         await conn.close()
     settings = {**connection_settings(mode), **_startup(mode, kwargs)}
-    conn = await _open(dsn, target.dsn, timeout, settings)
+    conn = await _open(dsn, target.dsn, timeout, settings, patience)
     await init_connection(conn)
     await _set_in_session(conn, _session_sets(mode, kwargs))
     return conn
 
 
-async def _open(dsn: str, real_dsn: str, timeout: float, kwargs: dict[str, Any]) -> Any:
+async def _open(
+    dsn: str,
+    real_dsn: str,
+    timeout: float,
+    kwargs: dict[str, Any],
+    patience: float | None = 0.0,
+) -> Any:
     try:
-        return await asyncpg.connect(real_dsn, timeout=timeout, **kwargs)
+        return await patiently(asyncpg.connect, patience, real_dsn, timeout=timeout, **kwargs)
     except _CONNECT_ERRORS as exc:
         raise _unavailable(dsn, exc) from None
     except ValueError as exc:  # a DSN asyncpg cannot parse
         raise _malformed(dsn, exc) from None
+
+
+async def patiently(
+    opener: Callable[..., Awaitable[Any]], patience: float | None, *args: Any, **kwargs: Any
+) -> Any:
+    """`await opener(*args, **kwargs)`, repeated after a backoff while the server refuses the
+    login for now (`REFUSED_FOR_NOW`), for up to `patience` seconds (None: no limit); other
+    failures, and a refusal past the patience, propagate."""
+    deadline = None if patience is None else time.monotonic() + patience
+    failures = 0
+    while True:
+        try:
+            return await opener(*args, **kwargs)
+        except REFUSED_FOR_NOW as exc:
+            failures += 1
+            delay = reconnect_delay(failures)
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise
+            _warn_refused(exc)
+            await asyncio.sleep(delay)
+
+
+def _warn_refused(exc: BaseException) -> None:
+    global _last_refusal_logged
+    now = time.monotonic()
+    if now - _last_refusal_logged >= REFUSED_LOG_INTERVAL:
+        _last_refusal_logged = now
+        _log.warning(
+            "PostgreSQL refused a connection for now (%s); waiting for one "
+            "(fewer workers or a larger max_connections avoid the wait)",
+            _first_line(str(exc)),
+        )
 
 
 async def create_pool(
@@ -135,9 +213,11 @@ async def create_pool(
     max_size: int = 10,
     init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
     timeout: float = CONNECT_TIMEOUT,
+    patience: float | None = 0.0,
     **kwargs: Any,
 ) -> asyncpg.Pool:
-    """A pool whose connections carry our codecs (plus an optional extra `init`)."""
+    """A pool whose connections carry our codecs (plus an optional extra `init`); each new
+    connection it opens waits out a login refused for now for up to `patience` seconds."""
 
     async def _init(conn: asyncpg.Connection) -> None:
         await init_connection(conn)
@@ -145,8 +225,11 @@ async def create_pool(
         if init is not None:
             await init(conn)
 
+    async def _connect(*args: Any, **connect_kwargs: Any) -> asyncpg.Connection:
+        return await patiently(asyncpg.connect, patience, *args, **connect_kwargs)
+
     target = parse_target(dsn)
-    mode = await pool_mode(dsn)
+    mode = await pool_mode(dsn, patience=patience)
     sets = _session_sets(mode, kwargs)
     settings = {**connection_settings(mode), **_startup(mode, kwargs)}
     settings["connection_class"] = _connection_class(mode, kwargs.get("connection_class"))
@@ -157,6 +240,7 @@ async def create_pool(
             max_size=max_size,
             init=_init,
             timeout=timeout,
+            connect=_connect,
             **settings,
         )
     except _CONNECT_ERRORS as exc:
@@ -233,12 +317,12 @@ def _mode(value: str) -> PoolMode:
         ) from None
 
 
-async def pool_mode(dsn: str) -> PoolMode:
+async def pool_mode(dsn: str, *, patience: float | None = 0.0) -> PoolMode:
     """How `dsn` reaches PostgreSQL: what it says, else what a first connection found out."""
     target = parse_target(dsn)
     mode = target.mode or _DETECTED.get(target.dsn)
     if mode is None:
-        conn = await _open(dsn, target.dsn, CONNECT_TIMEOUT, {"statement_cache_size": 0})
+        conn = await _open(dsn, target.dsn, CONNECT_TIMEOUT, {"statement_cache_size": 0}, patience)
         try:
             mode = _DETECTED[target.dsn] = await _probe(conn)
         finally:

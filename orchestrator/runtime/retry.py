@@ -8,8 +8,9 @@ Waits grow with the attempt that failed (1-based): constant ``initial``; linear
 With jitter the wait is drawn uniformly from [wait/2, wait] ("equal jitter"): retries of many
 messages that failed together spread out, and no retry comes sooner than half the wait.
 
-`reconnect_delay` is the worker's own backoff after database errors (capped exponential with
-jitter), unrelated to any step's policy.
+`reconnect_delay` (from `orchestrator.db.connect`, where refused connections wait it out too)
+is the worker's own backoff after database errors (capped exponential with jitter), unrelated
+to any step's policy.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from orchestrator.db.connect import reconnect_delay
 from orchestrator.errors import ContractError
 from orchestrator.runtime.context import Fail, Retry
 from orchestrator.spec.models import RetryPolicy
 
-RECONNECT_INITIAL = 0.2
-RECONNECT_MAX = 30.0
+__all__ = ["RetryDecision", "backoff_delay", "decide", "reconnect_delay"]
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,3 @@ def decide(
     wanted = error.delay(now) if isinstance(error, Retry) else None
     delay = backoff_delay(policy, attempt, rand=rand) if wanted is None else wanted
     return RetryDecision(attempt, dead=False, delay=delay)
-
-
-def reconnect_delay(failures: int, *, rand: Callable[[], float] = random.random) -> float:
-    """The worker's wait after `failures` database errors in a row (capped, jittered)."""
-    wait = min(RECONNECT_MAX, RECONNECT_INITIAL * 2.0 ** min(max(failures, 1) - 1, 20))
-    return wait * (0.5 + 0.5 * rand())

@@ -15,10 +15,10 @@ The clock asks
 
 A failed statement (the database is restarting, the pool is exhausted) is tried again after a
 capped exponential backoff, and requests wait for it: consumers keep the moments they were
-told, and the wake-up listener wakes them all when its connection comes back. (A queue dropped
-by hand fails it too: then every consumer reads at once, and the one whose queue is gone stops
-its worker.) An idle worker
-therefore sends one statement per `interval`.
+told, and when the wake-up listener's connection comes back it asks the clock (`request`), which
+wakes the consumers whose queues hold visible messages. (A queue dropped by hand fails the
+statement too: then every consumer reads at once, and the one whose queue is gone stops its
+worker.) An idle worker therefore sends one statement per `interval`.
 """
 
 from __future__ import annotations

@@ -134,9 +134,14 @@ class WakeupListener:
         connector: Connect | None = None,
         health_interval: float = HEALTH_CHECK_INTERVAL,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        on_listening: Callable[[], None] | None = None,
     ) -> None:
         self._dsn = dsn
         self._connect = connector or connect
+        self._on_listening = on_listening or self.wake_all
+        """What to do once the LISTENs are in place, since notifications sent before were not
+        heard: wake every consumer, unless the worker asks its visibility clock which queues
+        hold visible messages (one statement, and only those consumers read)."""
         self._health_interval = health_interval
         self._log = logger or _log
         self._by_channel: dict[str, list[Wakeable]] = {}
@@ -179,7 +184,7 @@ class WakeupListener:
             self.listening.set()
             if self.connections > 1:
                 self._log.info("wake-up connection re-established")
-            self.wake_all()  # anything sent while we were not listening
+            self._on_listening()  # anything sent while we were not listening
             await self._watch(conn, lost, stopping)
         finally:
             self.listening.clear()

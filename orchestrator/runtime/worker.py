@@ -54,7 +54,22 @@ from orchestrator.spec import HandlerInfo, Pipeline, ResolvedStep
 _log = logging.getLogger(__name__)
 
 SPARE_CONNECTIONS = 2
-"""Pool connections beyond the steps' concurrency (drain checks, metrics, reads)."""
+"""Pool connections beyond the steps' concurrency (heartbeat, visibility clock, drain checks)."""
+
+LEASE_CONNECTIONS = 4
+"""Pool connections for lease extensions while every batch holds its own, at most one per
+step: an extension that finds none waits (up to its period) and the batch's row locks keep its
+messages meanwhile, so more would only add connections a fleet cannot afford."""
+
+IDLE_CONNECTION_LIFETIME = 15.0
+"""Seconds a pool connection stays open unused: what a burst opened (a worker's start, when
+every consumer reads once) goes back to the server soon, so that workers of a fleet larger than
+the server's max_connections take turns instead of holding idle connections for minutes. An
+idle worker keeps one: the visibility clock and the heartbeat use it every 10 s."""
+
+CONNECT_PATIENCE: float | None = None
+"""How long the pool waits out a server that refuses connections for now (too many clients,
+starting up): for as long as it takes, so a worker never dies of a full server."""
 
 CONSUMER_POLL = 3600.0
 """Seconds a consumer of a worker waits, idle, for a wake-up before it reads anyway: the
@@ -120,9 +135,10 @@ class WorkerConfig:
 
     @property
     def pool_size(self) -> int:
-        """Connections: each concurrent batch holds one, plus a reader per step and spares."""
+        """Connections: each concurrent batch holds one, plus a few for lease extensions (one
+        per step, at most `LEASE_CONNECTIONS`) and the side tasks (`SPARE_CONNECTIONS`)."""
         busy = sum(self.step_concurrency(p.step) for p in self.steps)
-        return busy + len(self.steps) + SPARE_CONNECTIONS
+        return busy + min(len(self.steps), LEASE_CONNECTIONS) + SPARE_CONNECTIONS
 
 
 def queue_owners(pipelines: Iterable[Pipeline]) -> dict[str, tuple[str, str]]:
@@ -166,6 +182,8 @@ class Worker:
                 self.config.dsn,
                 min_size=0,
                 max_size=self.config.pool_size,
+                max_inactive_connection_lifetime=IDLE_CONNECTION_LIFETIME,
+                patience=CONNECT_PATIENCE,
                 server_settings=SESSION_SETTINGS,
                 connection_class=PoolConnection,
                 reset=reset_if_lent,
@@ -203,15 +221,28 @@ class Worker:
         self.consumers = [
             self._consumer(pool, plan, unheard, solitude) for plan in self.config.steps
         ]
-        listener = WakeupListener(listen or self.config.dsn, self.consumers if listen else ())
-        if listen is not None:
-            listener.also_listen(FLOW_CHANNEL, self._flow_notified)
-            for consumer in self.consumers:
-                consumer.flow.notified = True  # freed slots and resumes are announced
         clock = VisibilityClock(pool, self.consumers, self.config.poll_interval)
         for consumer in self.consumers:
             consumer.on_empty = clock.request
         _ring_successors(self.consumers)
+
+        def listening() -> None:
+            # After a reconnect only the consumers whose queues hold visible messages read:
+            # waking all of them made every worker of a fleet that lost its connections to a
+            # full server open its whole pool at once, and the server stayed full. Flow gates
+            # hear again what they may have missed (a freed slot, a resume).
+            clock.request()
+            self._flow_notified("")
+
+        listener = WakeupListener(
+            listen or self.config.dsn,
+            self.consumers if listen else (),
+            on_listening=listening,
+        )
+        if listen is not None:
+            listener.also_listen(FLOW_CHANNEL, self._flow_notified)
+            for consumer in self.consumers:
+                consumer.flow.notified = True  # freed slots and resumes are announced
         leader = Leader(
             self.config.dsn, upkeep_jobs(self.config.pipelines, schedules=not self.config.drain)
         )

@@ -66,11 +66,12 @@ async def counted(rt: Runtime) -> AsyncIterator[tuple[asyncpg.Pool, Counted]]:
 async def _run(
     rt: Runtime, pool: asyncpg.Pool, consumers: list[StepConsumer], body: Any
 ) -> VisibilityClock:
-    """Run `consumers` with a clock and a LISTEN connection while `body()` runs."""
+    """Run `consumers` with a clock and a LISTEN connection, wired as a worker wires them, while
+    `body(clock, listener)` runs."""
     clock = VisibilityClock(pool, consumers, SLOW_POLL)
     for consumer in consumers:
         consumer.on_empty = clock.request
-    listener = WakeupListener(rt.dsn, consumers)
+    listener = WakeupListener(rt.dsn, consumers, on_listening=clock.request)  # as a worker's
     stopping = asyncio.Event()
     tasks = [asyncio.create_task(c.run(stopping)) for c in consumers]
     tasks += [
@@ -80,7 +81,7 @@ async def _run(
     try:
         async with asyncio.timeout(40):
             await listener.listening.wait()
-            await body()
+            await body(clock, listener)
     finally:
         stopping.set()
         await asyncio.gather(*tasks)
@@ -97,7 +98,7 @@ async def test_an_idle_worker_sends_nothing_but_its_clock(
         for step in ("first", "second")
     ]
 
-    async def idle() -> None:
+    async def idle(*_: object) -> None:
         await asyncio.sleep(1.5)  # the first reads, the clock's first answers, LINGER
         settled = len(log.statements)
         await asyncio.sleep(3)
@@ -122,7 +123,7 @@ async def test_a_delayed_start_runs_when_due_without_a_poll(
 
     consumers = [rt.consumer("vis", "first", first, pool=pool, poll_interval=SLOW_POLL)]
 
-    async def delayed() -> None:
+    async def delayed(*_: object) -> None:
         await asyncio.sleep(1)  # idle: the clock knows of no message
         sent = time.monotonic()
         await start("vis", {}, conn=rt.conn, delay=2)  # notified now, visible in 2 s
@@ -148,7 +149,7 @@ async def test_a_retry_runs_after_its_backoff_without_a_notification(
 
     consumers = [rt.consumer("vis", "first", first, pool=pool, poll_interval=SLOW_POLL)]
 
-    async def retried() -> None:
+    async def retried(*_: object) -> None:
         await start("vis", {}, conn=rt.conn)
         while len(attempts) < 2:
             await asyncio.sleep(0.05)
@@ -172,7 +173,7 @@ async def test_a_handler_s_connection_is_reset_when_taken_back(
 
     consumers = [rt.consumer("vis", "first", first, pool=pool, poll_interval=SLOW_POLL)]
 
-    async def run_one() -> None:
+    async def run_one(*_: object) -> None:
         await start("vis", {}, conn=rt.conn)
         await done.wait()
 
@@ -209,3 +210,41 @@ async def test_messages_given_back_are_announced(rt: Runtime, give_back: str) ->
     await rt.conn.fetchval("SELECT 1")
     await asyncio.sleep(0.5)
     assert heard.empty()
+
+
+async def test_a_reconnected_listener_asks_the_clock_instead_of_waking_every_consumer(
+    rt: Runtime, counted: tuple[asyncpg.Pool, Counted]
+) -> None:
+    pool, log = counted
+    await rt.apply(PIPE)
+    handled: list[dict[str, Any]] = []
+
+    async def first(payload: dict[str, Any], ctx: StepContext) -> None:
+        handled.append(payload)
+
+    consumers = [
+        rt.consumer("vis", step, first, pool=pool, poll_interval=SLOW_POLL)
+        for step in ("first", "second")
+    ]
+
+    def reads() -> int:
+        return sum("pgmq.read" in s for s in log.statements)
+
+    async def reconnect(clock: VisibilityClock, listener: WakeupListener) -> None:
+        while reads() < len(consumers) or clock.asked < 1:  # each consumer's first read
+            await asyncio.sleep(0.05)
+        asked, seen = clock.asked, len(log.statements)
+        assert await rt.conn.fetchval("SELECT pg_terminate_backend($1)", listener.backend_pid)
+        while listener.connections < 2 or not listener.listening.is_set():
+            await asyncio.sleep(0.05)
+        while not any("next_visible" in s for s in log.statements[seen:]):
+            await asyncio.sleep(0.05)  # the reconnect asks the clock ...
+        assert clock.asked > asked
+        await asyncio.sleep(0.3)  # what the answer rings would read now
+        assert not any("pgmq.read" in s for s in log.statements[seen:])  # ... none rang
+        await start("vis", {"n": 1}, conn=rt.conn)  # notifications are heard again
+        while not handled:
+            await asyncio.sleep(0.05)
+
+    await _run(rt, pool, consumers, reconnect)
+    assert handled[0] == {"n": 1}

@@ -131,8 +131,7 @@ def test_a_queue_dropped_by_hand_is_drift() -> None:
     (change,) = result.changes
     assert change.drift and change.subject == "queue orders__ship"
     assert change.statements[0] == (
-        "SELECT pgmq.create('orders__ship');\n"
-        "SELECT pgmq.enable_notify_insert('orders__ship', 10);"
+        "SELECT pgmq.create('orders__ship');\nSELECT pgmq.enable_notify_insert('orders__ship', 10);"
     )
     assert result.summary() == "1 change (1 drift)"
 
