@@ -102,6 +102,23 @@ async def recreate_database(server_dsn: str, database: str) -> str:
     return with_database(server_dsn, database)
 
 
+async def scratch_orchestrator_database(database: str) -> str:
+    """A new scratch database on the default server with the queue layer and the store
+    installed; returns its DSN."""
+    from orchestrator.db import connect, resolve_dsn
+    from orchestrator.queue.install import install_dsn
+    from orchestrator.store import install
+
+    dsn = await recreate_database(resolve_dsn(None), database)
+    await install_dsn(dsn)
+    conn = await connect(dsn)
+    try:
+        await install(conn)
+    finally:
+        await conn.close()
+    return dsn
+
+
 async def run_workers(
     conns: Sequence[asyncpg.Connection],
     work: Callable[[asyncpg.Connection, int], Awaitable[int]],

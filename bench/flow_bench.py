@@ -131,23 +131,14 @@ async def _xacts(conn: Any) -> int:
 
 
 async def _main(argv: Sequence[str] | None) -> int:
-    from bench.common import recreate_database
-    from orchestrator.db import resolve_dsn
-    from orchestrator.queue.install import install_dsn
-    from orchestrator.store import install
+    from bench.common import scratch_orchestrator_database
 
     parser = argparse.ArgumentParser(prog="python -m bench.flow_bench")
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--idle", type=float, default=10.0)
     parser.add_argument("--only-idle", action="store_true", help="skip the throughput part")
     args = parser.parse_args(argv)
-    dsn = await recreate_database(resolve_dsn(None), "orchestrator_flow_bench")
-    await install_dsn(dsn)
-    conn = await connect(dsn)
-    try:
-        await install(conn)
-    finally:
-        await conn.close()
+    dsn = await scratch_orchestrator_database("orchestrator_flow_bench")
     plain = None
     for index, (limit, text) in enumerate({} if args.only_idle else LIMITS.items()):
         rate = await throughput(dsn, f"chain{index}", text, args.runs)

@@ -158,23 +158,14 @@ async def run(dsn: str, *, rate: float = 50, seconds: float = 20) -> list[Row]:
 
 
 async def _main(argv: Sequence[str] | None) -> int:
-    from bench.common import format_table, machine_facts, recreate_database
-    from orchestrator.db import resolve_dsn
-    from orchestrator.queue.install import install_dsn
-    from orchestrator.store import install
+    from bench.common import format_table, machine_facts, scratch_orchestrator_database
 
     parser = argparse.ArgumentParser(prog="python -m bench.steady_bench")
     parser.add_argument("--rate", type=float, default=50.0, help="runs started per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long runs are started")
     args = parser.parse_args(argv)
     facts = machine_facts()
-    dsn = await recreate_database(resolve_dsn(None), "orchestrator_steady_bench")
-    await install_dsn(dsn)
-    conn = await connect(dsn)
-    try:
-        await install(conn)
-    finally:
-        await conn.close()
+    dsn = await scratch_orchestrator_database("orchestrator_steady_bench")
     rows = await run(dsn, rate=args.rate, seconds=args.seconds)
     facts.load_after = os.getloadavg()
     print("\n".join(facts.lines()))
