@@ -16,8 +16,7 @@ import pytest
 
 from orchestrator.db import connect, create_pool
 from orchestrator.errors import DatabaseUnavailable
-from tests.faults.harness import with_login
-from tests.support.pg import temporary_role
+from tests.support.pg import temporary_role, with_login
 
 PASSWORD = "refused-pw"
 connect_module = importlib.import_module("orchestrator.db.connect")
