@@ -121,7 +121,11 @@ async def test_nothing_of_a_cancelled_run_runs_after_the_cancel_committed(
         async def quiet() -> bool:
             return await fetchval(dsn, LEFT) == 0
 
-        await wait_until(quiet, 120, "the queues to empty")
+        try:
+            await wait_until(quiet, 120, "the queues to empty")
+        except AssertionError as exc:  # say what is left, and what the workers said
+            left = [dict(r) for r in await fetch(dsn, LEFT_ROWS)]
+            raise AssertionError(f"{exc}; left: {left}\n{worker.output()[-3000:]}") from None
     finally:
         worker.stop()
     cancelled = {r["run_id"]: r["cancelled_at"] for r in await fetch(dsn, CANCELLED)}
@@ -192,6 +196,11 @@ async def test_a_cancel_during_a_batch_stops_its_later_handlers_and_its_hand_off
 
 LEFT = "SELECT (SELECT count(*) FROM pgmq.q_two__first) + (SELECT count(*) FROM pgmq.q_two__second)"
 CANCELLED = "SELECT run_id::text AS run_id, cancelled_at FROM orchestrator.cancelled_runs"
+LEFT_ROWS = (
+    "SELECT 'first' AS q, msg_id, read_ct, vt - clock_timestamp() AS hidden_for, headers"
+    " FROM pgmq.q_two__first UNION ALL"
+    " SELECT 'second', msg_id, read_ct, vt - clock_timestamp(), headers FROM pgmq.q_two__second"
+)
 
 
 async def test_two_processes_sending_one_key_at_once_start_one_run(
