@@ -1,5 +1,11 @@
 """What a batch's attempts add up to: the hand-offs, retries and dead letters of its
-`complete` call, the metrics, and one log line per failed attempt.
+`complete` call, the metrics, and the log lines of failed attempts.
+
+A failed attempt is one line (pipeline, step, run id, attempt, error type and message), up to
+`LINES_PER_WINDOW` lines per step, outcome and error type per `LINES_EVERY` seconds; beyond
+that, a storm's further attempts go to debug level and one line per window says how many there
+were (the dead-letter queue keeps every dead letter, with its traceback). A traceback reaches
+the log once per distinct error per `TRACEBACK_EVERY` seconds.
 
 Every per-message decision of the hand-off is taken here, in `Bookkeeper`: a success is handed
 off; a failure is retried per the step's policy (`retry.decide`) or dead-lettered, and a retry
@@ -10,6 +16,7 @@ a message read more often than its step allows) are here too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -35,6 +42,12 @@ MAX_RETRY_DELAY = 10 * 365 * 86400.0
 
 TRACEBACK_EVERY = 60.0
 """Seconds between two tracebacks of the same error in the log (the dead letter keeps each)."""
+
+LINES_EVERY = 60.0
+"""The window of `LINES_PER_WINDOW`, in seconds."""
+
+LINES_PER_WINDOW = 10
+"""Failed-attempt lines logged one by one per step, outcome and error type per window."""
 
 Log = logging.LoggerAdapter[logging.Logger]
 
@@ -81,6 +94,75 @@ class TracebackGate:
         return True
 
 
+class _Window:
+    __slots__ = ("held", "logged", "started")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.logged = 0
+        self.held = 0
+
+
+class LineBudget:
+    """Lets `lines` log lines per key through per `every` seconds and counts the rest.
+
+    `admit` says whether a line may be logged; when a window that held lines back ends (at the
+    next line of its key, or by a timer set when the first line was held), `summarise` is called
+    with the key, how many lines were held and the window's length.
+    """
+
+    def __init__(
+        self,
+        summarise: Callable[[tuple[str, str], int, float], None],
+        *,
+        lines: int = LINES_PER_WINDOW,
+        every: float = LINES_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._summarise = summarise
+        self._lines = lines
+        self._every = every
+        self._clock = clock
+        self._windows: dict[tuple[str, str], _Window] = {}
+
+    def admit(self, key: tuple[str, str]) -> bool:
+        now = self._clock()
+        window = self._windows.get(key)
+        if window is None or now - window.started >= self._every:
+            self.close(key)
+            window = self._windows[key] = _Window(now)
+        if window.logged < self._lines:
+            window.logged += 1
+            return True
+        window.held += 1
+        if window.held == 1:
+            self._close_later(key, window.started + self._every - now)
+        return False
+
+    def close(self, key: tuple[str, str]) -> None:
+        """End `key`'s window, saying how many lines it held back."""
+        window = self._windows.pop(key, None)
+        if window is not None and window.held:
+            self._summarise(key, window.held, self._clock() - window.started)
+
+    def close_all(self) -> None:
+        for key in list(self._windows):
+            self.close(key)
+
+    def _close_later(self, key: tuple[str, str], delay: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: the next line of the key closes the window
+            return
+        window = self._windows[key]
+
+        def close() -> None:
+            if self._windows.get(key) is window:
+                self.close(key)
+
+        loop.call_later(max(0.0, delay), close)
+
+
 def _where(error: BaseException) -> str:
     """The innermost frame of `error`'s traceback, as ``file:line``."""
     tb = error.__traceback__
@@ -122,12 +204,15 @@ class Bookkeeper:
         policy: RetryPolicy,
         message_logger: Callable[[StepMessage], Log],
         counters: Counters | None = None,
+        step_log: Log | None = None,
     ) -> None:
         self.target = target
         self.policy = policy
         self._message_logger = message_logger
         self._counters = counters
         self._gate = TracebackGate()
+        self._step_log = step_log
+        self.lines = LineBudget(self._summarise)
 
     def precheck(self, outcomes: Outcomes, m: StepMessage) -> bool:
         """Fail `m` before its handler runs when it must not run; True when it may run."""
@@ -197,13 +282,17 @@ class Bookkeeper:
 
     def _log(self, log: Log, m: StepMessage, error: BaseException, decision: RetryDecision) -> None:
         described = f"{type(error).__name__}: {error}"
+        admitted = self.lines.admit(("dead" if decision.dead else "retry", type(error).__name__))
+        if not admitted and not log.isEnabledFor(logging.DEBUG):
+            return
         trace = not isinstance(error, AttemptFailure) and (
             log.isEnabledFor(logging.DEBUG) or self._gate.allow(error)
         )
         attempt = f"attempt {m.read_ct} of {self.policy.max_attempts} failed"
         if decision.dead:
             why = "permanent failure" if decision.permanent else attempt
-            log.error(
+            log.log(
+                logging.ERROR if admitted else logging.DEBUG,
                 "%s (%s); dead-lettered to %s",
                 why,
                 described,
@@ -211,12 +300,36 @@ class Bookkeeper:
                 exc_info=error if trace else None,
             )
         else:
-            log.warning(
+            log.log(
+                logging.WARNING if admitted else logging.DEBUG,
                 "%s (%s); retrying in %.3gs",
                 attempt,
                 described,
                 decision.delay,
                 exc_info=error if trace else None,
+            )
+
+    def _summarise(self, key: tuple[str, str], held: int, seconds: float) -> None:
+        """One line for the failed attempts of a window that were not logged one by one."""
+        if self._step_log is None:
+            return
+        outcome, error_type = key
+        if outcome == "dead":
+            self._step_log.error(
+                "%d more attempts failed with %s in %.0fs and were dead-lettered to %s"
+                " (not logged one by one: `orchestrator dlq list` shows each)",
+                held,
+                error_type,
+                seconds,
+                self.target.dead_letter_queue,
+            )
+        else:
+            self._step_log.warning(
+                "%d more attempts failed with %s in %.0fs and will be retried"
+                " (not logged one by one: --log-level debug shows each)",
+                held,
+                error_type,
+                seconds,
             )
 
     def count(self, done: Completion) -> None:

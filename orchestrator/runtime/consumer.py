@@ -135,7 +135,10 @@ class StepConsumer:
         self._invoker = Invoker(
             pipeline.name, step, handler, self._message_logger, observe, contracts=contracts
         )
-        books = Bookkeeper(self.target, step.retry, self._message_logger, counters)
+        books = Bookkeeper(
+            self.target, step.retry, self._message_logger, counters, step_log=self._log
+        )
+        self._books = books
         self.flow = FlowGate(pipeline, step, self.vt_seconds)
         self._batches = Batches(
             pool,
@@ -225,6 +228,7 @@ class StepConsumer:
             raise
         finally:
             bell.cancel()
+            self._books.lines.close_all()  # a storm's last held-back lines are counted
         # Loops end on their own only when `stopping` is set; one that raised (a missing
         # queue, a bug; never a database outage) stops the others and surfaces here.
         failed = [t for t in loops if t.done() and not t.cancelled() and t.exception() is not None]

@@ -18,6 +18,7 @@ from orchestrator.observe.logging import TextFormatter
 from orchestrator.runtime import Fail, Retry
 from orchestrator.runtime.bookkeeping import (
     Bookkeeper,
+    LineBudget,
     TracebackGate,
     is_suspect,
     lost_attempts,
@@ -267,3 +268,23 @@ def test_what_python_cannot_decode_says_why() -> None:
     with pytest.raises(UndecodableJson):
         loads('{"n": 1' + "0" * 5000 + "}")
     assert loads('{"n": 1' + "0" * 400 + "}") == {"n": 10**400}
+
+
+def test_a_storm_of_failed_attempts_is_summed_up_past_its_line_budget() -> None:
+    now = [0.0]
+    summaries: list[tuple[tuple[str, str], int]] = []
+    budget = LineBudget(
+        lambda key, held, seconds: summaries.append((key, held)),
+        lines=3,
+        every=60,
+        clock=lambda: now[0],
+    )
+    retry = ("retry", "ValueError")
+    assert [budget.admit(retry) for _ in range(5)] == [True, True, True, False, False]
+    assert budget.admit(("dead", "ValueError"))  # another outcome has its own budget
+    assert summaries == []
+    now[0] = 61
+    assert budget.admit(retry)  # a new window, after one line for the held ones
+    assert summaries == [(retry, 2)]
+    budget.close_all()
+    assert summaries == [(retry, 2)]  # nothing was held in the new windows
