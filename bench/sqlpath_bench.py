@@ -9,7 +9,11 @@ pgmq.read('q', 30, 1)`, `SELECT pgmq.delete('q', 7)`, ... Three sides on one ser
            call takes the dynamic path (a statement built and planned per call): the SQL path
            as it was before the queue functions, measured again in the same run;
 - PGMQ:    `orchestrator_bench_pgmq`, created anew with PGMQ 1.13's SQL as the `pgmq` Python
-           package ships it, queue `sqlpath`.
+           package ships it, queue `sqlpath`;
+- floor:   client way only: the same autocommit round trips (one statement per call) each
+           doing the least a write can do, a one-row UPDATE of a row of its connection's own,
+           so each still waits for its commit's WAL flush. What no function can go below: a
+           side's rate over the floor's is the share of the floor it reaches.
 
 Each workload runs two ways:
 - client: asyncpg connections call the functions one statement per call, each its own
@@ -53,6 +57,7 @@ class Side:
     queue: str
     form: str = ""
     dynamic: bool = False
+    floor: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,18 @@ WORKLOADS = (
     Workload("pop qty=1", 1, True, "PERFORM pgmq.pop(%(q)s, 1);"),
     Workload("pop qty=100", 100, True, "PERFORM pgmq.pop(%(q)s, 100);"),
 )
+
+
+FLOOR_TABLE = "sqlpath_floor"
+
+
+async def floor_step(conn: asyncpg.Connection, workload: Workload, row: int) -> int:
+    """The floor of one step: as many autocommit statements as the step's calls, each a
+    one-row UPDATE; counted as the step's messages."""
+    calls = 2 if workload.name.startswith("read") else 1
+    for _ in range(calls):
+        await conn.execute(f"UPDATE {FLOOR_TABLE} SET n = n + 1 WHERE id = $1", row)
+    return workload.per_step
 
 
 async def client_step(conn: asyncpg.Connection, workload: Workload, queue: str) -> int:
@@ -145,6 +162,13 @@ class SqlPathBench:
 
     async def _reset(self, side: Side, fill: int) -> None:
         conn = side.conns[0]
+        if side.floor:
+            await conn.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
+            await conn.execute(f"CREATE TABLE {FLOOR_TABLE} (id integer PRIMARY KEY, n bigint)")
+            await conn.execute(
+                f"INSERT INTO {FLOOR_TABLE} SELECT g, 0 FROM generate_series(0, 7) g"
+            )
+            return
         await conn.execute(
             "SELECT pgmq.drop_queue(m.queue_name) FROM pgmq.meta m WHERE m.queue_name = $1",
             side.queue,
@@ -164,7 +188,9 @@ class SqlPathBench:
         await conn.execute("CHECKPOINT")
 
     async def _client_chunk(self, side: Side, workload: Workload, conns: int, steps: int) -> int:
-        async def work(conn: asyncpg.Connection, _: int) -> int:
+        async def work(conn: asyncpg.Connection, index: int) -> int:
+            if side.floor:
+                return sum([await floor_step(conn, workload, index) for _ in range(steps)])
             return sum([await client_step(conn, workload, side.queue) for _ in range(steps)])
 
         count, _ = await run_workers(side.conns[:conns], work)
@@ -198,7 +224,12 @@ class SqlPathBench:
         rate = {name: done[name] / spent[name] for name in done}
         label = f"{workload.name} ({'in server, each committed' if way == 'server' else 'client'})"
         rates = ", ".join(f"{name} {value:,.0f}" for name, value in rate.items())
-        self.log(f"  {label} x{conns}: {rates} msg/s")
+        shares = "".join(
+            f", {name}/floor {value / rate['floor']:.2f}"
+            for name, value in rate.items()
+            if "floor" in rate and name != "floor"
+        )
+        self.log(f"  {label} x{conns}: {rates} msg/s{shares}")
         note = "synchronous_commit off" if way == "server" else ""
         for side in self.sides:
             if side.name != "ours":
@@ -217,14 +248,21 @@ class SqlPathBench:
 
 PGMQ_FORM = "PGMQ 1.13's SQL, same calls"
 DYNAMIC_FORM = "our dynamic path (before)"
+FLOOR_FORM = "floor: same round trips, one-row UPDATEs"
 
 
-def sides(ours: list[asyncpg.Connection], theirs: list[asyncpg.Connection]) -> list[Side]:
-    return [
+def sides(
+    ours: list[asyncpg.Connection], theirs: list[asyncpg.Connection], floor: bool = False
+) -> list[Side]:
+    """The sides of a comparison; `floor` adds the floor (client way)."""
+    found = [
         Side("ours", ours, QUEUE),
         Side("dynamic", ours, QUEUE_DYNAMIC, DYNAMIC_FORM, dynamic=True),
         Side("pgmq", theirs, QUEUE, PGMQ_FORM),
     ]
+    if floor:
+        found.append(Side("floor", ours, "", FLOOR_FORM, floor=True))
+    return found
 
 
 async def run(
@@ -245,13 +283,14 @@ async def run(
     try:
         await theirs[0].execute(sql)
         for workload in WORKLOADS:
-            bench.sides = sides(ours, theirs)
+            bench.sides = sides(ours, theirs, floor=True)
             for conns in (1, 4):
                 await bench.compare(workload, "client", conns)
             bench.sides = sides([ours_quiet], [theirs_quiet])
             await bench.compare(workload, "server", 1)
         for name in (QUEUE, QUEUE_DYNAMIC):
             await ours[0].execute("SELECT pgmq.drop_queue($1::text)", name)
+        await ours[0].execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
     finally:
         for conn in [*ours, *theirs, ours_quiet, theirs_quiet]:
             await conn.close()

@@ -26,9 +26,13 @@ OPERATIONS = [
     "delete",
     "delete_many",
     "pop",
+    "pop_many",
     "read",
+    "read_many",
     "send",
     "send_batch",
+    "set_vt",
+    "set_vt_many",
 ]
 
 CREATE = {
@@ -111,16 +115,30 @@ async def test_public_calls_run_the_queue_functions(conn: asyncpg.Connection) ->
         )
         assert await conn.fetch("SELECT * FROM pgmq.delete($1::text, $2::bigint[])", q, [ids[1][0]])
         assert len(await conn.fetch("SELECT * FROM pgmq.pop(queue_name=>$1::text)", q)) == 1
+        assert await conn.fetch(
+            "SELECT * FROM pgmq.set_vt(queue_name=>$1::text, msg_id=>$2::bigint, vt=>$3::integer)",
+            q,
+            ids[3][0],
+            0,
+        )
+        assert await conn.fetch(
+            "SELECT * FROM pgmq.set_vt($1::text, $2::bigint[], now())", q, [ids[3][0]]
+        )
+        assert len(await conn.fetch("SELECT * FROM pgmq.pop($1::text, 5)", q)) == 1
         got = await calls(conn)
     assert got == {
         f"send:{q}": 2,
         f"send_batch:{q}": 1,
-        f"read:{q}": 1,  # the read of 2 takes the dynamic statement
+        f"read:{q}": 1,
+        f"read_many:{q}": 1,
         f"delete:{q}": 1,
         f"delete_many:{q}": 1,
         f"archive:{q}": 1,
         f"archive_many:{q}": 1,
         f"pop:{q}": 1,
+        f"pop_many:{q}": 1,
+        f"set_vt:{q}": 1,
+        f"set_vt_many:{q}": 1,
     }
 
 
@@ -185,6 +203,12 @@ async def _scenario(conn: asyncpg.Connection, q: str) -> list[Any]:
             r[0]
             for r in await conn.fetch("SELECT * FROM pgmq.archive($1, ARRAY[6, 7, 4]::bigint[])", q)
         )
+    )
+    set_vt = "SELECT * FROM pgmq.set_vt($1, {}, {})"
+    out.append(_comparable(await conn.fetch(set_vt.format("2::bigint", "0"), q)))
+    out.append(_comparable(await conn.fetch(set_vt.format("999::bigint", "0"), q)))
+    out.append(
+        _comparable(await conn.fetch(set_vt.format("ARRAY[2, 8, 999]::bigint[]", "now()"), q))
     )
     await conn.execute(
         "UPDATE pgmq.{} SET vt = now() - interval '1 second'".format('"q_' + q + '"')
@@ -280,3 +304,77 @@ async def test_no_functions_for_a_queue_dropped_before_they_are_made(
             await asyncio.sleep(0.01)
     await waiting
     assert await own_functions(conn, "brief") == []
+
+
+async def _hide(conn: asyncpg.Connection, q: str, up_to: int) -> None:
+    """Messages 1..up_to in flight for an hour, then fresh statistics."""
+    await conn.execute(
+        f"UPDATE pgmq.\"q_{q}\" SET vt = now() + interval '1 hour' WHERE msg_id <= $1", up_to
+    )
+    await conn.execute(f'ANALYZE pgmq."q_{q}"')
+
+
+async def _fill(conn: asyncpg.Connection, q: str, count: int) -> None:
+    await conn.execute(
+        "SELECT pgmq.send_batch($1, ARRAY(SELECT jsonb_build_object('i', i, 'odd', i % 2 = 1)"
+        " FROM generate_series(1, $2) i))",
+        q,
+        count,
+    )
+
+
+@pytest.mark.parametrize("kind", list(CREATE))
+async def test_reads_across_the_head_of_the_queue(conn: asyncpg.Connection, kind: str) -> None:
+    """The queue functions read the head of the queue (pgmq_ext.queue_head: the lowest
+    msg_id + 1000 + 10 x qty) with their cached statement and the rest with a statement
+    planned for the call: together they give the oldest visible messages, each once, in
+    msg_id order, also with vt 0 (the messages just read are visible again)."""
+    q = "span"
+    await conn.execute(CREATE[kind], q)
+    await _fill(conn, q, 3000)
+    await _hide(conn, q, 1095)  # the head of a read of 10 ends below 1101
+    ids = "SELECT msg_id FROM pgmq.{}"
+    got = [r[0] for r in await conn.fetch(ids.format("read($1, 0, 10)"), q)]
+    assert got == list(range(1096, 1106))
+    got = [r[0] for r in await conn.fetch(ids.format("read($1, 0, 10, '{\"odd\": true}')"), q)]
+    assert got == list(range(1097, 1117, 2))
+    got = [r[0] for r in await conn.fetch(ids.format("read($1, 30, 1)"), q)]
+    assert got == [1096]
+    await _hide(conn, q, 1200)  # the whole head of a read of one
+    got = [r[0] for r in await conn.fetch(ids.format("read($1, 30, 1)"), q)]
+    assert got == [1201]
+    got = [r[0] for r in await conn.fetch(ids.format("read_with_poll($1, 30, 1, 1, 10)"), q)]
+    assert got == [1202]
+    got = [r[0] for r in await conn.fetch(ids.format("pop($1, 10)"), q)]
+    assert got == list(range(1203, 1213))
+    got = [r[0] for r in await conn.fetch(ids.format("pop($1)"), q)]
+    assert got == [1213]
+    await conn.execute(f'DELETE FROM pgmq."q_{q}"')
+    assert await conn.fetch(ids.format("read($1, 30, 5)"), q) == []
+    assert await conn.fetch(ids.format("pop($1)"), q) == []
+
+
+async def test_a_queue_whose_oldest_messages_are_in_flight_is_read_at_its_visible_end(
+    conn: asyncpg.Connection,
+) -> None:
+    """A cached plan walks the primary key and cannot tell how many of the oldest messages
+    are hidden: with 19,990 of 20,000 in flight, a plan of that shape looks at all of them on
+    every read. Repeated reads (past the plan cache's first five custom plans) look at no more
+    than the head of the queue and the few visible messages (pg_stat_xact_user_tables)."""
+    q = "deep"
+    await conn.execute("SELECT pgmq.create($1)", q)
+    await _fill(conn, q, 20_000)
+    await _hide(conn, q, 19_990)
+    fetched = (
+        "SELECT coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0)"
+        " FROM pg_stat_xact_user_tables WHERE relid = $1::regclass"
+    )
+    table = f'pgmq."q_{q}"'
+    async with conn.transaction():
+        read: list[int] = []
+        for qty in (1, 1, 1, 1, 1, 1, 1, 1, 2):
+            before = await conn.fetchval(fetched, table)
+            read += [r[0] for r in await conn.fetch("SELECT * FROM pgmq.read($1, 30, $2)", q, qty)]
+            looked_at = await conn.fetchval(fetched, table) - before
+            assert looked_at < 5_000, (qty, looked_at)
+        assert read == list(range(19_991, 20_001))

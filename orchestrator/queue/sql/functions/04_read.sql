@@ -76,11 +76,12 @@ BEGIN
     IF vt IS NULL OR vt < 0 OR qty IS NULL OR qty <= 0 THEN
         PERFORM pgmq_ext.check_read(vt, qty);
     END IF;
-    -- One message: the queue's own function. Several: the dynamic statement, planned for the
-    -- LIMIT at hand (a cached plan of a LIMIT parameter is re-planned on every call anyway,
-    -- and measured slower than the dynamic statement at 100 per call).
+    -- One message: "read:<q>"; several: "read_many:<q>" (13_queue_functions.sql). The
+    -- operation is a constant in each branch, so the look-up is inlined.
     IF qty = 1 THEN
         fn := pgmq_ext.queue_function(queue_name, 'read');
+    ELSE
+        fn := pgmq_ext.queue_function(queue_name, 'read_many');
     END IF;
     IF fn IS NOT NULL THEN
         RETURN QUERY EXECUTE 'SELECT * FROM ' || fn || '($1, $2, $3)' USING vt, qty, conditional;
@@ -134,6 +135,8 @@ BEGIN
     PERFORM pgmq_ext.check_poll(max_poll_seconds, poll_interval_ms);
     IF qty = 1 THEN  -- as in pgmq.read
         fn := pgmq_ext.queue_function(queue_name, 'read');
+    ELSE
+        fn := pgmq_ext.queue_function(queue_name, 'read_many');
     END IF;
     IF fn IS NULL THEN
         statement := pgmq_ext.read_sql(queue_name, qty, conditional);
@@ -175,9 +178,13 @@ AS $$
 DECLARE
     fn text;
 BEGIN
-    PERFORM pgmq_ext.check_read(0, qty);
+    IF qty IS NULL OR qty <= 0 THEN
+        PERFORM pgmq_ext.check_read(0, qty);
+    END IF;
     IF qty = 1 THEN  -- as in pgmq.read
         fn := pgmq_ext.queue_function(queue_name, 'pop');
+    ELSE
+        fn := pgmq_ext.queue_function(queue_name, 'pop_many');
     END IF;
     IF fn IS NOT NULL THEN
         RETURN QUERY EXECUTE 'SELECT * FROM ' || fn || '($1)' USING qty;
@@ -207,12 +214,14 @@ RETURNS text
 LANGUAGE sql STABLE
 RETURN pgmq_ext.set_vt_sql(queue_name, many, '$2');
 
+-- Through the queue's own function when it has one (pgmq_ext.set_vt_statement in
+-- 13_queue_functions.sql), else the UPDATE above.
 CREATE OR REPLACE FUNCTION pgmq.set_vt(queue_name text, msg_id bigint, vt integer)
 RETURNS SETOF pgmq.message_record
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE pgmq_ext.set_vt_sql(queue_name, false)
+    RETURN QUERY EXECUTE pgmq_ext.set_vt_statement(queue_name, false)
         USING msg_id, pgmq_ext.visible_after(vt, 'vt');
 END
 $$;
@@ -222,7 +231,7 @@ RETURNS SETOF pgmq.message_record
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE pgmq_ext.set_vt_sql(queue_name, false)
+    RETURN QUERY EXECUTE pgmq_ext.set_vt_statement(queue_name, false)
         USING msg_id, pgmq_ext.visible_at(vt, 'vt');
 END
 $$;
@@ -232,7 +241,7 @@ RETURNS SETOF pgmq.message_record
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE pgmq_ext.set_vt_sql(queue_name, true)
+    RETURN QUERY EXECUTE pgmq_ext.set_vt_statement(queue_name, true)
         USING msg_ids, pgmq_ext.visible_after(vt, 'vt');
 END
 $$;
@@ -242,7 +251,7 @@ RETURNS SETOF pgmq.message_record
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE pgmq_ext.set_vt_sql(queue_name, true)
+    RETURN QUERY EXECUTE pgmq_ext.set_vt_statement(queue_name, true)
         USING msg_ids, pgmq_ext.visible_at(vt, 'vt');
 END
 $$;
