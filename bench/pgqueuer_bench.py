@@ -3,10 +3,11 @@
     python -m bench.pgqueuer_bench [--runs N] [--cost]   # alone; `python -m bench` runs it too
 
 - orchestrator: a 3-step chain of no-op handlers (a -> b -> c), `batch_size` 1 and 100; `--runs`
-  runs are started first, then `orchestrator run --drain --workers 2` (two worker processes, as a
-  user runs it) drains them. Jobs/s counts step hand-offs (3 per run), each its own handled
-  message, timed from the first read to the last archive (the archive's timestamps), so process
-  start-up and the drain's exit are not counted.
+  runs are started first, visible STARTUP_GRACE seconds later, then `orchestrator run --drain
+  --workers 2` (two worker processes, as a user runs it) drains them; both workers are up
+  before the first run becomes visible. Jobs/s counts step hand-offs (3 per run), each its own
+  handled message, timed from the first read to the last archive (the archive's timestamps), so
+  process start-up and the drain's exit are not counted.
 - PgQueuer 1.6.0, installed by this benchmark into a venv of its own
   (`.orchestrator/bench/pgqueuer-venv`; skipped with a message when it cannot be installed): the
   same number of jobs (3 per run) of a no-op entrypoint, enqueued first, then drained by five
@@ -51,6 +52,9 @@ VENV = ROOT / ".orchestrator" / "bench" / "pgqueuer-venv"
 PGQUEUER = "pgqueuer==1.6.0"
 DRIVER = "asyncpg>=0.29"
 CEILING_CONNS = (1, 2, 4, 8, 16)
+STARTUP_GRACE = 5.0
+"""Seconds between sending the chain's runs and their becoming visible: `run --workers 2`
+starts both processes within it (about 1-2 s on this machine under load)."""
 
 CHAIN = """\
 pipeline: chain{batch}
@@ -361,9 +365,15 @@ async def orchestrator_drain(
         conn = await asyncpg.connect(dsn)
         try:
             idle = await measured(dsn, 0, drain, with_cost)
+            # Every run becomes visible STARTUP_GRACE seconds after the first was sent: by
+            # then both workers are up, so the first read does not race the second's start.
+            visible_at = time.monotonic() + STARTUP_GRACE
             for first in range(0, runs, 1000):
                 await start_many(
-                    name, [{"n": i} for i in range(first, min(runs, first + 1000))], conn=conn
+                    name,
+                    [{"n": i} for i in range(first, min(runs, first + 1000))],
+                    conn=conn,
+                    delay=max(0.0, visible_at - time.monotonic()),
                 )
             cost = await measured(dsn, 3 * runs, drain, with_cost)
             cost = cost.minus(idle) if cost is not None else None
