@@ -39,11 +39,16 @@ async def _locked(rt: Runtime, msg_id: int) -> bool:
     return False
 
 
-async def _admitted_read(consumer: Any, conn: Any) -> list[handoff.StepMessage]:
-    """One message, read as the loop reads it: after the flow gate (which lets the hand-off
-    read ahead once it has seen the step is not paused)."""
+async def _hand_off_the_first(consumer: Any, conn: Any) -> tuple[Session, list[Any]]:
+    """Read one message as the loop does (after the flow gate, which lets the hand-off read
+    ahead once it has seen the step is not paused) and hand it off; the session and the
+    message read ahead (the second one)."""
+    session = Session(conn)
     assert await consumer.flow.admit(conn, 1, asyncio.Event()) is not None
-    return await handoff.read(conn, "ahead__work", 30, 1)
+    first = await handoff.read(conn, "ahead__work", 30, 1)
+    following = await consumer._batches.run(session, first, stopping=asyncio.Event())
+    assert [m.body for m in following] == [{"i": 2}]
+    return session, following
 
 
 async def test_the_batch_read_ahead_is_claimed_with_the_commit(rt: Runtime) -> None:
@@ -56,12 +61,9 @@ async def test_the_batch_read_ahead_is_claimed_with_the_commit(rt: Runtime) -> N
 
     consumer = rt.consumer("ahead", "work", work)
     async with rt.pool.acquire() as conn:
-        session = Session(conn)
-        first = await _admitted_read(consumer, conn)
-        following = await consumer._batches.run(session, first, stopping=asyncio.Event())
+        session, following = await _hand_off_the_first(consumer, conn)
         # The first hand-off committed; its COMMIT began the next transaction and claimed the
         # message read ahead: locked now, its read committed with the hand-off.
-        assert [m.body for m in following] == [{"i": 2}]
         assert session.claimed == {following[0].msg_id}
         assert await rt.count("ahead__done") == 1
         assert await _locked(rt, following[0].msg_id)
@@ -94,12 +96,9 @@ async def test_a_message_gone_before_the_claim_falls_back_to_the_fenced_claim(
 
     consumer = rt.consumer("ahead", "work", work)
     async with rt.pool.acquire() as conn:
-        session = Session(conn)
-        first = await _admitted_read(consumer, conn)
-        following = await consumer._batches.run(session, first, stopping=asyncio.Event())
+        session, following = await _hand_off_the_first(consumer, conn)
         # The claim in the COMMIT's round trip deleted the cancelled run's message and so got
         # fewer than it read: it claimed nothing, and the transaction is open and usable.
-        assert [m.body for m in following] == [{"i": 2}]
         assert session.claimed == frozenset()
         assert conn.is_in_transaction()
         assert await conn.fetchval("SELECT 1") == 1
