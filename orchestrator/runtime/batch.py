@@ -88,17 +88,21 @@ def classify(exc: BaseException) -> Fault:
 class Session:
     """A loop's connection and the transaction it has open on it, if any.
 
-    `commit(begin_next=True)` sends ``COMMIT; BEGIN`` in one round trip and keeps the same
-    asyncpg Transaction object for the next batch: asyncpg still sees one transaction (so a
-    handler's ``ctx.conn.transaction()`` nests as a savepoint), the server sees one per batch.
+    `commit(ahead)` with messages read ahead sends ``COMMIT; BEGIN; <their claim>`` in one
+    round trip (`handoff.commit_and_claim`) and keeps the same asyncpg Transaction object for
+    the next batch: asyncpg still sees one transaction (so a handler's
+    ``ctx.conn.transaction()`` nests as a savepoint), the server sees one per batch. `claimed`
+    then holds the msg_ids the new transaction already claimed, for the next batch's claim to
+    skip its own round trip.
     """
 
-    __slots__ = ("conn", "tx", "watch")
+    __slots__ = ("claimed", "conn", "tx", "watch")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.tx: Any = None
         self.watch = Watch()
+        self.claimed: frozenset[int] = frozenset()
 
     async def begin(self) -> None:
         if self.tx is None:
@@ -106,10 +110,14 @@ class Session:
             await tx.start()
             self.tx = tx
 
-    async def commit(self, *, begin_next: bool) -> None:
-        if begin_next:
+    async def commit(self, ahead: Sequence[StepMessage] = ()) -> None:
+        """COMMIT; with messages `ahead` (read by this transaction's `complete`), begin the
+        next batch's transaction and claim them in the same round trip."""
+        self.claimed = frozenset()
+        if ahead:
             try:
-                await self.conn.execute("COMMIT; BEGIN ISOLATION LEVEL READ COMMITTED")
+                if await handoff.commit_and_claim(self.conn):
+                    self.claimed = frozenset(m.msg_id for m in ahead)
             except BaseException:
                 with contextlib.suppress(Exception):
                     await self.rollback()
@@ -118,8 +126,14 @@ class Session:
         tx, self.tx = self.tx, None
         await tx.commit()
 
+    def take_claimed(self, messages: Sequence[StepMessage]) -> bool:
+        """Whether the open transaction already claimed every one of `messages` (once)."""
+        claimed, self.claimed = self.claimed, frozenset()
+        return bool(claimed) and all(m.msg_id in claimed for m in messages)
+
     async def rollback(self) -> None:
         """End the transaction, whatever state asyncpg and the server think it is in."""
+        self.claimed = frozenset()
         tx, self.tx = self.tx, None
         await settle(self.conn)
         if tx is not None:
@@ -219,6 +233,9 @@ class _Batch:
         return []
 
     async def _claim(self) -> None:
+        if self.session.take_claimed(self.messages):  # with the last COMMIT: all still ours
+            self.owned = list(self.messages)
+            return
         claimed = await handoff.claim(self.conn, self.o.queue, self.messages)
         self.owned = [m for m in self.messages if m.msg_id in claimed]
         if len(self.owned) < len(self.messages):
@@ -257,7 +274,7 @@ class _Batch:
             return None
         self.state = State.COMMITTING
         try:
-            await self.session.commit(begin_next=bool(following))
+            await self.session.commit(following)
         except asyncpg.PostgresError as exc:
             if is_connection_error(exc):
                 raise

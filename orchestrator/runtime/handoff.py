@@ -3,8 +3,9 @@
 One batch costs a fixed number of round trips, whatever its size: `read` (autocommit: read_ct
 counts the attempt durably), BEGIN, `claim` (lock what we still own, fenced by read_ct), the
 handlers, then ONE `complete` call (hand off, retry and dead-letter everything, see
-``store/sql/functions/20_handoff.sql``), COMMIT. `extend_lease` and `release` serve long and
-abandoned batches.
+``store/sql/functions/20_handoff.sql``), COMMIT. While a queue is busy, `complete` also reads
+the next batch and `commit_and_claim` sends COMMIT, BEGIN and that batch's claim together: two
+round trips per batch. `extend_lease` and `release` serve long and abandoned batches.
 
 JSON travels as text: payloads and outputs are encoded here once (`db.jsontext`: orjson, with
 every digit of big ints and Decimals kept), checked for what PostgreSQL's jsonb refuses (NUL
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import orjson
 
 from orchestrator.db import jsontext
@@ -421,6 +423,22 @@ async def complete(
         StepMessage.from_row(tuple(row)[5:], target.queue) for row in rows if row[5] is not None
     ]
     return done, following
+
+
+async def commit_and_claim(conn: Any) -> bool:
+    """COMMIT the batch whose `complete` read the next one ahead, BEGIN the next batch's
+    transaction and claim every message read ahead, in one round trip; True when all of them
+    were claimed. False when one was no longer owned (a cancel deleted it, its read lapsed) or
+    the claim failed: the new transaction is then open and empty, for `claim` to say which
+    are still owned. A COMMIT the server refused raises (nothing of the batch happened)."""
+    try:
+        await conn.execute(_Q["commit_and_claim"])
+    except asyncpg.PostgresError:
+        if not conn.is_in_transaction():
+            raise  # the COMMIT failed: no new transaction was begun
+        await conn.execute("ROLLBACK; BEGIN ISOLATION LEVEL READ COMMITTED")
+        return False
+    return True
 
 
 async def extend_lease(

@@ -53,10 +53,12 @@ class Connection(Protocol):
 class PoolConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg is untyped here
     """A connection of a worker's pool: it remembers whether a handler was given it.
 
-    The runtime's own statements leave no session state behind (no LISTEN, no session-level
-    SET or advisory lock, no open cursor: the wake-ups and upkeep locks live on dedicated
-    connections), so taking a connection back costs no reset round trip (`reset_if_lent`)
-    unless a handler had it and may have left any.
+    The runtime's own statements leave no session state behind that matters (no LISTEN, no
+    session-level SET or advisory lock, no open cursor: the wake-ups and upkeep locks live on
+    dedicated connections; only the ``orchestrator.read_ahead_*`` settings a read-ahead leaves,
+    which the next read-ahead rewrites before anything reads them), so taking a connection
+    back costs no reset round trip (`reset_if_lent`) unless a handler had it and may have
+    left any.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -33,20 +33,47 @@ SELECT * FROM orchestrator.complete(
 -- complete, then read the next batch ($17 queue, $18 vt, $19 qty) in the same transaction:
 -- the read commits (durably) with the hand-off, and the next batch costs no round trip of its
 -- own. One row per message read, or one row with NULL message columns when none was.
+-- What was read is also left in three session settings (orchestrator.read_ahead_*: queue,
+-- msg_ids, read_cts; set whether or not anything was read, so they are never stale after
+-- this statement) for commit_and_claim, which claims it in the COMMIT's round trip.
 WITH c AS MATERIALIZED (
     SELECT * FROM orchestrator.complete(
         $1::text, $2::text, $3::text::jsonb, $4::boolean, $5::text,
         $6::bigint[], $7::integer[], $8::uuid[], $9::text[]::jsonb[],
         $10::bigint[], $11::integer[], $12::float8[], $13::text[]::jsonb[],
         $14::bigint[], $15::integer[], $16::text[]::jsonb[])
+), r AS MATERIALIZED (
+    SELECT m.* FROM c, LATERAL pgmq.read($17::text, $18::integer, $19::integer) AS m
+     WHERE c.handed_off IS NOT NULL  -- after complete(): the lateral reference orders them
+), ahead AS MATERIALIZED (
+    SELECT set_config('orchestrator.read_ahead_queue', $17::text, false),
+           set_config('orchestrator.read_ahead_ids',
+                      coalesce((SELECT array_agg(r.msg_id ORDER BY r.msg_id) FROM r), '{}')::text,
+                      false),
+           set_config('orchestrator.read_ahead_cts',
+                      coalesce((SELECT array_agg(r.read_ct ORDER BY r.msg_id) FROM r), '{}')::text,
+                      false)
 )
 SELECT c.handed_off, c.sent, c.joins_completed, c.retried, c.dead_lettered,
        r.msg_id, r.read_ct, r.message::text AS message, r.headers::text AS headers
   FROM c
-  LEFT JOIN LATERAL (
-      SELECT m.* FROM pgmq.read($17::text, $18::integer, $19::integer) AS m
-       WHERE c.handed_off IS NOT NULL  -- after complete(): the lateral reference orders them
-  ) AS r ON true
+ CROSS JOIN ahead
+  LEFT JOIN r ON true
+
+-- name: commit_and_claim
+-- COMMIT the batch whose complete_and_read read the next one ahead, BEGIN the next batch's
+-- transaction and claim (orchestrator.claim, fenced by read_ct) what was read ahead, as named
+-- by the session settings complete_and_read left: three statements in one round trip (the
+-- simple protocol; no value is written into the text). check_owned raises when the claim
+-- did not get every message: the new transaction is then aborted, and the caller rolls it
+-- back and claims with `claim`, which says which messages are still owned.
+COMMIT;
+BEGIN ISOLATION LEVEL READ COMMITTED;
+SELECT orchestrator.check_owned(a.queue, 'claim', cardinality(a.ids),
+           (SELECT count(*)::integer FROM orchestrator.claim(a.queue, a.ids, a.cts)))
+  FROM (SELECT current_setting('orchestrator.read_ahead_queue') AS queue,
+               current_setting('orchestrator.read_ahead_ids')::bigint[] AS ids,
+               current_setting('orchestrator.read_ahead_cts')::integer[] AS cts) AS a
 
 -- name: extend_lease
 -- Move the vt of owned messages $2 (at read_cts $3) of queue $1 to $4 seconds from now.
