@@ -297,7 +297,8 @@ def _supervise(
         "--workers=1",
     ]
     # The DSN goes through the environment: a command line is visible to every local user.
-    env = {**os.environ, "DATABASE_URL": dsn}
+    # ORCHESTRATOR_DSN outranks DATABASE_URL: set it, so an inherited one cannot win over --dsn.
+    env = {**os.environ, "ORCHESTRATOR_DSN": dsn}
     if args.listen_dsn:
         env["ORCHESTRATOR_LISTEN_DSN"] = args.listen_dsn
     supervisor = run_supervisor(

@@ -123,13 +123,17 @@ class Project:
         return next(p for p in self.pipelines() if p.name == name)
 
     def cli(
-        self, *args: str, timeout: float = 120, input: bytes | None = None
+        self,
+        *args: str,
+        timeout: float = 120,
+        input: bytes | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run the CLI to completion in the project folder."""
+        """Run the CLI to completion in the project folder (`env`: variables to add)."""
         result = subprocess.run(
             [*CLI, *args],
             cwd=self.root,
-            env=clean_env(),
+            env={**clean_env(), **(env or {})},
             capture_output=True,
             timeout=timeout,
             input=input,

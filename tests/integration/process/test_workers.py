@@ -89,6 +89,19 @@ async def test_two_workers_drain_and_a_killed_one_is_replaced(
     await assert_exactly_once(dsn, chain, runs)
 
 
+async def test_workers_use_the_dsn_given_on_the_command_line_over_the_environment(
+    project: Project, applied: asyncpg.Connection, dsn: str
+) -> None:
+    chain = project.pipeline("chain")
+    runs = await send_runs(dsn, "chain", [{"n": n} for n in range(5)])
+    elsewhere = {"ORCHESTRATOR_DSN": "postgresql://nobody@127.0.0.1:1/nowhere"}
+    result = project.cli(
+        "run", "--dsn", dsn, "--pipeline", "chain", "--workers", "2", "--drain", env=elsewhere
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    await assert_exactly_once(dsn, chain, runs)
+
+
 async def test_sigterm_stops_every_worker_and_metrics_cover_both(
     project: Project, applied: asyncpg.Connection, dsn: str
 ) -> None:
