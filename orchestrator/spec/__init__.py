@@ -1,7 +1,7 @@
 """Pipeline specifications: YAML -> typed models -> graph, with file:line:col diagnostics.
 
 Owns: loading YAML with marks and duplicate-key detection, the JSON Schema, the pydantic models,
-graph checks (networkx), queue naming, cron expressions, handler references. Offline: must not
+graph checks, queue naming, cron expressions, handler references. Offline: must not
 import asyncpg, db, queue, compiler, runtime.
 
 Entry points for the other layers::

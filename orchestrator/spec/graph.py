@@ -9,15 +9,13 @@ of a file are invalid, and report every problem as an `Issue` with its document 
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from orchestrator.spec.diagnostics import DocPath, Issue
 from orchestrator.spec.suggest import closest, did_you_mean
-
-if TYPE_CHECKING:
-    import networkx as nx
 
 LinkField = Literal["next", "after"]
 
@@ -74,18 +72,122 @@ def unknown_references(steps: Mapping[str, StepLinks]) -> list[Issue]:
     ]
 
 
+class StepGraph:
+    """Steps (in file order) and the edges between them; a pipeline has tens of steps, so
+    plain dicts do (no graph library to import when a worker starts)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.index = {name: i for i, name in enumerate(names)}
+        self.succ: dict[str, dict[str, None]] = {name: {} for name in names}
+        self.pred: dict[str, dict[str, None]] = {name: {} for name in names}
+
+    @property
+    def nodes(self) -> list[str]:
+        return list(self.index)
+
+    def add_edge(self, u: str, v: str) -> None:
+        self.succ[u][v] = None
+        self.pred[v][u] = None
+
+    def has_edge(self, u: str, v: str) -> bool:
+        return v in self.succ[u]
+
+    def descendants(self, start: str) -> set[str]:
+        seen: set[str] = set()
+        stack = list(self.succ[start])
+        while stack:
+            node = stack.pop()
+            if node not in seen:
+                seen.add(node)
+                stack.extend(self.succ[node])
+        return seen
+
+    def strongly_connected(self) -> list[set[str]]:
+        """Tarjan's algorithm, iterative: the strongly connected groups of steps."""
+        index: dict[str, int] = {}
+        low: dict[str, int] = {}
+        on_stack: set[str] = set()
+        stack: list[str] = []
+        groups: list[set[str]] = []
+        for root in self.index:
+            if root in index:
+                continue
+            work = [(root, iter(self.succ[root]))]
+            index[root] = low[root] = len(index)
+            stack.append(root)
+            on_stack.add(root)
+            while work:
+                node, children = work[-1]
+                child = next(children, None)
+                if child is None:
+                    work.pop()
+                    if work:
+                        parent = work[-1][0]
+                        low[parent] = min(low[parent], low[node])
+                    if low[node] == index[node]:
+                        group = set()
+                        while True:
+                            member = stack.pop()
+                            on_stack.discard(member)
+                            group.add(member)
+                            if member == node:
+                                break
+                        groups.append(group)
+                elif child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(self.succ[child])))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+        return groups
+
+    def cycle_from(self, start: str, within: set[str]) -> list[str]:
+        """The first cycle a depth-first walk from `start` inside `within` meets, as the list
+        of its steps from where it closes."""
+        path = [start]
+        on_path = {start}
+        work = [iter([v for v in self.succ[start] if v in within])]
+        done: set[str] = set()
+        while work:
+            child = next(work[-1], None)
+            if child is None:
+                work.pop()
+                finished = path.pop()
+                on_path.discard(finished)
+                done.add(finished)
+            elif child in on_path:
+                return path[path.index(child) :]
+            elif child not in done:
+                path.append(child)
+                on_path.add(child)
+                work.append(iter([v for v in self.succ[child] if v in within]))
+        return []
+
+    def topological_order(self) -> tuple[str, ...]:
+        """Kahn's algorithm, ties broken by file order (the graph must be acyclic)."""
+        waiting = {n: len(self.pred[n]) for n in self.index}
+        ready = [(self.index[n], n) for n, count in waiting.items() if count == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            _, node = heapq.heappop(ready)
+            order.append(node)
+            for child in self.succ[node]:
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    heapq.heappush(ready, (self.index[child], child))
+        return tuple(order)
+
+
 def build_graph(
     steps: Mapping[str, StepLinks], *, assume_typos: bool = False
-) -> tuple[nx.DiGraph, dict[tuple[str, str], DocPath]]:
+) -> tuple[StepGraph, dict[tuple[str, str], DocPath]]:
     """Directed graph of known references, plus where each edge was first declared.
 
     With `assume_typos`, an unknown reference close to a step name counts as that step.
     """
-    import networkx as nx
-
-    graph = nx.DiGraph()
-    for index, name in enumerate(steps):
-        graph.add_node(name, index=index)
+    graph = StepGraph(list(steps))
     declared: dict[tuple[str, str], DocPath] = {}
     for path, kind, written, owner in _references(steps):
         target = closest(written, steps) if assume_typos and written not in steps else written
@@ -106,30 +208,27 @@ def _references(steps: Mapping[str, StepLinks]) -> list[tuple[DocPath, LinkField
     return found
 
 
-def cycles(graph: nx.DiGraph, declared: Mapping[tuple[str, str], DocPath]) -> list[Issue]:
+def cycles(graph: StepGraph, declared: Mapping[tuple[str, str], DocPath]) -> list[Issue]:
     """One issue per cycle (per strongly connected group of steps), shown as ``a -> b -> a``."""
-    import networkx as nx
-
     issues = []
     note = "" if _entries(graph) else " (and no entry step: every step has a predecessor)"
-    for component in nx.strongly_connected_components(graph):
-        start = min(component, key=lambda n: graph.nodes[n]["index"])
+    groups = graph.strongly_connected()
+    for component in sorted(groups, key=lambda c: min(graph.index[n] for n in c)):
+        start = min(component, key=graph.index.__getitem__)
         if len(component) == 1 and not graph.has_edge(start, start):
             continue
-        loop = [u for u, _ in nx.find_cycle(graph.subgraph(component), source=start)]
-        closing = declared[(loop[-1], start)]
-        issues.append(Issue(closing, "cycle: " + " -> ".join([*loop, start]) + note))
+        loop = graph.cycle_from(start, component)
+        closing = declared[(loop[-1], loop[0])]
+        issues.append(Issue(closing, "cycle: " + " -> ".join([*loop, loop[0]]) + note))
     return issues
 
 
-def entry_and_reachability(graph: nx.DiGraph) -> list[Issue]:
+def entry_and_reachability(graph: StepGraph) -> list[Issue]:
     """Exactly one entry step, and every step reachable from an entry.
 
     A graph without entry step always has a cycle (or a misspelt reference that closes one),
     which is reported instead.
     """
-    import networkx as nx
-
     entries = _entries(graph)
     if not entries:
         return []
@@ -142,8 +241,8 @@ def entry_and_reachability(graph: nx.DiGraph) -> list[Issue]:
         )
         for extra in entries[1:]
     ]
-    reachable = set(entries).union(*(nx.descendants(graph, e) for e in entries))
-    in_cycle = {n for c in nx.strongly_connected_components(graph) if len(c) > 1 for n in c}
+    reachable = set(entries).union(*(graph.descendants(e) for e in entries))
+    in_cycle = {n for c in graph.strongly_connected() if len(c) > 1 for n in c}
     for name in graph.nodes:
         if name not in reachable and name not in in_cycle and not graph.has_edge(name, name):
             message = f"step '{name}' is unreachable from the entry step '{entries[0]}'"
@@ -151,20 +250,17 @@ def entry_and_reachability(graph: nx.DiGraph) -> list[Issue]:
     return issues
 
 
-def _entries(graph: nx.DiGraph) -> list[str]:
-    return [n for n in graph.nodes if graph.in_degree(n) == 0]
+def _entries(graph: StepGraph) -> list[str]:
+    return [n for n in graph.nodes if not graph.pred[n]]
 
 
-def topology(graph: nx.DiGraph) -> Topology:
+def topology(graph: StepGraph) -> Topology:
     """Entry, topological order and neighbours of a valid graph (ties broken by file order)."""
-    import networkx as nx
-
-    index = nx.get_node_attributes(graph, "index")
-    by_file = sorted(graph.nodes, key=index.__getitem__)
-    order = tuple(nx.lexicographical_topological_sort(graph, key=index.__getitem__))
+    index = graph.index
+    order = graph.topological_order()
     return Topology(
         entry=order[0],
         order=order,
-        predecessors={n: tuple(sorted(graph.predecessors(n), key=index.get)) for n in by_file},
-        successors={n: tuple(sorted(graph.successors(n), key=index.get)) for n in by_file},
+        predecessors={n: tuple(sorted(graph.pred[n], key=index.__getitem__)) for n in graph.nodes},
+        successors={n: tuple(sorted(graph.succ[n], key=index.__getitem__)) for n in graph.nodes},
     )
