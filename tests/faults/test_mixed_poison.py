@@ -81,15 +81,11 @@ async def send_undecodable(s: Scenario, count: int) -> None:
 async def inject(
     s: Scenario, fleet: Fleet, size: Size, sending: asyncio.Lock, pgdata: Path | None
 ) -> dict[str, int]:
-    """Every interval: restart dead workers, then SIGKILL one or terminate backends; once,
-    halfway, restart PostgreSQL (when the session runs the embedded server)."""
-    counts = {"killed": 0, "backends terminated": 0, "restarted": 0, "postgres restarts": 0}
+    """Every interval: SIGKILL one worker or terminate backends; once, halfway, restart
+    PostgreSQL (when the session runs the embedded server)."""
+    counts = {"killed": 0, "backends terminated": 0, "postgres restarts": 0}
     for round_ in range(size.faults):
         await asyncio.sleep(size.interval * s.rng.uniform(0.5, 1.5))
-        for index in range(fleet.count):
-            if fleet.processes[index].poll() is not None:  # a poison message ended it
-                fleet.start(index)
-                counts["restarted"] += 1
         if pgdata is not None and round_ == size.faults // 2:
             async with sending:
                 await asyncio.to_thread(embedded.stop, pgdata)
@@ -106,15 +102,31 @@ async def inject(
     return counts
 
 
-async def keep_alive(s: Scenario, fleet: Fleet, size: Size) -> None:
-    """After the faults, restart workers a poison message ends until the runs settle."""
-    deadline = time.monotonic() + size.settle
-    while time.monotonic() < deadline:
+async def restart_ended(fleet: Fleet, ended: dict[str, int]) -> None:
+    """Restart a worker a poison message ended, as a service manager does (systemd's
+    ``Restart=always`` waits 100 ms), until cancelled."""
+    while True:
         for index in range(fleet.count):
             if fleet.processes[index].poll() is not None:
                 fleet.start(index)
-        if await _settled(s):
-            return
+                ended["restarted"] += 1
+        await asyncio.sleep(0.2)
+
+
+async def settle(s: Scenario, size: Size, started: float) -> None:
+    """Wait for the runs to settle, saying every 30 s how far they got."""
+    deadline = time.monotonic() + size.settle
+    said = time.monotonic()
+    while time.monotonic() < deadline and not await _settled(s):
+        if time.monotonic() - said >= 30:
+            said = time.monotonic()
+            print(
+                f"mixed poison [{size.name}] at {said - started:.0f}s: completed"
+                f" {await s.probe.completed()} of {len(s.runs.ok)}, dead letters"
+                f" {await s.probe.dead_letters()} of {len(s.runs.dead)}, waiting"
+                f" {await s.probe.waiting()}",
+                flush=True,
+            )
         await asyncio.sleep(0.5)
 
 
@@ -145,7 +157,9 @@ async def test_poison_of_every_kind_is_dead_lettered_alone_under_faults(
     fleet = Fleet(s.root, s.dsn, size.workers)
     sending = asyncio.Lock()
     started = time.monotonic()
+    ended = {"restarted": 0}
     fleet.start()
+    restarting = asyncio.create_task(restart_ended(fleet, ended))
     try:
         producing = asyncio.create_task(
             send_over(s.dsn, payloads, s.runs, size.interval * size.faults, 10, sending)
@@ -153,10 +167,13 @@ async def test_poison_of_every_kind_is_dead_lettered_alone_under_faults(
         await send_undecodable(s, max(1, round(size.runs * share)))
         figures.faults = await inject(s, fleet, size, sending, pgdata)
         await producing
-        await keep_alive(s, fleet, size)
+        await settle(s, size, started)
+        restarting.cancel()
         fleet.stop()
     finally:
+        restarting.cancel()
         fleet.cleanup()
+    figures.faults |= ended
     figures.seconds = time.monotonic() - started
     await verify(s.probe, s.runs, figures)
     kinds = await s.probe.fetch(
