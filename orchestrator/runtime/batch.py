@@ -201,7 +201,8 @@ class _Batch:
         await self.session.begin()
         await self._claim()
         if not self.owned:
-            await self.session.rollback()
+            # Commit, not roll back: the claim deleted the messages of cancelled runs.
+            await self.session.commit(begin_next=False)
             self.state = State.DONE
             return []
         outcomes = Outcomes()
