@@ -82,13 +82,16 @@ def _cancel(args: argparse.Namespace) -> int:
     dsn = resolve_dsn(args.dsn)
 
     async def all_runs() -> list[CancelOutcome]:
-        return [await cancel(run_id, dsn=dsn) for run_id in args.run_ids]
+        outcomes = []
+        for run_id in args.run_ids:  # each in a transaction of its own, said as it commits
+            outcome = await cancel(run_id, dsn=dsn)
+            if outcome.state != "unknown":
+                print(_describe(outcome), flush=True)
+            outcomes.append(outcome)
+        return outcomes
 
     outcomes = asyncio.run(all_runs())
     unknown = [o for o in outcomes if o.state == "unknown"]
-    for outcome in outcomes:
-        if outcome.state != "unknown":
-            print(_describe(outcome))
     if unknown:
         names = ", ".join(str(o.run_id) for o in unknown)
         raise NotFound(f"no run {names} in any applied pipeline")
@@ -99,9 +102,7 @@ def _describe(outcome: Any) -> str:
     run = f"{outcome.run_id} ({outcome.pipeline})"
     if outcome.state == "cancelled":
         in_flight = (
-            f"; {outcome.in_flight} in flight will send nothing further"
-            if outcome.in_flight
-            else ""
+            f"; {outcome.in_flight} read by a worker will not start" if outcome.in_flight else ""
         )
         return f"cancelled {run}: {outcome.removed} waiting message(s) removed{in_flight}"
     if outcome.state == "finished":

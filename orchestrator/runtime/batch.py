@@ -155,12 +155,9 @@ class Batches:
         on_extended: Callable[[], None] | None = None,
         on_sent: Callable[[], None] | None = None,
         may_read_ahead: Callable[[], bool] = lambda: True,
-        cancelled: Callable[[str], bool] = lambda _run_id: False,
     ) -> None:
         self._pool = pool
         self.may_read_ahead = may_read_ahead
-        self.cancelled = cancelled
-        """Whether a run's cancel was announced since the claim (checked before a handler)."""
         """Whether the hand-off may read the next batch (a step under a limit may not: its
         next read must pass the flow gate)."""
         self._invoker = invoker
@@ -318,9 +315,6 @@ class _Batch:
     ) -> None:
         books = self.o._books
         lease.check()
-        if self.o.cancelled(m.run_id):  # its cancel was heard after the claim: no start
-            books.cancelled(outcomes, m)
-            return
         handler_conn: Any = None
         if self.o._invoker.is_async:
             handler_conn = SavepointConnection(self.conn) if run.savepoints else self.conn

@@ -9,8 +9,14 @@
 A pause is a row in ``orchestrator.paused_steps``: it survives worker restarts, and workers
 announce nothing; they look at it at most once a second per step. A cancel deletes the run's
 waiting and delayed messages and records the run in ``orchestrator.cancelled_runs``, in the
-caller's transaction when `conn` is given: a hand-off of the run in flight when it commits
-sends nothing further, and its joins never fire (``store/sql/functions/30_flow.sql``).
+caller's transaction when `conn` is given. No handler of the run starts after the cancel
+committed, on any worker: the cancel first takes the run's lock, which every batch holding a
+message of the run holds (shared) from its claim to its commit, so it waits for such batches
+to end (their handlers started before it) and deletes what their hand-offs sent; a later
+claim waits for the cancel and then deletes the run's messages instead of running them
+(``store/sql/functions/30_flow.sql``, ``20_handoff.sql``). The wait is at most
+`CANCEL_WAIT` seconds; a run whose handlers are still at work then is not cancelled (QueueError,
+nothing changed: try again).
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import NotFound, QueueError, SchemaMissing
 from orchestrator.spec.naming import is_valid_name
 
-__all__ = ["CancelOutcome", "cancel", "pause", "resume", "split_target"]
+__all__ = ["CANCEL_WAIT", "CancelOutcome", "cancel", "pause", "resume", "split_target"]
+
+CANCEL_WAIT = 30
+"""Seconds a cancel waits for the batches of the run at work (cancel_run's lock_timeout)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +93,14 @@ async def cancel(
         run = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
     except ValueError:
         raise QueueError(f"'{run_id}' is not a run id (a UUID)") from None
-    row = await _call(conn, dsn, "cancel_run", run, by, fetch_row=True)
+    try:
+        row = await _call(conn, dsn, "cancel_run", run, by, fetch_row=True)
+    except asyncpg.LockNotAvailableError:
+        raise QueueError(
+            f"run {run} was not cancelled: a handler of it was still at work after "
+            f"{CANCEL_WAIT} s (a cancel waits for the handlers already started, so that none "
+            "starts after it); try again"
+        ) from None
     return CancelOutcome(run, row["outcome"], row["pipeline"], row["removed"], row["in_flight"])
 
 

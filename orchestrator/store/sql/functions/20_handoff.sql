@@ -13,8 +13,9 @@
 -- message is ever handed off twice.
 
 -- Claim messages of `queue_name` for the caller's transaction: lock those still at the
--- read_ct the caller saw; returns the msg_ids claimed. Messages of cancelled runs are deleted
--- instead of claimed.
+-- read_ct the caller saw, and the advisory locks of their runs; returns the msg_ids claimed.
+-- Messages of cancelled runs are deleted instead of claimed (the caller commits even when it
+-- claimed nothing, so that they leave).
 --
 -- The lock is FOR KEY SHARE. pgmq.read locks FOR UPDATE SKIP LOCKED, which conflicts with it,
 -- so no reader can take a claimed message however long its handler runs. Unlike FOR UPDATE,
@@ -28,32 +29,52 @@
 -- committed, and right after it (re-checking the new row version) while it is in flight.
 -- Other claims (KEY SHARE) and vt updates (NO KEY UPDATE) do not conflict at all, so only
 -- short-lived locks are ever waited for; lock_timeout bounds the wait in any case.
+--
+-- The cancel guarantee: the run locks (orchestrator.run_lock_key, shared, in key order) are
+-- held until the batch's transaction ends, and cancel_run takes them exclusively before it
+-- looks at anything. So a cancel waits for every batch that claimed a message of the run
+-- (their handlers all start before it commits), and a claim that comes later waits for the
+-- cancel to end; its look-up of cancelled_runs, a statement after the lock, then sees the
+-- committed cancel. No handler of a cancelled run starts after its cancel committed, on any
+-- worker, whether it hears notifications or not. The look-up is one probe of cancelled_runs'
+-- primary key per run of the batch.
 CREATE OR REPLACE FUNCTION orchestrator.claim(queue_name text, msg_ids bigint[], read_cts integer[])
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 SET lock_timeout = '5s'
 AS $$
+DECLARE
+    ids bigint[];
+    runs uuid[];
+    doomed uuid[];
 BEGIN
-    -- A message read just before its run was cancelled (the cancel passes over rows a reader
-    -- has locked for a moment) is deleted here instead of being claimed: one probe of
-    -- cancelled_runs' primary key per message, and none while no run was ever cancelled.
-    -- `msg_id = ANY` keeps the queue's primary key in the plan whatever the planner thinks of
-    -- the unnest (a join on it alone may be planned as a scan of the whole queue).
-    IF EXISTS (SELECT FROM orchestrator.cancelled_runs) THEN
-        EXECUTE format(
-            'DELETE FROM %s q WHERE q.msg_id = ANY ($1::bigint[])'
-            ' AND (q.msg_id, q.read_ct) IN (SELECT f.id, f.ct FROM unnest($1::bigint[], $2::integer[]) AS f (id, ct))'
-            ' AND EXISTS (SELECT FROM orchestrator.cancelled_runs c'
-            ' WHERE c.run_id = orchestrator.uuid_or_null(q.headers ->> ''run_id''))',
-            pgmq_ext.queue_table(queue_name))
-            USING msg_ids, read_cts;
-    END IF;
-    RETURN QUERY EXECUTE format(
-        'SELECT q.msg_id FROM %s q JOIN unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
+    EXECUTE format(
+        'SELECT array_agg(c.msg_id ORDER BY c.msg_id), array_agg(c.run ORDER BY c.msg_id) FROM ('
+        ' SELECT q.msg_id, orchestrator.uuid_or_null(q.headers ->> ''run_id'') AS run'
+        ' FROM %s q JOIN unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
         ' ON q.msg_id = f.id AND q.read_ct = f.ct'
-        ' ORDER BY q.msg_id FOR KEY SHARE OF q',
+        ' ORDER BY q.msg_id FOR KEY SHARE OF q) AS c',
         pgmq_ext.queue_table(queue_name))
+        INTO ids, runs
         USING msg_ids, read_cts;
+    IF ids IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared(l.k)
+       FROM (SELECT DISTINCT orchestrator.run_lock_key(r) AS k
+               FROM unnest(runs) AS r WHERE r IS NOT NULL) AS l
+      ORDER BY l.k;
+    -- A statement of its own: its snapshot is taken after the locks were granted.
+    SELECT array_agg(c.run_id) INTO doomed
+      FROM orchestrator.cancelled_runs c WHERE c.run_id = ANY (runs);
+    IF doomed IS NOT NULL THEN
+        EXECUTE format('DELETE FROM %s q WHERE q.msg_id = ANY ($1::bigint[])',
+                       pgmq_ext.queue_table(queue_name))
+            USING ARRAY(SELECT k.id FROM unnest(ids, runs) AS k (id, run)
+                         WHERE k.run = ANY (doomed));
+    END IF;
+    RETURN QUERY SELECT k.id FROM unnest(ids, runs) AS k (id, run)
+                  WHERE doomed IS NULL OR k.run IS NULL OR k.run <> ALL (doomed);
 END
 $$;
 
