@@ -111,7 +111,7 @@ SELECT orchestrator.resume($1::text, $2::text)
 
 -- name: cancel_run
 -- Cancel run $1 as $2: (outcome, pipeline, removed, in_flight).
-SELECT outcome, pipeline, removed, in_flight FROM orchestrator.cancel_run($1::uuid, $2::text)
+SELECT outcome, pipeline, removed, in_flight FROM orchestrator.cancel_run($1::uuid, $2::text, $3::float8)
 
 -- name: flow_admit
 -- Pause, caps, slots and tokens of a limited step in one statement (orchestrator.flow_admit).

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.pgbouncer import pgbouncer, pooled_dsn, report_skipped
+from tests.support.pgbouncer import pgbouncer, report_skipped
 
-__all__ = ["pgbouncer", "pooled_dsn"]
+__all__ = ["pgbouncer"]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -24,11 +24,11 @@ import asyncio
 async def timed(payload, ctx):
     # Whether the run was cancelled before this call started (a committed cancel is visible
     # to this statement): such a call must never happen.
-    # `pooled`: the worker reaches PostgreSQL through PgBouncer (TCP), not the unix socket.
+    # `pooled`: the worker's URL named application_name 'pooled' (the one behind PgBouncer).
     started, after_cancel, pooled = await ctx.conn.fetchrow(
         "SELECT clock_timestamp(), EXISTS (SELECT 1 FROM orchestrator.cancelled_runs"
-        " WHERE run_id = $1), inet_client_addr() IS NOT NULL", ctx.run_id)
-    if payload.get("hold_until_a_cancel_waits"):
+        " WHERE run_id = $1), current_setting('application_name') = 'pooled'", ctx.run_id)
+    if payload.get("hold_until_a_cancel_waits") == ctx.step:
         # hold the batch (advisory lock 4242 shows it) until a cancel waits for a run's lock
         await ctx.conn.execute("SELECT pg_advisory_xact_lock(4242)")
         while not await ctx.conn.fetchval(

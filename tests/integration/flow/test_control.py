@@ -211,7 +211,7 @@ async def test_a_cancel_waits_for_the_batch_holding_the_run_then_removes_what_it
     await prepare(dsn, project)
     assert project.cli("pause", "--dsn", dsn, "two.second").returncode == 0
     # the first handler holds the batch until a cancel waits for its run's lock, then 1 s more
-    payloads = [{"seq": 0, "hold_until_a_cancel_waits": True, "sleep": 1}]
+    payloads = [{"seq": 0, "hold_until_a_cancel_waits": "first", "sleep": 1}]
     runs = await send_runs(dsn, "two", payloads + [{"seq": n} for n in range(1, 5)])
     worker = project.start("run", "--dsn", dsn)
     try:
@@ -246,6 +246,44 @@ async def test_a_cancel_waits_for_the_batch_holding_the_run_then_removes_what_it
         dsn, "SELECT message->>'seq' AS seq FROM pgmq.a_two__first ORDER BY msg_id"
     )
     assert [r["seq"] for r in history] == ["0", "1", "2", "3", "4"]
+
+
+async def test_a_cancel_that_waits_too_long_for_a_handler_changes_nothing_and_says_so(
+    tmp_path: Path, dsn: str
+) -> None:
+    project = flow_project(tmp_path, {"two": ONE_BATCH})
+    await prepare(dsn, project)
+    [run] = await send_runs(
+        dsn, "two", [{"seq": 0, "hold_until_a_cancel_waits": "first", "sleep": 5}]
+    )
+    worker = project.start("run", "--dsn", dsn)
+    try:
+
+        async def holding() -> bool:
+            return bool(await fetchval(dsn, HELD))
+
+        await wait_until(holding, 60, "the handler")
+        result = project.cli("cancel", "--dsn", dsn, "--wait", "1s", run)
+        assert result.returncode == 1
+        assert result.stderr == (
+            f"orchestrator: error: run {run} was not cancelled: a handler of it was still at "
+            "work after 1 s (a cancel waits for the handlers already started, so that none "
+            "starts after it); try again, or wait longer (--wait)\n"
+        )
+        assert await fetchval(dsn, "SELECT count(*) FROM orchestrator.cancelled_runs") == 0
+
+        async def finished() -> bool:
+            return await fetchval(dsn, LEFT) == 0 and len(await calls(dsn, "second")) == 1
+
+        try:
+            await wait_until(finished, 120, "the run to finish")
+        except AssertionError as exc:
+            left = [dict(r) for r in await fetch(dsn, LEFT_ROWS)]
+            raise AssertionError(f"{exc}; left: {left}\n{worker.output()[-3000:]}") from None
+    finally:
+        worker.stop()
+    late = project.cli("cancel", "--dsn", dsn, run)
+    assert late.returncode == 0 and "has finished; nothing changed" in late.stdout, late
 
 
 LEFT = "SELECT (SELECT count(*) FROM pgmq.q_two__first) + (SELECT count(*) FROM pgmq.q_two__second)"

@@ -313,17 +313,17 @@ $$;
 -- it waits for the batches that claimed a message of the run (their handlers started before
 -- it commits; what their hand-offs sent, joins included, it deletes), and a claim that comes
 -- later waits for it and then finds the run cancelled (see orchestrator.claim): no handler of
--- the run starts after the cancel committed. The wait is bounded by lock_timeout (30 s: the
--- caller gets SQLSTATE 55P03 and nothing changed). `outcome`: 'cancelled' (`removed` messages
+-- the run starts after the cancel committed. The wait lasts at most `wait_seconds` (its
+-- lock_timeout; then the caller gets SQLSTATE 55P03 and nothing changed). `outcome`: 'cancelled' (`removed` messages
 -- deleted, `in_flight` read by a worker that has not claimed them yet: its claim deletes
 -- them), 'already cancelled', 'finished' (nothing left to cancel; nothing changed) or
 -- 'unknown'. Scans the step queues of the applied pipelines (short queues; their archives
 -- are indexed by run id).
 CREATE OR REPLACE FUNCTION orchestrator.cancel_run(
-    run_id uuid, by_whom text DEFAULT NULL,
+    run_id uuid, by_whom text, wait_seconds double precision,
     OUT outcome text, OUT pipeline text, OUT removed integer, OUT in_flight integer)
 LANGUAGE plpgsql
-SET lock_timeout = '30s'
+SET lock_timeout = '30s'  -- the function's own: the set_config below ends with it
 AS $$
 DECLARE
     applied orchestrator.pipelines;
@@ -333,6 +333,7 @@ DECLARE
 BEGIN
     removed := 0;
     in_flight := 0;
+    PERFORM set_config('lock_timeout', greatest(1, ceil(wait_seconds * 1000))::bigint || 'ms', true);
     PERFORM pg_advisory_xact_lock(orchestrator.run_lock_key(run_id));
     SELECT c.pipeline INTO pipeline FROM orchestrator.cancelled_runs c
      WHERE c.run_id = cancel_run.run_id;
