@@ -18,8 +18,8 @@ SELECT m.msg_id, m.read_ct, m.message::text, m.headers::text
  WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
 
 -- name: claim
--- Lock the messages still at the read_ct we saw; returns the msg_ids we own.
-SELECT orchestrator.claim($1::text, $2::bigint[], $3::integer[])
+-- Lock the messages still at the read_ct we saw, and their runs ($4); returns the msg_ids we own.
+SELECT orchestrator.claim($1::text, $2::bigint[], $3::integer[], $4::uuid[])
 
 -- name: complete
 -- Hand off, retry and dead-letter the messages of a batch in one call.

@@ -12,69 +12,74 @@
 -- was given is no longer owned, so the caller's transaction rolls back as a whole: no
 -- message is ever handed off twice.
 
--- Claim messages of `queue_name` for the caller's transaction: lock those still at the
--- read_ct the caller saw, and the advisory locks of their runs; returns the msg_ids claimed.
--- Messages of cancelled runs are deleted instead of claimed (the caller commits even when it
--- claimed nothing, so that they leave).
+-- Claim messages of `queue_name` for the caller's transaction: take the advisory locks of
+-- their runs, then lock the messages still at the read_ct the caller saw; returns the msg_ids
+-- claimed. `run_ids[i]` is the run of `msg_ids[i]` as the caller read it (NULL: looked up in
+-- the headers here). Messages of cancelled runs are deleted instead of claimed (the caller
+-- commits even when it claimed nothing, so that they leave).
 --
--- The lock is FOR KEY SHARE. pgmq.read locks FOR UPDATE SKIP LOCKED, which conflicts with it,
--- so no reader can take a claimed message however long its handler runs. Unlike FOR UPDATE,
--- it lets another session update vt (extend_lease) without waiting for the transaction, so
--- a lease can be extended durably while the handler is still at work.
+-- The cancel guarantee: the run locks (orchestrator.run_lock_key, shared) are held until the
+-- batch's transaction ends, and cancel_run takes them exclusively before it looks at
+-- anything. So a cancel waits for every batch that claimed a message of the run (their
+-- handlers all start before it commits), and a claim that comes later waits for the cancel
+-- to end; its look-up of cancelled_runs, a statement after the locks, then sees the committed
+-- cancel. No handler of a cancelled run starts after its cancel committed, on any worker,
+-- whether it hears notifications or not. Shared locks never wait for each other and a claim
+-- takes them before any row lock, while a cancel never waits for a row (SKIP LOCKED), so
+-- the order of the locks does not matter. Cost: one lock and one probe of cancelled_runs'
+-- primary key per message.
 --
--- The claim waits for locks instead of skipping them: a concurrent pgmq.read whose snapshot
--- still showed our message as visible locks it for a moment (FOR UPDATE, then drops it when
--- it re-checks vt), and skipping would lose the attempt for nothing. A message someone else
--- really took has another read_ct: the predicate drops it before any wait once their read
--- committed, and right after it (re-checking the new row version) while it is in flight.
--- Other claims (KEY SHARE) and vt updates (NO KEY UPDATE) do not conflict at all, so only
--- short-lived locks are ever waited for; lock_timeout bounds the wait in any case.
+-- The row lock is FOR KEY SHARE. pgmq.read locks FOR UPDATE SKIP LOCKED, which conflicts
+-- with it, so no reader can take a claimed message however long its handler runs. Unlike FOR
+-- UPDATE, it lets another session update vt (extend_lease) without waiting for the
+-- transaction, so a lease can be extended durably while the handler is still at work.
 --
--- The cancel guarantee: the run locks (orchestrator.run_lock_key, shared, in key order) are
--- held until the batch's transaction ends, and cancel_run takes them exclusively before it
--- looks at anything. So a cancel waits for every batch that claimed a message of the run
--- (their handlers all start before it commits), and a claim that comes later waits for the
--- cancel to end; its look-up of cancelled_runs, a statement after the lock, then sees the
--- committed cancel. No handler of a cancelled run starts after its cancel committed, on any
--- worker, whether it hears notifications or not. The look-up is one probe of cancelled_runs'
--- primary key per run of the batch.
-CREATE OR REPLACE FUNCTION orchestrator.claim(queue_name text, msg_ids bigint[], read_cts integer[])
+-- The claim waits for row locks instead of skipping them: a concurrent pgmq.read whose
+-- snapshot still showed our message as visible locks it for a moment (FOR UPDATE, then drops
+-- it when it re-checks vt), and skipping would lose the attempt for nothing. A message
+-- someone else really took has another read_ct: the predicate drops it before any wait once
+-- their read committed, and right after it (re-checking the new row version) while it is in
+-- flight. Other claims (KEY SHARE) and vt updates (NO KEY UPDATE) do not conflict at all, so
+-- only short-lived row locks are ever waited for; lock_timeout bounds every wait, a run lock
+-- held by a waiting cancel included.
+CREATE OR REPLACE FUNCTION orchestrator.claim(
+    queue_name text, msg_ids bigint[], read_cts integer[], run_ids uuid[] DEFAULT NULL)
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 SET lock_timeout = '5s'
 AS $$
 DECLARE
-    ids bigint[];
-    runs uuid[];
     doomed uuid[];
 BEGIN
-    EXECUTE format(
-        'SELECT array_agg(c.msg_id ORDER BY c.msg_id), array_agg(c.run ORDER BY c.msg_id) FROM ('
-        ' SELECT q.msg_id, orchestrator.uuid_or_null(q.headers ->> ''run_id'') AS run'
-        ' FROM %s q JOIN unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
-        ' ON q.msg_id = f.id AND q.read_ct = f.ct'
-        ' ORDER BY q.msg_id FOR KEY SHARE OF q) AS c',
-        pgmq_ext.queue_table(queue_name))
-        INTO ids, runs
-        USING msg_ids, read_cts;
-    IF ids IS NULL THEN
-        RETURN;
+    IF run_ids IS NULL THEN
+        EXECUTE format(
+            'SELECT array_agg((SELECT orchestrator.uuid_or_null(q.headers ->> ''run_id'')'
+            ' FROM %s q WHERE q.msg_id = f.id) ORDER BY f.i)'
+            ' FROM unnest($1::bigint[]) WITH ORDINALITY AS f (id, i)',
+            pgmq_ext.queue_table(queue_name))
+            INTO run_ids
+            USING msg_ids;
     END IF;
-    PERFORM pg_advisory_xact_lock_shared(l.k)
-       FROM (SELECT DISTINCT orchestrator.run_lock_key(r) AS k
-               FROM unnest(runs) AS r WHERE r IS NOT NULL) AS l
-      ORDER BY l.k;
+    PERFORM pg_advisory_xact_lock_shared(orchestrator.run_lock_key(r))
+       FROM unnest(run_ids) AS r WHERE r IS NOT NULL;
     -- A statement of its own: its snapshot is taken after the locks were granted.
-    SELECT array_agg(c.run_id) INTO doomed
-      FROM orchestrator.cancelled_runs c WHERE c.run_id = ANY (runs);
-    IF doomed IS NOT NULL THEN
-        EXECUTE format('DELETE FROM %s q WHERE q.msg_id = ANY ($1::bigint[])',
-                       pgmq_ext.queue_table(queue_name))
-            USING ARRAY(SELECT k.id FROM unnest(ids, runs) AS k (id, run)
-                         WHERE k.run = ANY (doomed));
+    doomed := ARRAY(SELECT c.run_id FROM orchestrator.cancelled_runs c WHERE c.run_id = ANY (run_ids));
+    IF cardinality(doomed) > 0 THEN
+        -- `msg_id = ANY` keeps the queue's primary key in the plan whatever the planner
+        -- thinks of the unnest (a join on it alone may be planned as a scan of the queue).
+        EXECUTE format(
+            'DELETE FROM %s q WHERE q.msg_id = ANY ($1::bigint[])'
+            ' AND (q.msg_id, q.read_ct) IN (SELECT f.id, f.ct FROM unnest($1::bigint[], $2::integer[]) AS f (id, ct))',
+            pgmq_ext.queue_table(queue_name))
+            USING ARRAY(SELECT k.id FROM unnest(msg_ids, run_ids) AS k (id, run) WHERE k.run = ANY (doomed)),
+                  ARRAY(SELECT k.ct FROM unnest(read_cts, run_ids) AS k (ct, run) WHERE k.run = ANY (doomed));
     END IF;
-    RETURN QUERY SELECT k.id FROM unnest(ids, runs) AS k (id, run)
-                  WHERE doomed IS NULL OR k.run IS NULL OR k.run <> ALL (doomed);
+    RETURN QUERY EXECUTE format(
+        'SELECT q.msg_id FROM %s q JOIN unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
+        ' ON q.msg_id = f.id AND q.read_ct = f.ct'
+        ' ORDER BY q.msg_id FOR KEY SHARE OF q',
+        pgmq_ext.queue_table(queue_name))
+        USING msg_ids, read_cts;
 END
 $$;
 
