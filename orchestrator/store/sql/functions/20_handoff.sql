@@ -258,7 +258,7 @@ $$;
 -- [{"step": "<name>", "delay": <seconds>, "expects": null | ["<predecessor>", ...],
 --   "spec_hash": "<the sender's spec hash>"}]; a route with `expects` is a join (see arrive()).
 -- Raises when a message is no longer owned.
--- Outputs of cancelled runs go nowhere (see orchestrator.cancelled_among()).
+-- Called only in the transaction of the claim of these messages (see orchestrator.claim()).
 CREATE OR REPLACE FUNCTION orchestrator.hand_off(
     pipeline text,
     step text,
@@ -285,7 +285,6 @@ DECLARE
     base jsonb;
     hash_header jsonb;
     group_path text[];
-    cancelled uuid[];
 BEGIN
     handed_off := 0;
     sent := 0;
@@ -316,18 +315,8 @@ BEGIN
     IF jsonb_array_length(routes) = 0 THEN
         RETURN;
     END IF;
-    -- Runs cancelled by now send nothing further (their messages are archived all the same).
-    cancelled := orchestrator.cancelled_among(run_ids);
-    IF cardinality(cancelled) > 0 THEN
-        SELECT array_agg(k.id ORDER BY k.i), array_agg(k.run ORDER BY k.i), array_agg(k.output ORDER BY k.i)
-          INTO msg_ids, run_ids, outputs
-          FROM unnest(msg_ids, run_ids, outputs) WITH ORDINALITY AS k (id, run, output, i)
-         WHERE k.run <> ALL (cancelled);
-        n := coalesce(cardinality(msg_ids), 0);
-        IF n = 0 THEN
-            RETURN;
-        END IF;
-    END IF;
+    -- No run here can be cancelled: the claim in this transaction took the runs' locks and
+    -- dropped the messages of runs cancelled before it, and a cancel waits for those locks.
     -- The next messages carry the spec hash of the sender (set in its routes) when it has one:
     -- it goes into each route's common headers (`base`), so no message's headers are rebuilt
     -- for it (a join gets it in its parents' headers). A parent's FIFO group never travels on
