@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tests.integration.flow.support import HELD, calls, fetch, fetchval, flow_project, prepare
-from tests.integration.process.support import CLI, clean_env, send_runs, wait_until
+from tests.integration.process.support import CLI, Worker, clean_env, send_runs, wait_until
 
 BACKPRESSURE = """\
 pipeline: pressed
@@ -121,11 +122,7 @@ async def test_nothing_of_a_cancelled_run_runs_after_the_cancel_committed(
         async def quiet() -> bool:
             return await fetchval(dsn, LEFT) == 0
 
-        try:
-            await wait_until(quiet, 120, "the queues to empty")
-        except AssertionError as exc:  # say what is left, and what the workers said
-            left = [dict(r) for r in await fetch(dsn, LEFT_ROWS)]
-            raise AssertionError(f"{exc}; left: {left}\n{worker.output()[-3000:]}") from None
+        await wait_telling(dsn, worker, quiet, 120, "the queues to empty")
     finally:
         worker.stop()
     cancelled = {r["run_id"]: r["cancelled_at"] for r in await fetch(dsn, CANCELLED)}
@@ -191,11 +188,7 @@ async def test_a_message_read_while_its_run_was_cancelled_leaves_its_queue(
         async def gone() -> bool:
             return await fetchval(dsn, LEFT) == 0
 
-        try:
-            await wait_until(gone, 30, "the message of the cancelled run to leave")
-        except AssertionError as exc:
-            left = [dict(r) for r in await fetch(dsn, LEFT_ROWS)]
-            raise AssertionError(f"{exc}; left: {left}") from None
+        await wait_telling(dsn, worker, gone, 30, "the message of the cancelled run to leave")
     finally:
         worker.stop()
     assert await calls(dsn) == []
@@ -275,15 +268,22 @@ async def test_a_cancel_that_waits_too_long_for_a_handler_changes_nothing_and_sa
         async def finished() -> bool:
             return await fetchval(dsn, LEFT) == 0 and len(await calls(dsn, "second")) == 1
 
-        try:
-            await wait_until(finished, 120, "the run to finish")
-        except AssertionError as exc:
-            left = [dict(r) for r in await fetch(dsn, LEFT_ROWS)]
-            raise AssertionError(f"{exc}; left: {left}\n{worker.output()[-3000:]}") from None
+        await wait_telling(dsn, worker, finished, 120, "the run to finish")
     finally:
         worker.stop()
     late = project.cli("cancel", "--dsn", dsn, run)
     assert late.returncode == 0 and "has finished; nothing changed" in late.stdout, late
+
+
+async def wait_telling(
+    dsn: str, worker: Worker, condition: Callable[[], Awaitable[bool]], timeout: float, what: str
+) -> None:
+    """`wait_until`, saying on a timeout which messages are left and what the worker logged."""
+    try:
+        await wait_until(condition, timeout, what)
+    except AssertionError as exc:
+        left = [dict(r) for r in await fetch(dsn, LEFT_ROWS)]
+        raise AssertionError(f"{exc}; left: {left}\n{worker.output()[-3000:]}") from None
 
 
 LEFT = "SELECT (SELECT count(*) FROM pgmq.q_two__first) + (SELECT count(*) FROM pgmq.q_two__second)"
