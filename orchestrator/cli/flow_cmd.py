@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.cli import add_dsn_option
+from orchestrator.cli.arguments import positive_duration
 from orchestrator.errors import NotFound, UsageError
 
 
@@ -38,12 +39,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "cancel",
         help="cancel runs",
         description=(
-            "Cancel runs: their waiting and delayed messages leave the queues, a hand-off of "
-            "theirs still at work sends nothing further, and their joins never fire. A run "
+            "Cancel runs: no handler of a run starts after its cancel committed, on any "
+            "worker. A cancel waits for the handlers of the run already at work, then "
+            "removes what they sent and the run's waiting, delayed and retrying messages; "
+            "its joins never fire. Each run is cancelled in a transaction of its own. A run "
             "that has finished is left as it is."
         ),
     )
     add_dsn_option(cancel)
+    cancel.add_argument(
+        "--wait",
+        type=positive_duration,
+        metavar="DURATION",
+        help="longest wait for handlers of a run at work (default 30s); then that run is "
+        "not cancelled",
+    )
     cancel.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     cancel.set_defaults(func=_cancel)
     _extend_send(sub)
@@ -77,18 +87,21 @@ def _each(args: argparse.Namespace, act: Callable[..., Any], done: str, idle: st
 
 def _cancel(args: argparse.Namespace) -> int:
     from orchestrator.db import resolve_dsn
-    from orchestrator.runtime.control import CancelOutcome, cancel
+    from orchestrator.runtime.control import CANCEL_WAIT, CancelOutcome, cancel
 
     dsn = resolve_dsn(args.dsn)
 
     async def all_runs() -> list[CancelOutcome]:
-        return [await cancel(run_id, dsn=dsn) for run_id in args.run_ids]
+        outcomes = []
+        for run_id in args.run_ids:  # each in a transaction of its own, said as it commits
+            outcome = await cancel(run_id, dsn=dsn, wait=args.wait or CANCEL_WAIT)
+            if outcome.state != "unknown":
+                print(_describe(outcome), flush=True)
+            outcomes.append(outcome)
+        return outcomes
 
     outcomes = asyncio.run(all_runs())
     unknown = [o for o in outcomes if o.state == "unknown"]
-    for outcome in outcomes:
-        if outcome.state != "unknown":
-            print(_describe(outcome))
     if unknown:
         names = ", ".join(str(o.run_id) for o in unknown)
         raise NotFound(f"no run {names} in any applied pipeline")
@@ -99,9 +112,7 @@ def _describe(outcome: Any) -> str:
     run = f"{outcome.run_id} ({outcome.pipeline})"
     if outcome.state == "cancelled":
         in_flight = (
-            f"; {outcome.in_flight} in flight will send nothing further"
-            if outcome.in_flight
-            else ""
+            f"; {outcome.in_flight} read by a worker will not start" if outcome.in_flight else ""
         )
         return f"cancelled {run}: {outcome.removed} waiting message(s) removed{in_flight}"
     if outcome.state == "finished":

@@ -169,12 +169,9 @@ class Batches:
         on_extended: Callable[[], None] | None = None,
         on_sent: Callable[[], None] | None = None,
         may_read_ahead: Callable[[], bool] = lambda: True,
-        cancelled: Callable[[str], bool] = lambda _run_id: False,
     ) -> None:
         self._pool = pool
         self.may_read_ahead = may_read_ahead
-        self.cancelled = cancelled
-        """Whether a run's cancel was announced since the claim (checked before a handler)."""
         """Whether the hand-off may read the next batch (a step under a limit may not: its
         next read must pass the flow gate)."""
         self._invoker = invoker
@@ -215,7 +212,8 @@ class _Batch:
         await self.session.begin()
         await self._claim()
         if not self.owned:
-            await self.session.rollback()
+            # Commit, not roll back: the claim deleted the messages of cancelled runs.
+            await self.session.commit()
             self.state = State.DONE
             return []
         outcomes = Outcomes()
@@ -334,9 +332,6 @@ class _Batch:
     ) -> None:
         books = self.o._books
         lease.check()
-        if self.o.cancelled(m.run_id):  # its cancel was heard after the claim: no start
-            books.cancelled(outcomes, m)
-            return
         handler_conn: Any = None
         if self.o._invoker.is_async:
             handler_conn = SavepointConnection(self.conn) if run.savepoints else self.conn

@@ -233,12 +233,6 @@ class Bookkeeper:
             "last attempt never finished: its worker died or lost it during that attempt"
         )
 
-    def cancelled(self, outcomes: Outcomes, m: StepMessage) -> None:
-        """`m`'s run was cancelled after the claim: its handler does not run, and the
-        hand-off deletes it (a retry of a cancelled run is dropped, see drop_cancelled)."""
-        outcomes.retry(m, 0.0, m.headers)
-        self._message_logger(m).info("run %s was cancelled: its handler does not start", m.run_id)
-
     def succeeded(self, outcomes: Outcomes, m: StepMessage, output: str) -> None:
         outcomes.done(m, output)
 

@@ -150,7 +150,6 @@ class StepConsumer:
             on_extended=self._extended,
             on_sent=self._sent,
             may_read_ahead=self.flow.may_read_ahead,
-            cancelled=self.flow.cancelled,
         )
         self._doorbell = Doorbell()
         self._recheck_at: float | None = None

@@ -9,8 +9,14 @@
 A pause is a row in ``orchestrator.paused_steps``: it survives worker restarts, and workers
 announce nothing; they look at it at most once a second per step. A cancel deletes the run's
 waiting and delayed messages and records the run in ``orchestrator.cancelled_runs``, in the
-caller's transaction when `conn` is given: a hand-off of the run in flight when it commits
-sends nothing further, and its joins never fire (``store/sql/functions/30_flow.sql``).
+caller's transaction when `conn` is given. No handler of the run starts after the cancel
+committed, on any worker: the cancel first takes the run's lock, which every batch holding a
+message of the run holds (shared) from its claim to its commit, so it waits for such batches
+to end (their handlers started before it) and deletes what their hand-offs sent; a later
+claim waits for the cancel and then deletes the run's messages instead of running them
+(``store/sql/functions/30_flow.sql``, ``20_handoff.sql``). The wait is at most `wait` seconds
+(default `CANCEL_WAIT`); a run whose handlers are still at work then is not cancelled
+(QueueError, nothing changed: try again, or wait longer).
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ from orchestrator.db.named_sql import named_queries
 from orchestrator.errors import NotFound, QueueError, SchemaMissing
 from orchestrator.spec.naming import is_valid_name
 
-__all__ = ["CancelOutcome", "cancel", "pause", "resume", "split_target"]
+__all__ = ["CANCEL_WAIT", "CancelOutcome", "cancel", "pause", "resume", "split_target"]
+
+CANCEL_WAIT = 30.0
+"""Seconds a cancel waits by default for the batches of the run at work."""
 
 
 @dataclass(frozen=True)
@@ -78,13 +87,24 @@ async def cancel(
     conn: Any | None = None,
     dsn: str | None = None,
     by: str | None = None,
+    wait: float = CANCEL_WAIT,
 ) -> CancelOutcome:
-    """Cancel run `run_id` (see the module docstring); `by` is recorded (default: the user)."""
+    """Cancel run `run_id` (see the module docstring); `by` is recorded (default: the user);
+    `wait`: the longest wait, in seconds, for handlers of the run already at work."""
+    if not isinstance(wait, int | float) or not 0 < wait <= 86_400:
+        raise QueueError(f"wait must be a number of seconds in (0, 86400], not {wait!r}")
     try:
         run = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
     except ValueError:
         raise QueueError(f"'{run_id}' is not a run id (a UUID)") from None
-    row = await _call(conn, dsn, "cancel_run", run, by, fetch_row=True)
+    try:
+        row = await _call(conn, dsn, "cancel_run", run, by, float(wait), fetch_row=True)
+    except asyncpg.LockNotAvailableError:
+        raise QueueError(
+            f"run {run} was not cancelled: a handler of it was still at work after {wait:g} s "
+            "(a cancel waits for the handlers already started, so that none starts after it); "
+            "try again, or wait longer (--wait)"
+        ) from None
     return CancelOutcome(run, row["outcome"], row["pipeline"], row["removed"], row["in_flight"])
 
 

@@ -57,14 +57,7 @@ from orchestrator.runtime.wakeup import wait_for_any
 from orchestrator.spec.models import Pipeline, ResolvedStep
 
 FLOW_CHANNEL = "orchestrator_flow"
-"""Channel of freed slots, pauses and resumes (payload: slot name or 'pipeline.step'), and of
-cancels (payload: CANCEL_PREFIX + run id)."""
-
-CANCEL_PREFIX = "cancel:"
-
-CANCELS_KEPT = 10_000
-"""Cancelled run ids a gate remembers (the oldest are forgotten: their batches are long over,
-and a later read's claim finds the cancel in the database)."""
+"""Channel of freed slots, pauses and resumes (payload: slot name or 'pipeline.step')."""
 
 CHECK_INTERVAL = 1.0
 """Seconds between lookups of a pause or a full successor queue, and between slot polls of a
@@ -125,7 +118,6 @@ class FlowGate:
         self._bell = asyncio.Event()
         self._paused = False
         self._paused_checked = -CHECK_INTERVAL
-        self._cancelled: dict[str, None] = {}
         self.notified = False
         """Set by the worker when its listener hears FLOW_CHANNEL: waits may then be long."""
         self.waiting_for: str | None = None
@@ -143,21 +135,10 @@ class FlowGate:
     def wake(self, payload: str = "") -> None:
         """A NOTIFY on FLOW_CHANNEL, or '' (a reconnected listener may have missed some):
         waiting loops look again now, the pause included."""
-        if payload.startswith(CANCEL_PREFIX):
-            self._cancelled[payload.removeprefix(CANCEL_PREFIX)] = None
-            while len(self._cancelled) > CANCELS_KEPT:
-                del self._cancelled[next(iter(self._cancelled))]
-            return
         if payload and payload not in self.names():
             return
         self._paused_checked = -CHECK_INTERVAL
         self._bell.set()
-
-    def cancelled(self, run_id: str) -> bool:
-        """Whether the cancel of `run_id` was announced to this process: a batch starts no
-        handler of it (checked before each handler; the batch's claim already deleted the
-        messages of runs cancelled before it)."""
-        return bool(self._cancelled) and run_id in self._cancelled
 
     def may_read_ahead(self) -> bool:
         """A hand-off may read the next batch itself: no limit, and known not paused."""

@@ -377,9 +377,11 @@ async def read(conn: Any, queue: str, vt_seconds: int, qty: int) -> list[StepMes
 
 
 async def claim(conn: Any, queue: str, messages: Iterable[StepMessage]) -> set[int]:
-    """Lock the messages still owned (in the caller's transaction); their msg_ids."""
+    """Lock the messages still owned, and their runs (in the caller's transaction); their
+    msg_ids. Messages of runs cancelled by then are deleted, not claimed."""
+    messages = list(messages)
     ids, cts = _fence(messages)
-    rows = await conn.fetch(_Q["claim"], queue, ids, cts)
+    rows = await conn.fetch(_Q["claim"], queue, ids, cts, [m.run_id for m in messages])
     return {row[0] for row in rows}
 
 

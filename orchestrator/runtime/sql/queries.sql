@@ -18,8 +18,8 @@ SELECT m.msg_id, m.read_ct, m.message::text, m.headers::text
  WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
 
 -- name: claim
--- Lock the messages still at the read_ct we saw; returns the msg_ids we own.
-SELECT orchestrator.claim($1::text, $2::bigint[], $3::integer[])
+-- Lock the messages still at the read_ct we saw, and their runs ($4); returns the msg_ids we own.
+SELECT orchestrator.claim($1::text, $2::bigint[], $3::integer[], $4::uuid[])
 
 -- name: complete
 -- Hand off, retry and dead-letter the messages of a batch in one call.
@@ -33,8 +33,8 @@ SELECT * FROM orchestrator.complete(
 -- complete, then read the next batch ($17 queue, $18 vt, $19 qty) in the same transaction:
 -- the read commits (durably) with the hand-off, and the next batch costs no round trip of its
 -- own. One row per message read, or one row with NULL message columns when none was.
--- What was read is also left in three session settings (orchestrator.read_ahead_*: queue,
--- msg_ids, read_cts; set whether or not anything was read, so they are never stale after
+-- What was read is also left in four session settings (orchestrator.read_ahead_*: queue,
+-- msg_ids, read_cts, run ids; set whether or not anything was read, so they are never stale after
 -- this statement) for commit_and_claim, which claims it in the COMMIT's round trip.
 WITH c AS MATERIALIZED (
     SELECT * FROM orchestrator.complete(
@@ -52,6 +52,10 @@ WITH c AS MATERIALIZED (
                       false),
            set_config('orchestrator.read_ahead_cts',
                       coalesce((SELECT array_agg(r.read_ct ORDER BY r.msg_id) FROM r), '{}')::text,
+                      false),
+           set_config('orchestrator.read_ahead_runs',
+                      coalesce((SELECT array_agg(orchestrator.uuid_or_null(r.headers ->> 'run_id')
+                                                 ORDER BY r.msg_id) FROM r), '{}')::text,
                       false)
 )
 SELECT c.handed_off, c.sent, c.joins_completed, c.retried, c.dead_lettered,
@@ -70,10 +74,11 @@ SELECT c.handed_off, c.sent, c.joins_completed, c.retried, c.dead_lettered,
 COMMIT;
 BEGIN ISOLATION LEVEL READ COMMITTED;
 SELECT orchestrator.check_owned(a.queue, 'claim', cardinality(a.ids),
-           (SELECT count(*)::integer FROM orchestrator.claim(a.queue, a.ids, a.cts)))
+           (SELECT count(*)::integer FROM orchestrator.claim(a.queue, a.ids, a.cts, a.runs)))
   FROM (SELECT current_setting('orchestrator.read_ahead_queue') AS queue,
                current_setting('orchestrator.read_ahead_ids')::bigint[] AS ids,
-               current_setting('orchestrator.read_ahead_cts')::integer[] AS cts) AS a
+               current_setting('orchestrator.read_ahead_cts')::integer[] AS cts,
+               current_setting('orchestrator.read_ahead_runs')::uuid[] AS runs) AS a
 
 -- name: extend_lease
 -- Move the vt of owned messages $2 (at read_cts $3) of queue $1 to $4 seconds from now.
@@ -138,7 +143,7 @@ SELECT orchestrator.resume($1::text, $2::text)
 
 -- name: cancel_run
 -- Cancel run $1 as $2: (outcome, pipeline, removed, in_flight).
-SELECT outcome, pipeline, removed, in_flight FROM orchestrator.cancel_run($1::uuid, $2::text)
+SELECT outcome, pipeline, removed, in_flight FROM orchestrator.cancel_run($1::uuid, $2::text, $3::float8)
 
 -- name: flow_admit
 -- Pause, caps, slots and tokens of a limited step in one statement (orchestrator.flow_admit).

@@ -24,21 +24,23 @@ import asyncio
 async def timed(payload, ctx):
     # Whether the run was cancelled before this call started (a committed cancel is visible
     # to this statement): such a call must never happen.
-    started, after_cancel = await ctx.conn.fetchrow(
+    # `pooled`: the worker's URL named application_name 'pooled' (the one behind PgBouncer).
+    started, after_cancel, pooled = await ctx.conn.fetchrow(
         "SELECT clock_timestamp(), EXISTS (SELECT 1 FROM orchestrator.cancelled_runs"
-        " WHERE run_id = $1)", ctx.run_id)
-    if payload.get("hold_until_cancels"):
-        # hold the batch (advisory lock HELD_LOCK shows it) until that many runs are cancelled
+        " WHERE run_id = $1), current_setting('application_name') = 'pooled'", ctx.run_id)
+    if payload.get("hold_until_a_cancel_waits") == ctx.step:
+        # hold the batch (advisory lock 4242 shows it) until a cancel waits for a run's lock
         await ctx.conn.execute("SELECT pg_advisory_xact_lock(4242)")
-        while await ctx.conn.fetchval(
-                "SELECT count(*) FROM orchestrator.cancelled_runs") < payload["hold_until_cancels"]:
+        while not await ctx.conn.fetchval(
+                "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory'"
+                " AND mode = 'ExclusiveLock' AND NOT granted)"):
             await asyncio.sleep(0.05)
     await asyncio.sleep(float(payload.get("sleep", 0)))
     await ctx.conn.execute(
-        "INSERT INTO calls (run_id, step, grp, seq, started, ended, attempt, after_cancel)"
-        " VALUES ($1, $2, $3, $4, $5, clock_timestamp(), $6, $7)",
+        "INSERT INTO calls (run_id, step, grp, seq, started, ended, attempt, after_cancel,"
+        " pooled) VALUES ($1, $2, $3, $4, $5, clock_timestamp(), $6, $7, $8)",
         str(ctx.run_id), ctx.step, payload.get("group"), payload.get("seq"), started,
-        ctx.attempt, after_cancel,
+        ctx.attempt, after_cancel, pooled,
     )
     return payload
 '''
@@ -53,7 +55,8 @@ CREATE TABLE IF NOT EXISTS calls (
     started timestamptz NOT NULL,
     ended timestamptz NOT NULL,
     attempt integer,
-    after_cancel boolean NOT NULL
+    after_cancel boolean NOT NULL,
+    pooled boolean NOT NULL
 )
 """
 
@@ -61,7 +64,7 @@ CREATE TABLE IF NOT EXISTS calls (
 HELD = (
     "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND granted)"
 )
-"""Whether a `timed` call with ``hold_until_cancels`` is holding its batch."""
+"""Whether a `timed` call with ``hold_until_a_cancel_waits`` is holding its batch."""
 
 
 def flow_project(root: Path, pipelines: dict[str, str]) -> Project:

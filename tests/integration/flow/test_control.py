@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tests.integration.flow.support import HELD, calls, fetch, fetchval, flow_project, prepare
-from tests.integration.process.support import CLI, clean_env, send_runs, wait_until
+from tests.integration.process.support import CLI, Worker, clean_env, send_runs, wait_until
 
 BACKPRESSURE = """\
 pipeline: pressed
@@ -121,11 +122,7 @@ async def test_nothing_of_a_cancelled_run_runs_after_the_cancel_committed(
         async def quiet() -> bool:
             return await fetchval(dsn, LEFT) == 0
 
-        try:
-            await wait_until(quiet, 120, "the queues to empty")
-        except AssertionError as exc:  # say what is left, and what the workers said
-            left = [dict(r) for r in await fetch(dsn, LEFT_ROWS)]
-            raise AssertionError(f"{exc}; left: {left}\n{worker.output()[-3000:]}") from None
+        await wait_telling(dsn, worker, quiet, 120, "the queues to empty")
     finally:
         worker.stop()
     cancelled = {r["run_id"]: r["cancelled_at"] for r in await fetch(dsn, CANCELLED)}
@@ -150,34 +147,80 @@ steps:
     handler: handlers.timed:timed
 """
 
-LISTENING = (
-    "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE state = 'idle'"
-    " AND query ILIKE 'LISTEN%orchestrator_flow%')"
-)
+SHORT_VT = """\
+pipeline: two
+defaults:
+  visibility_timeout: 2s
+  timeout: 1s
+steps:
+  first:
+    handler: handlers.timed:timed
+    next: [second]
+  second:
+    handler: handlers.timed:timed
+"""
 
 
-async def test_a_cancel_during_a_batch_stops_its_later_handlers_and_its_hand_off(
+async def test_a_message_read_while_its_run_was_cancelled_leaves_its_queue(
+    tmp_path: Path, dsn: str
+) -> None:
+    """The cancel passes over a message a reader has locked for a moment; a worker that then
+    reads it finds the run cancelled at its claim and deletes it, also when it is the only
+    message of its batch (nothing claimed: the delete must still commit)."""
+    from orchestrator import cancel
+    from orchestrator.db import connect
+
+    project = flow_project(tmp_path, {"two": SHORT_VT})
+    await prepare(dsn, project)
+    [run] = await send_runs(dsn, "two", [{"seq": 0}])
+    reader, canceller = await connect(dsn), await connect(dsn)
+    try:
+        async with reader.transaction():  # a read in progress: the row is locked until commit
+            assert await reader.fetchval("SELECT msg_id FROM pgmq.read('two__first', 1, 1)")
+            outcome = await cancel(run, conn=canceller)
+        assert (outcome.state, outcome.removed, outcome.in_flight) == ("cancelled", 0, 1)
+    finally:
+        await reader.close()
+        await canceller.close()
+    worker = project.start("run", "--dsn", dsn)
+    try:
+
+        async def gone() -> bool:
+            return await fetchval(dsn, LEFT) == 0
+
+        await wait_telling(dsn, worker, gone, 30, "the message of the cancelled run to leave")
+    finally:
+        worker.stop()
+    assert await calls(dsn) == []
+
+
+async def test_a_cancel_waits_for_the_batch_holding_the_run_then_removes_what_it_sent(
     tmp_path: Path, dsn: str
 ) -> None:
     """Five runs read in one batch: while the first one's handler runs, four runs (that one
-    included) are cancelled. The handlers of the three cancelled ones behind it never start,
-    the first one's hand-off sends nothing, the fifth run goes on."""
+    included) are cancelled. The cancels wait for the batch, whose handlers all start before
+    they commit, then delete what its hand-off sent for the four; the fifth run goes on."""
     project = flow_project(tmp_path, {"two": ONE_BATCH})
     await prepare(dsn, project)
-    # the first handler holds the batch until four cancels committed, then 2 s more: the
-    # cancels' notifications reach the worker long before the next handler could start
-    payloads = [{"seq": 0, "hold_until_cancels": 4, "sleep": 2}]
+    assert project.cli("pause", "--dsn", dsn, "two.second").returncode == 0
+    # the first handler holds the batch until a cancel waits for its run's lock, then 1 s more
+    payloads = [{"seq": 0, "hold_until_a_cancel_waits": "first", "sleep": 1}]
     runs = await send_runs(dsn, "two", payloads + [{"seq": n} for n in range(1, 5)])
     worker = project.start("run", "--dsn", dsn)
     try:
 
         async def holding() -> bool:
-            return bool(await fetchval(dsn, HELD)) and bool(await fetchval(dsn, LISTENING))
+            return bool(await fetchval(dsn, HELD))
 
         await wait_until(holding, 60, "the first handler of the batch")
         assert await fetchval(dsn, "SELECT count(*) FROM pgmq.q_two__first WHERE read_ct = 1") == 5
         result = project.cli("cancel", "--dsn", dsn, *runs[:4])
         assert result.returncode == 0, result.stderr
+        assert len([x for x in result.stdout.splitlines() if x.startswith("cancelled ")]) == 4
+        # what the batch sent for the cancelled runs is gone; the fifth run's message waits
+        second = "SELECT message->>'seq' FROM pgmq.q_two__second"
+        assert [r[0] for r in await fetch(dsn, second)] == ["4"]
+        assert project.cli("resume", "--dsn", dsn, "two.second").returncode == 0
 
         async def quiet() -> bool:
             return await fetchval(dsn, LEFT) == 0 and len(await calls(dsn, "second")) == 1
@@ -186,12 +229,61 @@ async def test_a_cancel_during_a_batch_stops_its_later_handlers_and_its_hand_off
     finally:
         worker.stop()
     rows = await calls(dsn)
-    assert [(r["step"], r["seq"]) for r in rows] == [("first", 0), ("first", 4), ("second", 4)]
+    assert [(r["step"], r["seq"]) for r in rows] == [("first", n) for n in range(5)] + [
+        ("second", 4)
+    ]
     assert not [r for r in rows if r["after_cancel"]]
+    cancels = [r["cancelled_at"] for r in await fetch(dsn, CANCELLED)]
+    assert max(r["ended"] for r in rows if r["step"] == "first") < min(cancels)
     history = await fetch(
         dsn, "SELECT message->>'seq' AS seq FROM pgmq.a_two__first ORDER BY msg_id"
     )
-    assert [r["seq"] for r in history] == ["0", "4"]  # the three never started were deleted
+    assert [r["seq"] for r in history] == ["0", "1", "2", "3", "4"]
+
+
+async def test_a_cancel_that_waits_too_long_for_a_handler_changes_nothing_and_says_so(
+    tmp_path: Path, dsn: str
+) -> None:
+    project = flow_project(tmp_path, {"two": ONE_BATCH})
+    await prepare(dsn, project)
+    [run] = await send_runs(
+        dsn, "two", [{"seq": 0, "hold_until_a_cancel_waits": "first", "sleep": 5}]
+    )
+    worker = project.start("run", "--dsn", dsn)
+    try:
+
+        async def holding() -> bool:
+            return bool(await fetchval(dsn, HELD))
+
+        await wait_until(holding, 60, "the handler")
+        result = project.cli("cancel", "--dsn", dsn, "--wait", "1s", run)
+        assert result.returncode == 1
+        assert result.stderr == (
+            f"orchestrator: error: run {run} was not cancelled: a handler of it was still at "
+            "work after 1 s (a cancel waits for the handlers already started, so that none "
+            "starts after it); try again, or wait longer (--wait)\n"
+        )
+        assert await fetchval(dsn, "SELECT count(*) FROM orchestrator.cancelled_runs") == 0
+
+        async def finished() -> bool:
+            return await fetchval(dsn, LEFT) == 0 and len(await calls(dsn, "second")) == 1
+
+        await wait_telling(dsn, worker, finished, 120, "the run to finish")
+    finally:
+        worker.stop()
+    late = project.cli("cancel", "--dsn", dsn, run)
+    assert late.returncode == 0 and "has finished; nothing changed" in late.stdout, late
+
+
+async def wait_telling(
+    dsn: str, worker: Worker, condition: Callable[[], Awaitable[bool]], timeout: float, what: str
+) -> None:
+    """`wait_until`, saying on a timeout which messages are left and what the worker logged."""
+    try:
+        await wait_until(condition, timeout, what)
+    except AssertionError as exc:
+        left = [dict(r) for r in await fetch(dsn, LEFT_ROWS)]
+        raise AssertionError(f"{exc}; left: {left}\n{worker.output()[-3000:]}") from None
 
 
 LEFT = "SELECT (SELECT count(*) FROM pgmq.q_two__first) + (SELECT count(*) FROM pgmq.q_two__second)"

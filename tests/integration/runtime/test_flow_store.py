@@ -168,24 +168,27 @@ async def test_cancel_removes_waiting_messages_and_a_later_hand_off_sends_nothin
         await cancel("42", conn=rt.conn)
 
 
-async def test_a_hand_off_in_flight_when_the_cancel_commits_sends_nothing(rt: Runtime) -> None:
+async def test_a_cancel_waits_for_the_batch_of_its_run_then_removes_what_it_sent(
+    rt: Runtime,
+) -> None:
     await rt.apply(PIPE)
     run = await start("orders", {"n": 1}, conn=rt.conn)
-    consumer_done = asyncio.Event()
-    cancelled = asyncio.Event()
+    pending: list[asyncio.Task[Any]] = []
 
     async def intake(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
-        outcome = await cancel(ctx.run_id, conn=rt.aside)  # commits while the handler runs
-        assert outcome.in_flight == 1 and outcome.removed == 0
-        cancelled.set()
+        # from elsewhere, while the handler runs: it waits for this batch (a cancel awaited
+        # here would wait for its own batch)
+        pending.append(asyncio.create_task(cancel(ctx.run_id, conn=rt.aside)))
+        await asyncio.sleep(0.2)
+        assert not pending[0].done()
         return payload
 
     async def finished() -> bool:
-        consumer_done.set()
         return await rt.count("orders__intake") == 0
 
     await rt.drain(rt.consumer("orders", "intake", intake), until=finished)
-    assert cancelled.is_set()
+    outcome = await pending[0]
+    assert (outcome.state, outcome.removed, outcome.in_flight) == ("cancelled", 2, 0)
     assert await rt.count("orders__ship") == await rt.count("orders__bill") == 0
     assert await rt.count("orders__intake", archive=True) == 1
     assert (await cancel(run, conn=rt.conn)).state == "already cancelled"
@@ -194,15 +197,18 @@ async def test_a_hand_off_in_flight_when_the_cancel_commits_sends_nothing(rt: Ru
 async def test_a_failed_attempt_of_a_cancelled_run_is_not_retried(rt: Runtime) -> None:
     await rt.apply(PIPE)
     await start("orders", {"n": 1}, conn=rt.conn)
+    pending: list[asyncio.Task[Any]] = []
 
     async def intake(payload: dict[str, Any], ctx: Any) -> None:
-        await cancel(ctx.run_id, conn=rt.aside)
+        pending.append(asyncio.create_task(cancel(ctx.run_id, conn=rt.aside)))
+        await asyncio.sleep(0.2)
         raise RuntimeError("SAP said no")
 
     async def gone() -> bool:
         return await rt.count("orders__intake") == 0
 
     await rt.drain(rt.consumer("orders", "intake", intake), until=gone)
+    assert (await pending[0]).state == "cancelled"
     assert await rt.count("orders_dlq") == 0
 
 

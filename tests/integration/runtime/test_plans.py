@@ -67,9 +67,8 @@ async def test_claim_finds_the_batch_by_index(conn: asyncpg.Connection, big: str
     batch = await _read(conn, 10)
     async with conn.transaction():
         before = await _scans(conn, f"q_{big}")
-        owned = await conn.fetch(
-            RUNTIME["claim"], big, [r["msg_id"] for r in batch], [r["read_ct"] for r in batch]
-        )
+        ids, cts = [r["msg_id"] for r in batch], [r["read_ct"] for r in batch]
+        owned = await conn.fetch(RUNTIME["claim"], big, ids, cts, None)  # runs from the headers
         seq, idx = _since(before, await _scans(conn, f"q_{big}"))
     assert len(owned) == 10
     assert seq == 0 and idx > 0, (seq, idx)
@@ -81,7 +80,7 @@ async def test_complete_archives_the_batch_by_index(conn: asyncpg.Connection, bi
     runs = [uuid.uuid4() for _ in batch]
     async with conn.transaction():
         before = await _scans(conn, f"q_{big}")
-        await conn.fetch(RUNTIME["claim"], big, ids, cts)
+        await conn.fetch(RUNTIME["claim"], big, ids, cts, runs)
         row = await conn.fetchrow(
             RUNTIME["complete"],
             *("big", "step", "[]", True, "big_dlq"),

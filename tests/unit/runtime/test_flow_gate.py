@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from orchestrator.runtime import flow
-from orchestrator.runtime.flow import CANCEL_PREFIX, CHECK_INTERVAL, QUIET_POLL, FlowGate
+from orchestrator.runtime.flow import CHECK_INTERVAL, QUIET_POLL, FlowGate
 from orchestrator.runtime.wakeup import WakeupListener
 from orchestrator.spec import parse_pipeline
 
@@ -22,25 +20,11 @@ def gate(step: str) -> FlowGate:
     return FlowGate(pipeline, pipeline.step(step), 30.0)
 
 
-def test_announced_cancels_are_remembered_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    g = gate("order")
-    assert not g.cancelled("r1")
-    g.wake(f"{CANCEL_PREFIX}r1")
-    assert g.cancelled("r1") and not g.cancelled("r2")
-    monkeypatch.setattr(flow, "CANCELS_KEPT", 3)
-    for run in ("r2", "r3", "r4"):
-        g.wake(f"{CANCEL_PREFIX}{run}")
-    assert not g.cancelled("r1")  # the oldest is forgotten
-    assert all(g.cancelled(run) for run in ("r2", "r3", "r4"))
-
-
 def test_only_its_own_payloads_or_an_empty_one_wake_a_gate() -> None:
     g = gate("sap")
     g._paused_checked = 1e12  # as if looked up just now
     g.wake("other.sap")
     assert not g._bell.is_set() and g._paused_checked == 1e12
-    g.wake(f"{CANCEL_PREFIX}r1")  # a cancel wakes no waiting loop
-    assert not g._bell.is_set()
     g.wake("shop.sap")  # a freed slot, a pause or a resume of this step
     assert g._bell.is_set() and g._paused_checked < 0
     g._bell.clear()

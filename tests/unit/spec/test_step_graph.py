@@ -35,7 +35,7 @@ def test_components_descendants_cycles_and_order_match_networkx(seed: int) -> No
         start = min(group, key=ours.index.__getitem__)
         if len(group) > 1 or ours.has_edge(start, start):
             loop = ours.cycle_from(start, group)
-            edges = list(zip(loop, [*loop[1:], loop[0]]))
+            edges = list(zip(loop, [*loop[1:], loop[0]], strict=True))
             assert loop and all(theirs.has_edge(u, v) for u, v in edges)
     if nx.is_directed_acyclic_graph(theirs):
         expected = nx.lexicographical_topological_sort(theirs, key=ours.index.__getitem__)

@@ -12,41 +12,67 @@
 -- was given is no longer owned, so the caller's transaction rolls back as a whole: no
 -- message is ever handed off twice.
 
--- Claim messages of `queue_name` for the caller's transaction: lock those still at the
--- read_ct the caller saw; returns the msg_ids claimed. Messages of cancelled runs are deleted
--- instead of claimed.
+-- Claim messages of `queue_name` for the caller's transaction: take the advisory locks of
+-- their runs, then lock the messages still at the read_ct the caller saw; returns the msg_ids
+-- claimed. `run_ids[i]` is the run of `msg_ids[i]` as the caller read it (NULL: looked up in
+-- the headers here). Messages of cancelled runs are deleted instead of claimed (the caller
+-- commits even when it claimed nothing, so that they leave).
 --
--- The lock is FOR KEY SHARE. pgmq.read locks FOR UPDATE SKIP LOCKED, which conflicts with it,
--- so no reader can take a claimed message however long its handler runs. Unlike FOR UPDATE,
--- it lets another session update vt (extend_lease) without waiting for the transaction, so
--- a lease can be extended durably while the handler is still at work.
+-- The cancel guarantee: the run locks (orchestrator.run_lock_key, shared) are held until the
+-- batch's transaction ends, and cancel_run takes them exclusively before it looks at
+-- anything. So a cancel waits for every batch that claimed a message of the run (their
+-- handlers all start before it commits), and a claim that comes later waits for the cancel
+-- to end; its look-up of cancelled_runs, a statement after the locks, then sees the committed
+-- cancel. No handler of a cancelled run starts after its cancel committed, on any worker,
+-- whether it hears notifications or not. Shared locks never wait for each other and a claim
+-- takes them before any row lock, while a cancel never waits for a row (SKIP LOCKED), so
+-- the order of the locks does not matter. Cost: one lock and one probe of cancelled_runs'
+-- primary key per message.
 --
--- The claim waits for locks instead of skipping them: a concurrent pgmq.read whose snapshot
--- still showed our message as visible locks it for a moment (FOR UPDATE, then drops it when
--- it re-checks vt), and skipping would lose the attempt for nothing. A message someone else
--- really took has another read_ct: the predicate drops it before any wait once their read
--- committed, and right after it (re-checking the new row version) while it is in flight.
--- Other claims (KEY SHARE) and vt updates (NO KEY UPDATE) do not conflict at all, so only
--- short-lived locks are ever waited for; lock_timeout bounds the wait in any case.
-CREATE OR REPLACE FUNCTION orchestrator.claim(queue_name text, msg_ids bigint[], read_cts integer[])
+-- The row lock is FOR KEY SHARE. pgmq.read locks FOR UPDATE SKIP LOCKED, which conflicts
+-- with it, so no reader can take a claimed message however long its handler runs. Unlike FOR
+-- UPDATE, it lets another session update vt (extend_lease) without waiting for the
+-- transaction, so a lease can be extended durably while the handler is still at work.
+--
+-- The claim waits for row locks instead of skipping them: a concurrent pgmq.read whose
+-- snapshot still showed our message as visible locks it for a moment (FOR UPDATE, then drops
+-- it when it re-checks vt), and skipping would lose the attempt for nothing. A message
+-- someone else really took has another read_ct: the predicate drops it before any wait once
+-- their read committed, and right after it (re-checking the new row version) while it is in
+-- flight. Other claims (KEY SHARE) and vt updates (NO KEY UPDATE) do not conflict at all, so
+-- only short-lived row locks are ever waited for; lock_timeout bounds every wait, a run lock
+-- held by a waiting cancel included.
+CREATE OR REPLACE FUNCTION orchestrator.claim(
+    queue_name text, msg_ids bigint[], read_cts integer[], run_ids uuid[] DEFAULT NULL)
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 SET lock_timeout = '5s'
 AS $$
+DECLARE
+    doomed uuid[];
 BEGIN
-    -- A message read just before its run was cancelled (the cancel passes over rows a reader
-    -- has locked for a moment) is deleted here instead of being claimed: one probe of
-    -- cancelled_runs' primary key per message, and none while no run was ever cancelled.
-    -- `msg_id = ANY` keeps the queue's primary key in the plan whatever the planner thinks of
-    -- the unnest (a join on it alone may be planned as a scan of the whole queue).
-    IF EXISTS (SELECT FROM orchestrator.cancelled_runs) THEN
+    IF run_ids IS NULL THEN
+        EXECUTE format(
+            'SELECT array_agg((SELECT orchestrator.uuid_or_null(q.headers ->> ''run_id'')'
+            ' FROM %s q WHERE q.msg_id = f.id) ORDER BY f.i)'
+            ' FROM unnest($1::bigint[]) WITH ORDINALITY AS f (id, i)',
+            pgmq_ext.queue_table(queue_name))
+            INTO run_ids
+            USING msg_ids;
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared(orchestrator.run_lock_key(r))
+       FROM unnest(run_ids) AS r WHERE r IS NOT NULL;
+    -- A statement of its own: its snapshot is taken after the locks were granted.
+    doomed := ARRAY(SELECT c.run_id FROM orchestrator.cancelled_runs c WHERE c.run_id = ANY (run_ids));
+    IF cardinality(doomed) > 0 THEN
+        -- `msg_id = ANY` keeps the queue's primary key in the plan whatever the planner
+        -- thinks of the unnest (a join on it alone may be planned as a scan of the queue).
         EXECUTE format(
             'DELETE FROM %s q WHERE q.msg_id = ANY ($1::bigint[])'
-            ' AND (q.msg_id, q.read_ct) IN (SELECT f.id, f.ct FROM unnest($1::bigint[], $2::integer[]) AS f (id, ct))'
-            ' AND EXISTS (SELECT FROM orchestrator.cancelled_runs c'
-            ' WHERE c.run_id = orchestrator.uuid_or_null(q.headers ->> ''run_id''))',
+            ' AND (q.msg_id, q.read_ct) IN (SELECT f.id, f.ct FROM unnest($1::bigint[], $2::integer[]) AS f (id, ct))',
             pgmq_ext.queue_table(queue_name))
-            USING msg_ids, read_cts;
+            USING ARRAY(SELECT k.id FROM unnest(msg_ids, run_ids) AS k (id, run) WHERE k.run = ANY (doomed)),
+                  ARRAY(SELECT k.ct FROM unnest(read_cts, run_ids) AS k (ct, run) WHERE k.run = ANY (doomed));
     END IF;
     RETURN QUERY EXECUTE format(
         'SELECT q.msg_id FROM %s q JOIN unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
@@ -232,7 +258,7 @@ $$;
 -- [{"step": "<name>", "delay": <seconds>, "expects": null | ["<predecessor>", ...],
 --   "spec_hash": "<the sender's spec hash>"}]; a route with `expects` is a join (see arrive()).
 -- Raises when a message is no longer owned.
--- Outputs of cancelled runs go nowhere (see orchestrator.cancelled_among()).
+-- Called only in the transaction of the claim of these messages (see orchestrator.claim()).
 CREATE OR REPLACE FUNCTION orchestrator.hand_off(
     pipeline text,
     step text,
@@ -259,7 +285,6 @@ DECLARE
     base jsonb;
     hash_header jsonb;
     group_path text[];
-    cancelled uuid[];
 BEGIN
     handed_off := 0;
     sent := 0;
@@ -290,18 +315,8 @@ BEGIN
     IF jsonb_array_length(routes) = 0 THEN
         RETURN;
     END IF;
-    -- Runs cancelled by now send nothing further (their messages are archived all the same).
-    cancelled := orchestrator.cancelled_among(run_ids);
-    IF cardinality(cancelled) > 0 THEN
-        SELECT array_agg(k.id ORDER BY k.i), array_agg(k.run ORDER BY k.i), array_agg(k.output ORDER BY k.i)
-          INTO msg_ids, run_ids, outputs
-          FROM unnest(msg_ids, run_ids, outputs) WITH ORDINALITY AS k (id, run, output, i)
-         WHERE k.run <> ALL (cancelled);
-        n := coalesce(cardinality(msg_ids), 0);
-        IF n = 0 THEN
-            RETURN;
-        END IF;
-    END IF;
+    -- No run here can be cancelled: the claim in this transaction took the runs' locks and
+    -- dropped the messages of runs cancelled before it, and a cancel waits for those locks.
     -- The next messages carry the spec hash of the sender (set in its routes) when it has one:
     -- it goes into each route's common headers (`base`), so no message's headers are rebuilt
     -- for it (a join gets it in its parents' headers). A parent's FIFO group never travels on

@@ -2,9 +2,8 @@
 -- grouped reads, pause, cancel. Tables in migrations/0004_flow_control.sql.
 --
 -- Workers announce freed slots, pauses and resumes on channel 'orchestrator_flow' (payload:
--- the slot or bucket name, or '<pipeline>.<step>'), so a waiting worker wakes at once; a
--- cancel announces 'cancel:<run id>', so a batch holding messages of the run starts none of
--- their handlers.
+-- the slot or bucket name, or '<pipeline>.<step>'), so a waiting worker wakes at once. A
+-- cancel announces nothing: it is enforced by run locks (see cancel_run).
 
 -- Tokens in a bucket at `at`: what it held at `updated_at` plus the refill since, at most
 -- `burst`. A tiny epsilon absorbs float rounding so a token due at `at` is there.
@@ -260,8 +259,10 @@ LANGUAGE sql STABLE
 RETURN (SELECT min(p.paused_at) FROM orchestrator.paused_steps p
          WHERE p.pipeline = paused_since.pipeline AND p.step IN (paused_since.step, ''));
 
--- The advisory lock of run `run_id`: hand-offs of the run hold it shared, cancel exclusively,
--- so a cancel waits for a hand-off in flight, and a hand-off that comes later sees the cancel.
+-- The advisory lock of run `run_id`: claims (for the whole batch) and hand-offs of the run
+-- hold it shared, cancel exclusively, so a cancel waits for a batch in flight, and a claim or
+-- hand-off that comes later sees the cancel. Two runs whose keys collide (a 64-bit hash)
+-- only wait for each other's cancels; whether a run is cancelled is always looked up by id.
 CREATE OR REPLACE FUNCTION orchestrator.run_lock_key(run_id uuid)
 RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -308,15 +309,21 @@ END
 $$;
 
 -- Cancel run `run_id`: delete its messages waiting, delayed or retrying in the step queues of
--- its pipeline and record the cancel, so that a hand-off of the run in flight sends nothing
--- further and its joins never fire. `outcome`: 'cancelled' (`removed` messages deleted,
--- `in_flight` held by handlers at work, which end without sending anything), 'already
--- cancelled', 'finished' (nothing left to cancel; nothing changed) or 'unknown'. Scans the
--- step queues of the applied pipelines (short queues; their archives are indexed by run id).
+-- its pipeline and record the cancel. It first takes the run's advisory lock exclusively, so
+-- it waits for the batches that claimed a message of the run (their handlers started before
+-- it commits; what their hand-offs sent, joins included, it deletes), and a claim that comes
+-- later waits for it and then finds the run cancelled (see orchestrator.claim): no handler of
+-- the run starts after the cancel committed. The wait lasts at most `wait_seconds` (its
+-- lock_timeout; then the caller gets SQLSTATE 55P03 and nothing changed). `outcome`: 'cancelled' (`removed` messages
+-- deleted, `in_flight` read by a worker that has not claimed them yet: its claim deletes
+-- them), 'already cancelled', 'finished' (nothing left to cancel; nothing changed) or
+-- 'unknown'. Scans the step queues of the applied pipelines (short queues; their archives
+-- are indexed by run id).
 CREATE OR REPLACE FUNCTION orchestrator.cancel_run(
-    run_id uuid, by_whom text DEFAULT NULL,
+    run_id uuid, by_whom text, wait_seconds double precision,
     OUT outcome text, OUT pipeline text, OUT removed integer, OUT in_flight integer)
 LANGUAGE plpgsql
+SET lock_timeout = '30s'  -- the function's own: the set_config below ends with it
 AS $$
 DECLARE
     applied orchestrator.pipelines;
@@ -326,6 +333,7 @@ DECLARE
 BEGIN
     removed := 0;
     in_flight := 0;
+    PERFORM set_config('lock_timeout', greatest(1, ceil(wait_seconds * 1000))::bigint || 'ms', true);
     PERFORM pg_advisory_xact_lock(orchestrator.run_lock_key(run_id));
     SELECT c.pipeline INTO pipeline FROM orchestrator.cancelled_runs c
      WHERE c.run_id = cancel_run.run_id;
@@ -363,9 +371,6 @@ BEGIN
     END IF;
     INSERT INTO orchestrator.cancelled_runs (run_id, pipeline, cancelled_at, cancelled_by, removed)
     VALUES (run_id, pipeline, clock_timestamp(), coalesce(by_whom, session_user), removed);
-    -- Workers holding a batch with messages of the run start none of their handlers after
-    -- they hear this (their hand-off would send nothing anyway: cancelled_among).
-    PERFORM pg_notify('orchestrator_flow', 'cancel:' || run_id::text);
     outcome := 'cancelled';
 END
 $$;
