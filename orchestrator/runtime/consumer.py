@@ -396,10 +396,38 @@ class StepConsumer:
                         suspect.msg_id,
                         suspect.read_ct,
                     )
-                await self._batches.run(session, [suspect], stopping=None)
+                try:
+                    await self._batches.run(session, [suspect], stopping=None)
+                finally:
+                    if alone:
+                        await self._unisolate(suspect)
         finally:
             if lease is not None:
                 await lease.stop()
+
+    async def _unisolate(self, suspect: StepMessage) -> None:
+        """This process outlived `suspect`'s run alone, however the run ended (an outcome, a
+        lost connection, a batch given back): take its ``isolated`` mark back, so that a loss
+        of this read, if it comes back unrecorded, is not taken for the message ending its
+        process. Through the pool, as the run's connection may be gone; tried until the
+        message's visibility timeout, when another read may take it."""
+        deadline = time.monotonic() + self.vt_seconds
+        delay = 0.05
+        while True:
+            try:
+                async with self._pool.acquire(timeout=1.0) as conn:
+                    await handoff.unisolate(conn, self.queue, suspect)
+                return
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                if time.monotonic() + delay >= deadline:
+                    self._log.warning(
+                        "message %d: could not take back its isolated mark; if its read is "
+                        "lost again it may be taken for a message that ends its worker",
+                        suspect.msg_id,
+                    )
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def _too_many_abandoned(self) -> bool:
         return self.abandoned > ABANDONED_PER_LOOP * self.concurrency

@@ -458,6 +458,12 @@ async def isolate(conn: Any, queue: str, message: StepMessage) -> bool:
     return owned
 
 
+async def unisolate(conn: Any, queue: str, message: StepMessage) -> bool:
+    """Take back `isolate`'s mark: this process outlived the run alone (outside a transaction)."""
+    taken: bool = await conn.fetchval(_Q["unisolate"], queue, message.msg_id, message.read_ct)
+    return taken
+
+
 async def unread(conn: Any, queue: str, messages: Iterable[StepMessage]) -> int:
     """Give owned messages back as if this read never happened (outside a transaction)."""
     return await _fenced(conn, "unread", queue, messages)

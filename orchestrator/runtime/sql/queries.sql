@@ -88,6 +88,10 @@ SELECT orchestrator.extend_lease($1::text, $2::bigint[], $3::integer[], $4::floa
 -- Record (committed, before its handler runs) that message $2 at read_ct $3 of queue $1 runs alone.
 SELECT orchestrator.isolate($1::text, $2::bigint, $3::integer)
 
+-- name: unisolate
+-- Take back the isolated mark of message $2 at read_ct $3 of queue $1 (its process lives on).
+SELECT orchestrator.unisolate($1::text, $2::bigint, $3::integer)
+
 -- name: unread
 -- Give owned messages back as if not read: visible at once, read_ct one less; how many.
 SELECT orchestrator.unread($1::text, $2::bigint[], $3::integer[])

@@ -149,6 +149,26 @@ BEGIN
 END
 $$;
 
+-- Take back the mark of isolate() while the process that made it lives on: the run alone
+-- ended some other way (a lost connection, a batch given back, or an outcome recorded), so a
+-- later loss of the read proves nothing of the message. Fenced by read_ct; whether it was.
+CREATE OR REPLACE FUNCTION orchestrator.unisolate(queue_name text, msg_id bigint, read_ct integer)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    moved integer;
+BEGIN
+    EXECUTE format(
+        'UPDATE %s q SET headers = q.headers - ''isolated'''
+        ' WHERE q.msg_id = $1 AND q.read_ct = $2 AND q.headers ? ''isolated''',
+        pgmq_ext.queue_table(queue_name))
+        USING msg_id, read_ct;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    RETURN moved = 1;
+END
+$$;
+
 -- Give owned messages back as if this read never happened: visible at once, read_ct one less.
 -- For suspects read together (see isolate()): one runs alone, the others are given back
 -- unread, so they pay no attempt for a read whose handler never ran.
