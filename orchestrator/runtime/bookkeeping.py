@@ -184,10 +184,21 @@ def lost_attempts(m: StepMessage) -> bool:
 
 
 def proven_lost(m: StepMessage) -> bool:
-    """Over its cap, a message is dead-lettered when its last lost read ran alone (so its own
-    handler ended it: ``headers.isolated`` is set before a suspect runs alone); lost last in a
-    shared batch, it gets one run alone first, so a batch-mate is never dead-lettered for it."""
-    return not lost_attempts(m) or m.headers.get("isolated") == m.read_ct - 1
+    """Over its cap, a message is dead-lettered when its last two reads were lost while it ran
+    alone in its process (``headers.isolated`` is set before a suspect runs alone, and
+    ``isolated_streak`` counts the reads lost alone just before that one): then its own handler
+    ended the process, twice. One lost alone may be an outside SIGKILL that hit that run; lost
+    last in a shared batch, it gets runs alone first, so a batch-mate is never dead-lettered
+    for another message's crash."""
+    if not lost_attempts(m):
+        return True
+    streak = m.headers.get("isolated_streak")
+    return (
+        m.headers.get("isolated") == m.read_ct - 1
+        and isinstance(streak, int)
+        and not isinstance(streak, bool)
+        and streak >= 1
+    )
 
 
 def is_suspect(m: StepMessage) -> bool:

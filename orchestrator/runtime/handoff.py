@@ -56,9 +56,13 @@ CONTRACT_HEADERS = frozenset(
         "dead_letter",
         "spec_hash",
         "isolated",
+        "isolated_streak",
     }
 )
 """Header keys the runtime sets; callers of `start` cannot choose them."""
+
+_ISOLATION_HEADERS = frozenset({"isolated", "isolated_streak"})
+"""The read cap's evidence (see `bookkeeping.proven_lost`): not kept in dead letters."""
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 # An escaped NUL in orjson's output: \u0000 not itself escaped (preceded by an even number of
@@ -281,7 +285,7 @@ def dead_letter_body(
         "run_id": message.run_id,
         "msg_id": message.msg_id,
         "payload": message.body,
-        "headers": {k: v for k, v in headers.items() if k != "isolated"},
+        "headers": {k: v for k, v in headers.items() if k not in _ISOLATION_HEADERS},
         "attempts": message.read_ct,
         "permanent": permanent,
         "error": {

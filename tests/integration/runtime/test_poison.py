@@ -165,11 +165,13 @@ async def test_suspects_run_alone_and_the_cap_holds_before_the_handler(rt: Runti
     await rt.apply(PIPE)
     ids = [await _send_text(rt, "pz__work", json.dumps({"n": n})) for n in range(4)]
     # As a worker that died would leave them: message 1 lost at its first read (a suspect);
-    # message 2 read 3 times (max_attempts), its last read run alone (proven: dead-lettered
-    # unread); message 3 read 3 times, lost last in a shared batch (one more run, alone).
+    # message 2 read 3 times (max_attempts), its last two reads run alone and lost (proven:
+    # dead-lettered unread); message 3 read 3 times, lost last in a shared batch (one more
+    # run, alone).
     await rt.conn.execute("UPDATE pgmq.q_pz__work SET read_ct = 1 WHERE msg_id = $1", ids[1])
     await rt.conn.execute(
-        "UPDATE pgmq.q_pz__work SET read_ct = 3, headers = '{\"isolated\": 3}' WHERE msg_id = $1",
+        "UPDATE pgmq.q_pz__work SET read_ct = 3,"
+        ' headers = \'{"isolated": 3, "isolated_streak": 1}\' WHERE msg_id = $1',
         ids[2],
     )
     await rt.conn.execute("UPDATE pgmq.q_pz__work SET read_ct = 3 WHERE msg_id = $1", ids[3])

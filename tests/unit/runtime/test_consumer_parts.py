@@ -198,10 +198,11 @@ def test_the_read_cap_holds_before_the_handler_only_for_a_message_proven_lost() 
     books, outcomes = _books(max_attempts=2), Outcomes()
     assert books.precheck(outcomes, _message(2))  # within the cap
     assert books.precheck(outcomes, _message(3))  # lost last in a shared batch: once alone
-    assert not books.precheck(outcomes, _message(3, isolated=2))  # lost alone: its own fault
+    assert books.precheck(outcomes, _message(3, isolated=2, isolated_streak=0))  # once alone
+    assert not books.precheck(outcomes, _message(3, isolated=2, isolated_streak=1))  # twice
     [dead] = [orjson.loads(b) for b in outcomes.dead_bodies]
     assert dead["error"]["type"] == "WorkerLost" and "worker died" in dead["error"]["message"]
-    assert "isolated" not in dead["headers"]
+    assert "isolated" not in dead["headers"] and "isolated_streak" not in dead["headers"]
 
 
 def test_precheck_fails_bodies_no_handler_can_take() -> None:

@@ -38,7 +38,7 @@ CREATE OR REPLACE FUNCTION orchestrator.step_headers(
 RETURNS jsonb
 LANGUAGE sql VOLATILE PARALLEL SAFE
 RETURN CASE WHEN jsonb_typeof(inherited) = 'object'
-            THEN inherited - '{run_id,pipeline,step,parent_id,parent_step,traceparent,sent_at,errors,dead_letter,isolated}'::text[]
+            THEN inherited - '{run_id,pipeline,step,parent_id,parent_step,traceparent,sent_at,errors,dead_letter,isolated,isolated_streak}'::text[]
             ELSE '{}'::jsonb END
     || base
     || jsonb_build_object(

@@ -131,7 +131,9 @@ $$;
 
 -- Mark an owned message as run alone at read `read_ct` (headers.isolated), committed before its
 -- handler starts: when that read too is lost, the next read knows the message itself ended its
--- worker (see docs/architecture.md, "Poison messages"). Returns whether it was still owned.
+-- worker (see docs/architecture.md, "Poison messages"). headers.isolated_streak counts the
+-- reads lost alone just before this one (a suspect's previous read was lost: if it ran alone,
+-- isolated is that read). Returns whether it was still owned.
 CREATE OR REPLACE FUNCTION orchestrator.isolate(queue_name text, msg_id bigint, read_ct integer)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -140,7 +142,10 @@ DECLARE
     moved integer;
 BEGIN
     EXECUTE format(
-        'UPDATE %s q SET headers = coalesce(q.headers, ''{}''::jsonb) || jsonb_build_object(''isolated'', $2)'
+        'UPDATE %s q SET headers = coalesce(q.headers, ''{}''::jsonb)'
+        ' || jsonb_build_object(''isolated'', $2, ''isolated_streak'','
+        '      CASE WHEN q.headers ->> ''isolated'' = ($2 - 1)::text'
+        '           THEN coalesce((q.headers ->> ''isolated_streak'')::integer, 0) + 1 ELSE 0 END)'
         ' WHERE q.msg_id = $1 AND q.read_ct = $2',
         pgmq_ext.queue_table(queue_name))
         USING msg_id, read_ct;
@@ -160,7 +165,7 @@ DECLARE
     moved integer;
 BEGIN
     EXECUTE format(
-        'UPDATE %s q SET headers = q.headers - ''isolated'''
+        'UPDATE %s q SET headers = q.headers - ''{isolated,isolated_streak}''::text[]'
         ' WHERE q.msg_id = $1 AND q.read_ct = $2 AND q.headers ? ''isolated''',
         pgmq_ext.queue_table(queue_name))
         USING msg_id, read_ct;
