@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.cli.views import trace_text
 from orchestrator.compiler import apply
+from orchestrator.ops.trace import trace_run
 from orchestrator.runtime import StepContext, start
 from orchestrator.runtime.consumer import StepConsumer
 from tests.integration.runtime.conftest import Runtime, pipeline_from
@@ -93,6 +95,18 @@ async def test_each_published_output_starts_one_run_of_each_matching_subscriber(
     assert not invoice_runs & order_runs
     assert {m["headers"]["published"]["run_id"] for m in bills} == order_runs
     assert {m["headers"]["run_id"] for m in starts} == invoice_runs
+    # trace shows the whole run, from its entry step, and where it came from.
+    bill = bills[0]["headers"]
+    trace = await trace_run(rt.conn, bill["run_id"])
+    assert [(e.pipeline, e.step, e.state) for e in trace.entries] == [
+        ("invoices", "start", "done"),
+        ("invoices", "bill", "done"),
+    ]
+    assert trace.published == bill["published"]
+    assert (
+        f"published as orders.created by orders.create (run {bill['published']['run_id']}, "
+        f"msg {bill['published']['msg_id']})"
+    ) in trace_text(trace)
     audit_runs = {m["headers"]["run_id"] for m in await rt.rows("audit__log", archive=True)}
     assert len(audit_runs) == 7
     assert not audit_runs & (invoice_runs | order_runs)
