@@ -24,7 +24,7 @@ INVOICES = """
 pipeline: invoices
 subscribe: orders.*
 steps:
-  start: {handler: t:start, next: bill}
+  start: {handler: t:start, group_by: order, next: bill}
   bill: {handler: t:bill}
 """
 
@@ -84,6 +84,8 @@ async def test_each_published_output_starts_one_run_of_each_matching_subscriber(
     starts = await rt.rows("invoices__start", archive=True)
     assert sorted(m["message"]["order"] for m in starts) == list(range(7))
     assert all(m["message"]["seen_by"] == "create" for m in starts)
+    # started as start() starts a run: the entry step's group_by applies
+    assert sorted(m["headers"]["x-pgmq-group"] for m in starts) == [str(n) for n in range(7)]
     published = [m["headers"]["published"] for m in starts]
     assert {p["topic"] for p in published} == {"orders.created"}
     assert {(p["pipeline"], p["step"]) for p in published} == {("orders", "create")}
