@@ -271,6 +271,12 @@ def trace_text(trace: Trace, *, colour: bool = False) -> str:
     )
     rows = [_trace_row(e, start) for e in trace.entries]
     lines = [head]
+    origin = trace.published
+    if origin is not None:
+        lines.append(
+            f"  published as {origin.get('topic')} by {origin.get('pipeline')}."
+            f"{origin.get('step')} (run {origin.get('run_id')}, msg {origin.get('msg_id')})"
+        )
     if trace.cancelled is not None:
         c = trace.cancelled
         lines.append(

@@ -1,5 +1,5 @@
-"""The catalog `plan` compares with: queues and their storage, join rows, and (read through
-`orchestrator.state`) the installed layers and the applied pipelines.
+"""The catalog `plan` compares with: queues and their storage, join rows, topic bindings,
+and (read through `orchestrator.state`) the installed layers and the applied pipelines.
 
 Read-only. A database without the queue layer or the orchestrator schema reads as empty (no
 queues, nothing applied), so `plan` works on a fresh database and shows the installs.
@@ -62,6 +62,8 @@ class Catalog:
     queues: Mapping[str, ActualQueue] = field(default_factory=dict)
     applied: Mapping[str, AppliedRecord] = field(default_factory=dict)
     joins: Mapping[tuple[str, str], JoinCount] = field(default_factory=dict)
+    bindings: frozenset[tuple[str, str]] = frozenset()
+    """Topic bindings of the queue layer, as (pattern, queue)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ async def read_catalog(conn: asyncpg.Connection) -> Catalog:
         queues=await read_queues(conn, layers) if layers.has_pgmq else {},
         applied=await read_applied_records(conn) if layers.has_pipelines else {},
         joins=await read_join_counts(conn) if layers.has_joins else {},
+        bindings=await read_bindings(conn) if layers.has_topics else frozenset(),
     )
 
 
@@ -149,6 +152,11 @@ async def read_join_counts(conn: asyncpg.Connection) -> dict[tuple[str, str], Jo
     """Join rows per (pipeline, step)."""
     rows = await conn.fetch(_Q["join_counts"])
     return {(r["pipeline"], r["step"]): JoinCount(r["open"], r["total"]) for r in rows}
+
+
+async def read_bindings(conn: asyncpg.Connection) -> frozenset[tuple[str, str]]:
+    """Every topic binding, as (pattern, queue)."""
+    return frozenset((r["pattern"], r["queue"]) for r in await conn.fetch(_Q["topic_bindings"]))
 
 
 async def read_depth(conn: asyncpg.Connection, queue: ActualQueue) -> Depth:

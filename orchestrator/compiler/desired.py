@@ -17,6 +17,10 @@ dead-letter queue on both tables (`QueueState.run_id_tables`). The queue of a st
 ``group_by`` carries the queue layer's FIFO group index (`pgmq.create_fifo_index`), which keeps
 its grouped reads cheap at any depth (`QueueState.group_by`).
 
+A pipeline's ``subscribe`` patterns are topic bindings of its entry step's queue
+(`PipelineState.bindings`, made with `pgmq.bind_topic`); the recorded spec says which bindings
+apply made, so only those are ever removed.
+
 Archive settings (archive or delete acknowledged messages, and how long archived messages are
 kept) have no place in the queue layer for queues that are not partitioned: they live in the
 stored spec (``spec["queues"]["archive"]``), where maintenance reads them.
@@ -33,6 +37,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.spec import Pipeline, naming
 from orchestrator.spec.durations import MAX_DURATION, format_duration
 from orchestrator.spec.models import SPEC_FORMAT
+from orchestrator.spec.topics import topic_pattern_problem
 
 KEEP_FOREVER = "100 years"
 """Partition retention given to the queue layer when a pipeline keeps its partitions."""
@@ -155,6 +160,20 @@ class JoinStep:
 
 
 @dataclass(frozen=True)
+class TopicBinding:
+    """A topic pattern bound to the entry queue of the pipeline subscribing to it."""
+
+    pattern: str
+    queue: str
+    pipeline: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(pattern, queue): how the queue layer identifies the binding."""
+        return (self.pattern, self.queue)
+
+
+@dataclass(frozen=True)
 class PipelineState:
     """Everything one pipeline needs in the database, plus the row that records it."""
 
@@ -167,6 +186,8 @@ class PipelineState:
     joins: tuple[JoinStep, ...]
     renames: tuple[tuple[str, str], ...] = ()
     """(former name, step) of each step declaring `renamed_from`."""
+    bindings: tuple[TopicBinding, ...] = ()
+    """The `subscribe` patterns, bound to the entry step's queue."""
 
     @property
     def step_count(self) -> int:
@@ -189,6 +210,11 @@ class DesiredState:
     def joins(self) -> dict[tuple[str, str], JoinStep]:
         """Every join step, by (pipeline, step)."""
         return {(j.pipeline, j.step): j for p in self.pipelines.values() for j in p.joins}
+
+    @property
+    def bindings(self) -> dict[tuple[str, str], TopicBinding]:
+        """Every topic binding, by (pattern, queue)."""
+        return {b.key: b for p in self.pipelines.values() for b in p.bindings}
 
 
 def desired_state(pipelines: Iterable[Pipeline]) -> DesiredState:
@@ -218,6 +244,10 @@ def check_names(state: PipelineState) -> None:
             raise UnsafeName(f"refusing to use {name!r} as a pipeline or step name")
     for queue in state.queues:
         check_queue_name(queue.name)
+    for binding in state.bindings:
+        problem = topic_pattern_problem(binding.pattern)
+        if problem:
+            raise UnsafeName(f"refusing to bind {binding.pattern!r}: {problem}")
 
 
 def storage_problems(pipeline: Pipeline) -> list[str]:
@@ -271,6 +301,7 @@ def _pipeline_state(spec: Mapping[str, Any], spec_hash: str) -> PipelineState:
         for step, s in steps.items()
         if len(s["predecessors"]) > 1
     ]
+    entry_queue = str(steps[str(spec["entry_step"])]["queue"])
     return PipelineState(
         name=name,
         spec=spec,
@@ -281,6 +312,9 @@ def _pipeline_state(spec: Mapping[str, Any], spec_hash: str) -> PipelineState:
         joins=tuple(joins),
         renames=tuple(
             (str(s["renamed_from"]), step) for step, s in steps.items() if s.get("renamed_from")
+        ),
+        bindings=tuple(
+            TopicBinding(str(pattern), entry_queue, name) for pattern in spec.get("subscribe", ())
         ),
     )
 

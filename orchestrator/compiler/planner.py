@@ -11,6 +11,9 @@ Rules:
 - The queue of a step with ``group_by`` gets the queue layer's FIFO group index; when the
   step loses ``group_by`` (as recorded), apply drops it. An index someone made on a queue whose
   step never had ``group_by`` is left alone.
+- A pipeline's ``subscribe`` patterns are bound to its entry queue. A binding the recorded
+  spec declares and the files no longer do is removed; a binding someone made by hand is left
+  alone, and one the recorded spec declares that is missing is drift.
 - Queues apply manages (those recorded for an applied pipeline, and every ``<pipeline>__*``
   queue of a known pipeline) are dropped when no pipeline needs them any more. Other queues
   in the database are left alone.
@@ -40,6 +43,7 @@ from orchestrator.compiler.desired import (
     DesiredState,
     PipelineState,
     QueueState,
+    TopicBinding,
     describe_notify,
     desired_state,
     pipeline_state,
@@ -57,7 +61,7 @@ if TYPE_CHECKING:
     from orchestrator.spec import Pipeline
 
 Symbol = Literal["+", "-", "~"]
-Kind = Literal["install", "queue", "index", "joins", "pipeline", "contract"]
+Kind = Literal["install", "queue", "index", "joins", "pipeline", "contract", "binding"]
 
 DRIFT_NOTE = "changed outside orchestrator apply"
 _RETENTION_TOLERANCE = 1e-3
@@ -264,15 +268,18 @@ def diff(desired: DesiredState, catalog: Catalog) -> Plan:
     renames = rename_changes(desired, catalog)
     moved = {name for change in renames for name in change.moving or ()}
     creates, recreates, alters, indexes = _queue_changes(desired, catalog, recorded_queues)
+    binds, unbinds = binding_changes(desired, catalog, recorded)
     return Plan(
         (
             *layer_changes(catalog.layers),
+            *unbinds,
             *(c for c in drop_changes(desired, catalog, recorded) if c.at_risk not in moved),
             *recreates,
             *renames,
             *(c for c in creates if c.subject.removeprefix("queue ") not in moved),
             *alters,
             *indexes,
+            *binds,
             *join_changes(desired, catalog),
             *contract_changes(desired, catalog),
             *record_changes(desired, catalog),
@@ -661,6 +668,53 @@ def fifo_change(want: QueueState, have: ActualQueue, before: QueueState | None) 
 def fifo_index(queue: str) -> str:
     """Name of a queue's FIFO group index (the queue layer's ``pgmq_ext.group_index_name``)."""
     return f"q_{queue}_group_idx"
+
+
+def binding_changes(
+    desired: DesiredState, catalog: Catalog, recorded: Mapping[str, PipelineState]
+) -> tuple[list[Change], list[Change]]:
+    """Topic bindings to make, and those to remove: only bindings a recorded spec declares
+    are ever removed (a binding made by hand for another queue is not apply's)."""
+    wanted = desired.bindings
+    made = {b.key: b for state in recorded.values() for b in state.bindings}
+    binds = []
+    for key, binding in wanted.items():
+        if key in catalog.bindings:
+            continue
+        by_hand = key in made
+        summary = (
+            f"bind again: it is missing ({DRIFT_NOTE})"
+            if by_hand
+            else f"bind (pipeline {binding.pipeline} subscribes to it)"
+        )
+        statement = render("bind_topic", pattern=binding.pattern, queue=binding.queue)
+        binds.append(
+            Change("+", "binding", _binding(binding), summary, (statement,), drift=by_hand)
+        )
+    unbinds = []
+    for key, binding in sorted(made.items()):
+        if key in wanted or key not in catalog.bindings:
+            continue
+        reason = _unbind_reason(binding, desired)
+        statement = render("unbind_topic", pattern=binding.pattern, queue=binding.queue)
+        unbinds.append(
+            Change("-", "binding", _binding(binding), f"unbind ({reason})", (statement,))
+        )
+    return binds, unbinds
+
+
+def _unbind_reason(binding: TopicBinding, desired: DesiredState) -> str:
+    state = desired.pipelines.get(binding.pipeline)
+    if state is None:
+        return f"pipeline {binding.pipeline} is gone"
+    if any(b.pattern == binding.pattern for b in state.bindings):
+        moved = state.bindings[0].queue
+        return f"the entry queue of pipeline {binding.pipeline} is now {moved}"
+    return f"pipeline {binding.pipeline} no longer subscribes to it"
+
+
+def _binding(binding: TopicBinding) -> str:
+    return f"topic {binding.pattern} -> queue {binding.queue}"
 
 
 def join_changes(desired: DesiredState, catalog: Catalog) -> list[Change]:

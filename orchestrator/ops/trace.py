@@ -64,6 +64,9 @@ class TraceEntry:
     visible_at: datetime | None = None
     payload: Any = None
     """The step's input (the message body; for a dead letter, the payload it failed on)."""
+    published: Mapping[str, Any] | None = None
+    """Where a run started by a topic came from: its ``published`` header (topic, pipeline,
+    step, run_id, msg_id of the publishing step's message)."""
 
     @property
     def duration(self) -> float | None:
@@ -89,6 +92,7 @@ class TraceEntry:
             "dead_letter_id": self.dead_letter_id,
             "replayed_from": self.replayed_from,
             "visible_at": _iso(self.visible_at),
+            "published": dict(self.published) if self.published else None,
         }
 
 
@@ -131,6 +135,12 @@ class Trace:
     cancelled: Cancellation | None = None
 
     @property
+    def published(self) -> Mapping[str, Any] | None:
+        """The ``published`` header of the run's first message: the run was started by a
+        topic (None when it was started otherwise)."""
+        return next((e.published for e in self.entries if e.published), None)
+
+    @property
     def pipelines(self) -> tuple[str, ...]:
         return tuple(
             dict.fromkeys([e.pipeline for e in self.entries] + [j.pipeline for j in self.joins])
@@ -163,6 +173,7 @@ class Trace:
             "joins": [j.to_json() for j in self.joins],
             "unrecorded_steps": list(self.unrecorded),
             "cancelled": self.cancelled.to_json() if self.cancelled else None,
+            "published": dict(self.published) if self.published else None,
         }
 
 
@@ -239,6 +250,7 @@ def _entry(owner: _Owner, row: asyncpg.Record, now: datetime) -> TraceEntry:
         replayed_from=_integer(headers.get("replayed_from")),
         visible_at=None if done else row["vt"],
         payload=row["message"],
+        published=_published(headers),
     )
 
 
@@ -288,6 +300,11 @@ def _dead_letter_entry(pipeline: AppliedPipeline, row: asyncpg.Record) -> TraceE
         replayed_from=_integer(headers.get("replayed_from")),
         payload=dead.payload,
     )
+
+
+def _published(headers: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    origin = headers.get("published")
+    return origin if isinstance(origin, dict) else None
 
 
 def _join(row: asyncpg.Record) -> JoinState:

@@ -218,6 +218,8 @@ class StepTarget:
     successor, plus "group": [key path] for a successor with group_by."""
     archive: bool
     dead_letter_queue: str
+    publish: tuple[str, ...] | None = None
+    """Routing keys the step's outputs are published with (None: it publishes nothing)."""
 
     @classmethod
     def of(cls, pipeline: Pipeline, step: ResolvedStep) -> StepTarget:
@@ -241,6 +243,7 @@ class StepTarget:
             routes=orjson.dumps(routes).decode(),
             archive=pipeline.queues.archive.enabled,
             dead_letter_queue=pipeline.dead_letter_queue,
+            publish=step.publish or None,
         )
 
 
@@ -396,7 +399,8 @@ async def complete(
     *,
     read_next: tuple[int, int] | None = None,
 ) -> tuple[Completion, list[StepMessage]]:
-    """Hand off, retry and dead-letter in one round trip (in the claim's transaction).
+    """Hand off (and publish), retry and dead-letter in one round trip (in the claim's
+    transaction).
 
     With `read_next` = (vt seconds, qty), the same statement then reads the next batch of
     `target.queue`: it returns those messages too, read in the caller's transaction.
@@ -419,6 +423,7 @@ async def complete(
         o.dead_ids,
         o.dead_read_cts,
         o.dead_bodies,
+        target.publish,
     )
     if read_next is None:
         row = await conn.fetchrow(_Q["complete"], *args)

@@ -47,6 +47,15 @@ from orchestrator.spec.flow import (
 )
 from orchestrator.spec.graph import StepLinks, Topology, analyze
 from orchestrator.spec.handlers import HANDLER_HINT, HANDLER_PATTERN
+from orchestrator.spec.topics import (
+    MAX_TOPIC_LENGTH,
+    ROUTING_KEY_HINT,
+    ROUTING_KEY_PATTERN,
+    TOPIC_PATTERN_HINT,
+    TOPIC_PATTERN_PATTERN,
+    check_routing_key,
+    check_topic_pattern,
+)
 
 SPEC_FORMAT = 1
 """Version of the canonical JSON produced by `Pipeline.to_json` (part of the spec hash)."""
@@ -167,6 +176,40 @@ GroupKey = Annotated[
     WithJsonSchema(
         {"type": "string", "pattern": GROUP_KEY_PATTERN, "patternErrorMessage": GROUP_KEY_HINT}
     ),
+]
+RoutingKey = Annotated[
+    str,
+    Strict(),
+    AfterValidator(check_routing_key),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": ROUTING_KEY_PATTERN,
+            "maxLength": MAX_TOPIC_LENGTH,
+            "patternErrorMessage": ROUTING_KEY_HINT,
+        }
+    ),
+]
+TopicPattern = Annotated[
+    str,
+    Strict(),
+    AfterValidator(check_topic_pattern),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": TOPIC_PATTERN_PATTERN,
+            "maxLength": MAX_TOPIC_LENGTH,
+            "patternErrorMessage": TOPIC_PATTERN_HINT,
+        }
+    ),
+]
+RoutingKeys = Annotated[
+    tuple[RoutingKey, ...],
+    BeforeValidator(_one_or_many, json_schema_input_type=RoutingKey | list[RoutingKey]),
+]
+TopicPatterns = Annotated[
+    tuple[TopicPattern, ...],
+    BeforeValidator(_one_or_many, json_schema_input_type=TopicPattern | list[TopicPattern]),
 ]
 StepRefs = Annotated[
     tuple[Text, ...],
@@ -349,6 +392,11 @@ class Step(_Model):
     max_waiting: Depth | None = None
     """Backpressure: while this step's queue holds more visible messages than this, its
     predecessors do not hand off to it (they wait; nothing is dropped)."""
+    publish: RoutingKeys = ()
+    """Routing keys (one, or a list) this step's output is also published with, in the same
+    transaction as its hand-off: every queue bound by a matching pattern (a pipeline's
+    `subscribe`) gets a copy, and starts a run there. Words separated by dots, e.g.
+    orders.created."""
 
     def settings(self, defaults: Defaults) -> StepSettings:
         """This step's effective settings given the pipeline's `defaults`."""
@@ -371,6 +419,8 @@ def _step_json(step: ResolvedStep) -> dict[str, Any]:
     set, so pipelines that set none keep the hash they had before those existed."""
     optional = (*FLOW_KEYS, "input", "output", "renamed_from")
     unset = {key for key in optional if getattr(step, key) is None}
+    if not step.publish:
+        unset.add("publish")
     return step.model_dump(mode="json", exclude={"pipeline", "name", *unset})
 
 
@@ -391,6 +441,8 @@ class ResolvedStep(StepSettings):
     input: str | dict[str, JsonValue] | None = None
     output: str | dict[str, JsonValue] | None = None
     renamed_from: str | None = None
+    publish: tuple[str, ...] = ()
+    """Routing keys the step's output is published with."""
 
     @property
     def is_entry(self) -> bool:
@@ -518,6 +570,10 @@ class Pipeline(_Model):
     dedupe_window: Duration = 0.0
     """How long after a keyed run finished a start with the same key still returns that run
     instead of starting a new one. Default 0: only while the run is not finished."""
+    subscriptions: TopicPatterns = Field(default=(), alias="subscribe")
+    """Topic patterns (one, or a list) bound to the entry step's queue: a step of any
+    pipeline publishing a matching routing key starts a run of this one with its output. '*'
+    stands for exactly one word, '#' for any number of words (orders.*, orders.#, #)."""
     steps: dict[Name, Step] = Field(min_length=1)
     """The steps, by name. Exactly one step has no predecessor: the entry step."""
 
@@ -597,6 +653,7 @@ class Pipeline(_Model):
             input=spec.input,
             output=spec.output,
             renamed_from=spec.renamed_from,
+            publish=spec.publish,
         )
 
     def resolved_steps(self) -> tuple[ResolvedStep, ...]:
@@ -621,6 +678,8 @@ class Pipeline(_Model):
         }
         if self.dedupe_window:
             canonical["dedupe_window"] = self.dedupe_window
+        if self.subscriptions:  # absent when empty: hashes stay the same
+            canonical["subscribe"] = list(self.subscriptions)
         if self.join_settings != JoinSettings():  # absent at the default: hashes stay the same
             canonical["joins"] = self.join_settings.model_dump(mode="json")
         return canonical

@@ -1,4 +1,5 @@
-"""Checks across pipeline files: unique names, unique queues, importable handlers."""
+"""Checks across pipeline files: unique names, unique queues, shared rates, topics,
+importable handlers."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import io
 import re
 from collections.abc import Iterator
 
+from orchestrator.spec.compat import check_edge
 from orchestrator.spec.diagnostics import DocPath, Issue
 from orchestrator.spec.file_checks import FileReport
 from orchestrator.spec.handlers import HANDLER_PATTERN, HandlerError, inspect_handler
 from orchestrator.spec.models import Pipeline
 from orchestrator.spec.rules import rate_limit_path, shared_rate_message
+from orchestrator.spec.topics import matches
 
 _HANDLER = re.compile(HANDLER_PATTERN)
 
@@ -61,6 +64,87 @@ def check_shared_rates(reports: list[FileReport]) -> None:
                 message = shared_rate_message(limit.name, limit.rate, seen[1], seen[2])
                 _invalidate(report, Issue(rate_limit_path(pipeline, step), message))
                 break
+
+
+def check_topics(reports: list[FileReport]) -> None:
+    """Every routing key a step publishes, against the patterns pipelines subscribe to.
+
+    A key no pipeline of the project subscribes to is a warning (another program may bind a
+    queue to it), and so is one the publishing pipeline subscribes to itself (every run then
+    starts another). Where the publishing step declares an `output` and the subscriber's
+    entry step an `input`, the edge is checked as a `next:` edge is: an error at the
+    publishing key when the output may break the input.
+    """
+    valid = [r for r in reports if r.pipeline is not None]
+    subscribers = [(r.pipeline, r.file) for r in valid if r.pipeline and r.pipeline.subscriptions]
+    for report in valid:
+        publisher = report.pipeline
+        assert publisher is not None
+        issues = [
+            issue
+            for name, step in publisher.steps.items()
+            for index, key in enumerate(step.publish)
+            for issue in _publish_issues(publisher, name, index, key, subscribers)
+        ]
+        for issue in issues:
+            report.report(issue)
+        if any(issue.severity == "error" for issue in issues):
+            report.pipeline = None
+
+
+def _publish_issues(
+    publisher: Pipeline,
+    step: str,
+    index: int,
+    key: str,
+    subscribers: list[tuple[Pipeline, str]],
+) -> list[Issue]:
+    where: DocPath = ("steps", step, "publish", index)
+    reached = []
+    for subscriber, file in subscribers:
+        pattern = next((p for p in subscriber.subscriptions if matches(p, key)), None)
+        if pattern is not None:
+            reached.append((subscriber, file, pattern))
+    if not reached:
+        message = f"no pipeline here subscribes to '{key}': what this step publishes goes nowhere"
+        return [Issue(where, message, severity="warning")]
+    issues = []
+    for subscriber, file, pattern in reached:
+        if subscriber.name == publisher.name:
+            message = (
+                f"pipeline '{publisher.name}' subscribes to '{pattern}' itself: every run that "
+                f"publishes '{key}' starts another run"
+            )
+            issues.append(Issue(where, message, severity="warning"))
+        issues.extend(_contract_issues(publisher, step, where, key, subscriber, pattern, file))
+    return issues
+
+
+def _contract_issues(
+    publisher: Pipeline,
+    step: str,
+    where: DocPath,
+    key: str,
+    subscriber: Pipeline,
+    pattern: str,
+    file: str,
+) -> list[Issue]:
+    """The edge from `step`'s output to the subscriber's entry input, when both are declared."""
+    given = publisher.steps[step].output
+    entry = subscriber.entry_step
+    wanted = subscriber.steps[entry].input
+    if given is None or wanted is None:
+        return []
+    edge = (
+        f"contract '{step}' output -> '{subscriber.name}.{entry}' input "
+        f"('{key}' reaches subscribe '{pattern}' in {file})"
+    )
+    if not isinstance(given, dict) or not isinstance(wanted, dict):
+        return [Issue(where, f"{edge}: cannot decide with a pydantic model", severity="warning")]
+    return [
+        Issue(where, f"{edge} {f.describe()}", severity="error" if f.decided else "warning")
+        for f in check_edge(given, wanted)
+    ]
 
 
 def _queue_origin(pipeline: Pipeline, queue: str) -> DocPath:

@@ -2,8 +2,9 @@
 
 Derived queue names must fit the queue layer; a handler's timeout must be shorter than its
 visibility timeout; retry waits must not start above their cap; partitions must be kept at
-least as long as they span; schedules need distinct keys. Each issue points at the setting
-that causes it: the step's own value when it sets one, else the value in ``defaults``.
+least as long as they span; schedules need distinct keys; a routing key or a pattern is listed
+once. Each issue points at the setting that causes it: the step's own value when it sets one,
+else the value in ``defaults``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def pipeline_issues(pipeline: Pipeline) -> list[Issue]:
         *rename_issues(pipeline),
         *waiting_issues(pipeline),
         *shared_rate_issues(pipeline),
+        *topic_issues(pipeline),
     ]
     return list(dict.fromkeys(issues))
 
@@ -186,6 +188,23 @@ def shared_rate_issues(pipeline: Pipeline) -> list[Issue]:
         if limit.per_second != seen[2]:
             message = shared_rate_message(limit.name, limit.rate, seen[1], f"step '{seen[0]}'")
             issues.append(Issue(rate_limit_path(pipeline, name), message))
+    return issues
+
+
+def topic_issues(pipeline: Pipeline) -> list[Issue]:
+    """A routing key published twice by one step, a pattern subscribed twice."""
+    lists: list[tuple[DocPath, tuple[str, ...], str]] = [
+        (("steps", name, "publish"), step.publish, "routing key")
+        for name, step in pipeline.steps.items()
+    ]
+    lists.append((("subscribe",), pipeline.subscriptions, "pattern"))
+    issues = []
+    for where, values, what in lists:
+        seen: set[str] = set()
+        for index, value in enumerate(values):
+            if value in seen:
+                issues.append(Issue((*where, index), f"{what} '{value}' is listed twice"))
+            seen.add(value)
     return issues
 
 

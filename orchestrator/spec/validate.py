@@ -20,6 +20,7 @@ from orchestrator.spec.models import Pipeline
 from orchestrator.spec.project_checks import (
     check_handlers,
     check_shared_rates,
+    check_topics,
     check_unique_names,
     check_unique_queues,
 )
@@ -69,6 +70,7 @@ def load_pipelines(
     check_unique_names(reports)
     check_unique_queues(reports)
     check_shared_rates(reports)
+    check_topics(reports)
     if import_handlers:
         checked: dict[str, str | None] = {}
         for report in reports:

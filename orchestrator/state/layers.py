@@ -35,6 +35,7 @@ class Layers:
     has_partitions: bool = False
     has_pipelines: bool = False
     has_joins: bool = False
+    has_topics: bool = False
     has_ops_functions: bool = False
     has_queue_versions: bool = False
     has_store_versions: bool = False
@@ -78,6 +79,7 @@ async def read_layers(conn: asyncpg.Connection, *, versions: bool = True) -> Lay
         has_partitions=bool(row["has_partitions"]),
         has_pipelines=bool(row["has_pipelines"]),
         has_joins=bool(row["has_joins"]),
+        has_topics=bool(row["has_topics"]),
         has_ops_functions=bool(row["has_ops_functions"]),
         has_queue_versions=bool(row["has_versions"]),
         has_store_versions=bool(row["has_store"]),

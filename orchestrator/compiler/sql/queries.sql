@@ -69,6 +69,12 @@ SELECT pipeline, step,
  GROUP BY pipeline, step
  ORDER BY pipeline, step;
 
+-- name: topic_bindings
+-- Every topic binding of the queue layer: (pattern, queue).
+SELECT pattern, queue_name AS queue
+  FROM pgmq.topic_bindings
+ ORDER BY queue_name, pattern;
+
 -- name: role_exists
 -- True when role $1 exists.
 SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1);

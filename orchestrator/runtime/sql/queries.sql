@@ -22,15 +22,15 @@ SELECT m.msg_id, m.read_ct, m.message::text, m.headers::text
 SELECT orchestrator.claim($1::text, $2::bigint[], $3::integer[], $4::uuid[])
 
 -- name: complete
--- Hand off, retry and dead-letter the messages of a batch in one call.
+-- Hand off (and publish), retry and dead-letter the messages of a batch in one call.
 SELECT * FROM orchestrator.complete(
     $1::text, $2::text, $3::text::jsonb, $4::boolean, $5::text,
     $6::bigint[], $7::integer[], $8::uuid[], $9::text[]::jsonb[],
     $10::bigint[], $11::integer[], $12::float8[], $13::text[]::jsonb[],
-    $14::bigint[], $15::integer[], $16::text[]::jsonb[])
+    $14::bigint[], $15::integer[], $16::text[]::jsonb[], $17::text[])
 
 -- name: complete_and_read
--- complete, then read the next batch ($17 queue, $18 vt, $19 qty) in the same transaction:
+-- complete, then read the next batch ($18 queue, $19 vt, $20 qty) in the same transaction:
 -- the read commits (durably) with the hand-off, and the next batch costs no round trip of its
 -- own. One row per message read, or one row with NULL message columns when none was.
 -- What was read is also left in four session settings (orchestrator.read_ahead_*: queue,
@@ -41,12 +41,12 @@ WITH c AS MATERIALIZED (
         $1::text, $2::text, $3::text::jsonb, $4::boolean, $5::text,
         $6::bigint[], $7::integer[], $8::uuid[], $9::text[]::jsonb[],
         $10::bigint[], $11::integer[], $12::float8[], $13::text[]::jsonb[],
-        $14::bigint[], $15::integer[], $16::text[]::jsonb[])
+        $14::bigint[], $15::integer[], $16::text[]::jsonb[], $17::text[])
 ), r AS MATERIALIZED (
-    SELECT m.* FROM c, LATERAL pgmq.read($17::text, $18::integer, $19::integer) AS m
+    SELECT m.* FROM c, LATERAL pgmq.read($18::text, $19::integer, $20::integer) AS m
      WHERE c.handed_off IS NOT NULL  -- after complete(): the lateral reference orders them
 ), ahead AS MATERIALIZED (
-    SELECT set_config('orchestrator.read_ahead_queue', $17::text, false),
+    SELECT set_config('orchestrator.read_ahead_queue', $18::text, false),
            set_config('orchestrator.read_ahead_ids',
                       coalesce((SELECT array_agg(r.msg_id ORDER BY r.msg_id) FROM r), '{}')::text,
                       false),

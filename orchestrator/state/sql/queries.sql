@@ -3,13 +3,14 @@
 -- not installed reads as absent, never as an error.
 
 -- name: layers
--- Which parts of the schema exist: the queue layer, its internals, schema orchestrator, its ops functions.
+-- Which parts of the schema exist: the queue layer, its internals and topics, schema orchestrator, its ops functions.
 SELECT to_regclass('pgmq.meta') IS NOT NULL AS has_pgmq,
        to_regclass('pgmq_ext.schema_version') IS NOT NULL AS has_versions,
        to_regclass('pgmq_ext.partition_config') IS NOT NULL AS has_partitions,
        to_regclass('orchestrator.schema_version') IS NOT NULL AS has_store,
        to_regclass('orchestrator.pipelines') IS NOT NULL AS has_pipelines,
        to_regclass('orchestrator.joins') IS NOT NULL AS has_joins,
+       to_regclass('pgmq.topic_bindings') IS NOT NULL AS has_topics,
        to_regprocedure('orchestrator.ops_queue_stats(text, timestamp with time zone)') IS NOT NULL
            AS has_ops_functions,
        EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgmq') AS has_extension;

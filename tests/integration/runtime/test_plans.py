@@ -87,6 +87,7 @@ async def test_complete_archives_the_batch_by_index(conn: asyncpg.Connection, bi
             *(ids, cts, runs, ["{}"] * len(ids)),
             *([], [], [], []),
             *([], [], []),
+            None,
         )
         seq, idx = _since(before, await _scans(conn, f"q_{big}"))
     assert row["handed_off"] == 10

@@ -193,3 +193,22 @@ async def test_a_database_without_pipelines_says_what_to_run(empty_dsn: str) -> 
         page = await client.get("/")
         assert page.status_code == 503
         assert "orchestrator apply" in page.text
+
+
+async def test_run_page_of_a_run_a_topic_started_links_the_publishing_run(
+    client: httpx.AsyncClient, conn: asyncpg.Connection, orders: Pipeline
+) -> None:
+    run, publisher = support.new_run(), support.new_run()
+    origin = {"topic": "shop.<b>", "pipeline": "shop", "step": "sell", "run_id": publisher}
+    await conn.execute(
+        "SELECT pgmq.send($1, $2::jsonb, $3::jsonb)",
+        orders.queue_name("fetch"),
+        {"run": run},
+        {**support.headers(run, orders, "fetch"), "published": {**origin, "msg_id": 7}},
+    )
+    page = await client.get(f"/runs/{run}")
+    assert page.status_code == 200
+    assert (
+        "Started by topic <code>shop.&lt;b&gt;</code>, published by shop.sell in run "
+        f'<a href="/runs/{publisher}"><code>{publisher}</code></a>'
+    ) in page.text

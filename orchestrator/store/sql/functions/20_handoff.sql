@@ -492,8 +492,9 @@ BEGIN
 END
 $$;
 
--- Everything a batch ends with, in one call (one round trip): hand off the successes, retry
--- or dead-letter the failures. The caller runs it in the transaction holding the claim and
+-- Everything a batch ends with, in one call (one round trip): hand off the successes (and
+-- publish them with the step's routing keys `publish`, NULL when it has none), retry or
+-- dead-letter the failures. The caller runs it in the transaction holding the claim and
 -- the handlers' writes, then commits.
 CREATE OR REPLACE FUNCTION orchestrator.complete(
     pipeline text,
@@ -512,6 +513,7 @@ CREATE OR REPLACE FUNCTION orchestrator.complete(
     dead_ids bigint[],
     dead_read_cts integer[],
     dead_bodies jsonb[],
+    publish text[],
     OUT handed_off integer,
     OUT sent integer,
     OUT joins_completed integer,
@@ -527,6 +529,9 @@ BEGIN
     SELECT h.handed_off, h.sent, h.joins_completed INTO handed_off, sent, joins_completed
       FROM orchestrator.hand_off(pipeline, step, routes, archive, done_ids, done_read_cts,
                                  done_run_ids, done_outputs) AS h;
+    IF publish IS NOT NULL THEN
+        PERFORM orchestrator.publish(pipeline, step, publish, done_ids, done_run_ids, done_outputs);
+    END IF;
     IF cardinality(retry_ids) > 0 THEN
         SELECT d.gone, d.ids, d.read_cts_left, d.delays_left, d.headers_left
           INTO dropped, retry_ids, retry_read_cts, retry_delays, retry_headers
