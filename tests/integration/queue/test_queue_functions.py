@@ -25,6 +25,8 @@ OPERATIONS = [
     "archive_many",
     "delete",
     "delete_many",
+    "lock_owned",
+    "move_owned",
     "pop",
     "pop_many",
     "read",

@@ -17,6 +17,8 @@
 --   archive:<q>(msg_id bigint) -> boolean, archive_many:<q>(msg_ids bigint[]) -> setof bigint
 --   send:<q>(vt timestamptz, msg jsonb, headers jsonb)        -> bigint
 --   send_batch:<q>(vt timestamptz, msgs jsonb[], headers jsonb[]) -> setof bigint
+--   lock_owned:<q>(msg_id bigint, read_ct integer) -> boolean
+--   move_owned:<q>(msg_id bigint, read_ct integer, archive boolean) -> (owned, moved_headers)
 -- The public signatures (pgmq.read(queue_name, vt, qty, conditional), ...) stay as they are:
 -- after checking their arguments they look the queue's function up (pgmq_ext.queue_function:
 -- one syscache probe) and call it with a one-line EXECUTE, whose planning is a fraction of the
@@ -249,6 +251,31 @@ $body$),
 BEGIN
     RETURN QUERY UPDATE %1$s q SET vt = _vt WHERE q.msg_id = ANY (_msg_ids)
         RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers;
+END
+$body$),
+        -- Fenced, for a caller that names a message by (msg_id, read_ct), the read_ct its read
+        -- saw (the store's claim and hand-off of one message, 20_handoff.sql): a message read
+        -- again since is left alone. lock_owned locks it FOR KEY SHARE (readers skip it, vt
+        -- updates do not wait); move_owned deletes it, into the archive when _archive, and
+        -- gives its headers.
+        ('lock_owned', '_msg_id bigint, _read_ct integer', 'boolean', $body$
+BEGIN
+    PERFORM FROM %1$s q WHERE q.msg_id = _msg_id AND q.read_ct = _read_ct FOR KEY SHARE OF q;
+    RETURN FOUND;
+END
+$body$),
+        ('move_owned', '_msg_id bigint, _read_ct integer, _archive boolean, OUT owned boolean, OUT moved_headers jsonb',
+         'record', $body$
+BEGIN
+    IF _archive THEN
+        WITH moved AS (
+            DELETE FROM %1$s q WHERE q.msg_id = _msg_id AND q.read_ct = _read_ct RETURNING %6$s)
+        INSERT INTO %2$s AS a (%3$s) SELECT %3$s FROM moved RETURNING a.headers INTO moved_headers;
+    ELSE
+        DELETE FROM %1$s q WHERE q.msg_id = _msg_id AND q.read_ct = _read_ct
+        RETURNING q.headers INTO moved_headers;
+    END IF;
+    owned := FOUND;
 END
 $body$)
       ) AS f (operation, arguments, result, body)
