@@ -50,6 +50,8 @@ SET lock_timeout = '5s'
 AS $$
 DECLARE
     doomed uuid[];
+    fn text;
+    owned boolean;
 BEGIN
     IF run_ids IS NULL THEN
         EXECUTE format(
@@ -73,6 +75,18 @@ BEGIN
             pgmq_ext.queue_table(queue_name))
             USING ARRAY(SELECT k.id FROM unnest(msg_ids, run_ids) AS k (id, run) WHERE k.run = ANY (doomed)),
                   ARRAY(SELECT k.ct FROM unnest(read_cts, run_ids) AS k (ct, run) WHERE k.run = ANY (doomed));
+    END IF;
+    -- One message (batch_size 1): the queue's own function, whose statement is planned once
+    -- per session; a batch, or a queue without its functions, the statement planned here.
+    IF cardinality(msg_ids) = 1 THEN
+        fn := pgmq_ext.queue_function(queue_name, 'lock_owned');
+    END IF;
+    IF fn IS NOT NULL THEN
+        EXECUTE 'SELECT ' || fn || '($1, $2)' INTO owned USING msg_ids[1], read_cts[1];
+        IF owned THEN
+            RETURN NEXT msg_ids[1];
+        END IF;
+        RETURN;
     END IF;
     RETURN QUERY EXECUTE format(
         'SELECT q.msg_id FROM %s q JOIN unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
@@ -284,6 +298,12 @@ $$;
 --   "spec_hash": "<the sender's spec hash>"}]; a route with `expects` is a join (see arrive()).
 -- Raises when a message is no longer owned.
 -- Called only in the transaction of the claim of these messages (see orchestrator.claim()).
+--
+-- One message (batch_size 1) takes a path of its own: the queue's own fenced move
+-- (pgmq_ext."move_owned:<queue>") and send (pgmq_ext.send_one, the successor queue's
+-- "send:<queue>"), whose statements are planned once per session, and its headers as plain
+-- expressions, no array built or unnested. A batch, or a queue without its functions, moves
+-- with one statement planned here and sends with send_many.
 CREATE OR REPLACE FUNCTION orchestrator.hand_off(
     pipeline text,
     step text,
@@ -303,6 +323,9 @@ DECLARE
     queue text := orchestrator.step_queue(pipeline, step);
     n integer := coalesce(cardinality(msg_ids), 0);
     now_ts timestamptz := clock_timestamp();
+    move_fn text;
+    owned boolean;
+    moved integer;
     moved_ids bigint[];
     moved_headers jsonb[];
     parent_headers jsonb[];
@@ -310,6 +333,7 @@ DECLARE
     base jsonb;
     hash_header jsonb;
     group_path text[];
+    one_headers jsonb;
 BEGIN
     handed_off := 0;
     sent := 0;
@@ -321,21 +345,34 @@ BEGIN
         RAISE EXCEPTION 'hand_off needs one read_ct, run_id and output per message'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- One statement moves the batch: delete (fenced) and, unless archiving is off, insert
-    -- into the archive; the parents' headers come back for the next messages.
-    EXECUTE format(
-        'WITH gone AS ('
-        ' DELETE FROM %1$s q USING unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
-        ' WHERE q.msg_id = f.id AND q.read_ct = f.ct'
-        ' RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers'
-        '), kept AS ('
-        ' INSERT INTO %2$s (msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers)'
-        ' SELECT * FROM gone WHERE $3'
-        ') SELECT array_agg(msg_id), array_agg(headers) FROM gone',
-        pgmq_ext.queue_table(queue), pgmq_ext.archive_table(queue))
-        INTO moved_ids, moved_headers
-        USING msg_ids, read_cts, archive;
-    PERFORM orchestrator.check_owned(queue, 'hand off', n, cardinality(moved_ids));
+    IF n = 1 THEN
+        move_fn := pgmq_ext.queue_function(queue, 'move_owned');
+    END IF;
+    IF move_fn IS NOT NULL THEN
+        EXECUTE 'SELECT * FROM ' || move_fn || '($1, $2, $3)'
+            INTO owned, one_headers
+            USING msg_ids[1], read_cts[1], archive;
+        moved := CASE WHEN owned THEN 1 ELSE 0 END;
+    ELSE
+        -- One statement moves the batch: delete (fenced) and, unless archiving is off, insert
+        -- into the archive; the parents' headers come back for the next messages.
+        EXECUTE format(
+            'WITH gone AS ('
+            ' DELETE FROM %1$s q USING unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
+            ' WHERE q.msg_id = f.id AND q.read_ct = f.ct'
+            ' RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers'
+            '), kept AS ('
+            ' INSERT INTO %2$s (msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers)'
+            ' SELECT * FROM gone WHERE $3'
+            ') SELECT array_agg(msg_id), array_agg(headers) FROM gone',
+            pgmq_ext.queue_table(queue), pgmq_ext.archive_table(queue))
+            INTO moved_ids, moved_headers
+            USING msg_ids, read_cts, archive;
+        moved := cardinality(moved_ids);
+    END IF;
+    IF moved IS DISTINCT FROM n THEN
+        PERFORM orchestrator.check_owned(queue, 'hand off', n, moved);
+    END IF;
     handed_off := n;
     IF jsonb_array_length(routes) = 0 THEN
         RETURN;
@@ -349,13 +386,21 @@ BEGIN
     hash_header := CASE WHEN routes -> 0 ? 'spec_hash'
                         THEN jsonb_build_object('spec_hash', routes -> 0 -> 'spec_hash')
                         ELSE '{}' END;
-    parent_headers := ARRAY(
-        SELECT CASE WHEN m.headers ? 'x-pgmq-group' THEN m.headers - 'x-pgmq-group'
-                    ELSE m.headers END
-          FROM unnest(msg_ids) WITH ORDINALITY AS d (id, i)
-          JOIN unnest(moved_ids, moved_headers) AS m (id, headers) ON m.id = d.id
-         ORDER BY d.i);
-    FOR route IN SELECT r FROM jsonb_array_elements(routes) AS r LOOP
+    IF move_fn IS NOT NULL THEN
+        parent_headers := ARRAY[CASE WHEN one_headers ? 'x-pgmq-group' THEN one_headers - 'x-pgmq-group'
+                                     ELSE one_headers END];
+    ELSE
+        parent_headers := ARRAY(
+            SELECT CASE WHEN m.headers ? 'x-pgmq-group' THEN m.headers - 'x-pgmq-group'
+                        ELSE m.headers END
+              FROM unnest(msg_ids) WITH ORDINALITY AS d (id, i)
+              JOIN unnest(moved_ids, moved_headers) AS m (id, headers) ON m.id = d.id
+             ORDER BY d.i);
+    END IF;
+    -- Plain expressions where they do (a loop over a query, or a sub-select, runs through the
+    -- executor each time): they cost a fraction at one message per call.
+    FOR i IN 0 .. jsonb_array_length(routes) - 1 LOOP
+        route := routes -> i;
         IF jsonb_typeof(route -> 'expects') = 'array' THEN
             joins_completed := joins_completed + orchestrator.arrive(
                 pipeline, route ->> 'step', step,
@@ -368,26 +413,63 @@ BEGIN
                 now_ts);
         ELSE
             base := orchestrator.header_base(pipeline, route ->> 'step', step, now_ts) || hash_header;
-            group_path := CASE WHEN jsonb_typeof(route -> 'group') = 'array'
-                               THEN ARRAY(SELECT jsonb_array_elements_text(route -> 'group')) END;
-            -- Without a group, no grouped() call: PostgreSQL cannot inline it (its argument is
-            -- volatile), and a call per message costs more than the headers themselves.
-            PERFORM pgmq.send_batch(
+            group_path := NULL;
+            IF jsonb_typeof(route -> 'group') = 'array' THEN
+                group_path := ARRAY(SELECT jsonb_array_elements_text(route -> 'group'));
+            END IF;
+            sent := sent + orchestrator.send_step(
                 orchestrator.step_queue(pipeline, route ->> 'step'),
-                outputs,
-                CASE WHEN group_path IS NULL
-                     THEN ARRAY(SELECT orchestrator.step_headers(p.headers, base, p.run_id, p.id)
-                                  FROM unnest(parent_headers, run_ids, msg_ids)
-                                       AS p (headers, run_id, id))
-                     ELSE ARRAY(SELECT orchestrator.grouped(
-                                           orchestrator.step_headers(p.headers, base, p.run_id, p.id),
-                                           p.output, group_path)
-                                  FROM unnest(parent_headers, run_ids, msg_ids, outputs)
-                                       AS p (headers, run_id, id, output)) END,
-                now_ts + make_interval(secs => coalesce((route ->> 'delay')::float8, 0)));
-            sent := sent + n;
+                now_ts + make_interval(secs => coalesce((route ->> 'delay')::float8, 0)),
+                base, group_path, parent_headers, run_ids, msg_ids, outputs);
         END IF;
     END LOOP;
+END
+$$;
+
+-- Send `outputs` to queue `target`, visible at `vt`: one message per parent (`parent_ids`,
+-- of runs `run_ids`, with `parent_headers`), with the headers of step_headers() over `base`,
+-- grouped by `group_path` (NULL: the step has no group_by). Returns how many were sent.
+-- Without a group, no grouped() call: PostgreSQL cannot inline it (its argument is volatile),
+-- and a call per message costs more than the headers themselves. One message is sent with
+-- pgmq_ext.send_one (the queue's own "send:<queue>"), its headers one expression.
+CREATE OR REPLACE FUNCTION orchestrator.send_step(
+    target text,
+    vt timestamptz,
+    base jsonb,
+    group_path text[],
+    parent_headers jsonb[],
+    run_ids uuid[],
+    parent_ids bigint[],
+    outputs jsonb[]
+)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    one_headers jsonb;
+    sent_id bigint;
+BEGIN
+    IF cardinality(outputs) = 1 THEN
+        one_headers := orchestrator.step_headers(parent_headers[1], base, run_ids[1], parent_ids[1]);
+        IF group_path IS NOT NULL THEN
+            one_headers := orchestrator.grouped(one_headers, outputs[1], group_path);
+        END IF;
+        sent_id := pgmq_ext.send_one(target, vt, outputs[1], one_headers);
+        RETURN 1;
+    END IF;
+    PERFORM pgmq.send_batch(
+        target,
+        outputs,
+        CASE WHEN group_path IS NULL
+             THEN ARRAY(SELECT orchestrator.step_headers(p.headers, base, p.run_id, p.id)
+                          FROM unnest(parent_headers, run_ids, parent_ids) AS p (headers, run_id, id))
+             ELSE ARRAY(SELECT orchestrator.grouped(
+                                   orchestrator.step_headers(p.headers, base, p.run_id, p.id),
+                                   p.output, group_path)
+                          FROM unnest(parent_headers, run_ids, parent_ids, outputs)
+                               AS p (headers, run_id, id, output)) END,
+        vt);
+    RETURN cardinality(outputs);
 END
 $$;
 
@@ -532,12 +614,17 @@ BEGIN
     IF publish IS NOT NULL THEN
         PERFORM orchestrator.publish(pipeline, step, publish, done_ids, done_run_ids, done_outputs);
     END IF;
+    retried := 0;
+    dead_lettered := 0;
+    -- A batch without failures (the common case) calls nothing more.
     IF cardinality(retry_ids) > 0 THEN
         SELECT d.gone, d.ids, d.read_cts_left, d.delays_left, d.headers_left
           INTO dropped, retry_ids, retry_read_cts, retry_delays, retry_headers
           FROM orchestrator.drop_cancelled(queue, retry_ids, retry_read_cts, retry_delays, retry_headers) AS d;
+        retried := orchestrator.retry_later(queue, retry_ids, retry_read_cts, retry_delays, retry_headers);
     END IF;
-    retried := orchestrator.retry_later(queue, retry_ids, retry_read_cts, retry_delays, retry_headers);
-    dead_lettered := orchestrator.dead_letter(queue, dead_letter_queue, dead_ids, dead_read_cts, dead_bodies);
+    IF cardinality(dead_ids) > 0 THEN
+        dead_lettered := orchestrator.dead_letter(queue, dead_letter_queue, dead_ids, dead_read_cts, dead_bodies);
+    END IF;
 END
 $$;
