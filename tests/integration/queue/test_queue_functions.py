@@ -73,6 +73,33 @@ async def test_a_queue_has_its_functions_from_create_to_drop(conn: asyncpg.Conne
         assert await own_functions(conn, name) == [], kind
 
 
+async def test_functions_of_several_messages_keep_one_generic_plan(
+    conn: asyncpg.Connection,
+) -> None:
+    """A LIMIT or an array of ids as a parameter makes the plan cache plan a statement anew on
+    every call; the functions taking one run with a generic plan (send_batch's unnest plans
+    the same whatever the array), except the acks of a partitioned queue, whose plans made
+    for the ids prune partitions."""
+    generic = (
+        "SELECT split_part(proname, ':', 1) AS op FROM pg_proc"
+        " WHERE pronamespace = 'pgmq_ext'::regnamespace AND split_part(proname, ':', 2) = $1"
+        " AND 'plan_cache_mode=force_generic_plan' = ANY (proconfig) ORDER BY 1"
+    )
+    await conn.execute("SELECT pgmq.create('generic')")
+    await conn.execute("SELECT pgmq.create_partitioned('generic_parts', '1000', '100000')")
+    assert [r["op"] for r in await conn.fetch(generic, "generic")] == [
+        "archive_many",
+        "delete_many",
+        "pop_many",
+        "read_many",
+        "set_vt_many",
+    ]
+    assert [r["op"] for r in await conn.fetch(generic, "generic_parts")] == [
+        "pop_many",
+        "read_many",
+    ]
+
+
 async def test_a_mixed_case_name_makes_the_functions_of_the_stored_name(
     conn: asyncpg.Connection,
 ) -> None:

@@ -108,6 +108,12 @@ END;
 -- generic plan walks the primary key in msg_id order within the head of the queue
 -- (pgmq_ext.queue_head), so its cost is bounded whatever the parameters; the statement for
 -- what lies beyond the head is run with EXECUTE, planned for the call whatever the setting.
+-- delete_many, archive_many and set_vt_many run with the same setting: an array parameter
+-- (msg_id = ANY (_msg_ids)) is priced per element in a custom plan, and the plan cache kept
+-- planning them on every call (pg_stat_statements: one plan per call at 1, 10 and 100 ids;
+-- the generic plan is the same primary-key probe of each id). Not for a partitioned queue:
+-- there only a plan made for the ids prunes the partitions that cannot hold them (a generic
+-- plan probes every partition's primary key).
 -- The one-message functions stay without a SET clause, which would cost a GUC save and
 -- restore on every call.
 CREATE OR REPLACE FUNCTION pgmq_ext.queue_function_ddl(qname text)
@@ -280,7 +286,10 @@ END
 $body$)
       ) AS f (operation, arguments, result, body)
      CROSS JOIN LATERAL (
-        SELECT f.operation, ''
+        SELECT f.operation,
+               CASE WHEN f.operation LIKE '%\_many' AND NOT EXISTS (
+                        SELECT FROM pgmq.meta m WHERE m.queue_name = qname AND m.is_partitioned)
+                    THEN ' SET plan_cache_mode = force_generic_plan' ELSE '' END
         UNION ALL
         SELECT f.operation || '_many', ' SET plan_cache_mode = force_generic_plan'
          WHERE f.operation IN ('read', 'pop')
