@@ -450,7 +450,9 @@ $body$)
          WHERE pgmq_ext.msg_id_interval(qname) IS NOT NULL
       ) AS f (operation, arguments, result, body)
      CROSS JOIN LATERAL (
-        SELECT f.operation, ''
+        -- A queue partitioned by msg_id: a generic plan prunes at its start, with no planning.
+        SELECT f.operation, CASE WHEN pgmq_ext.msg_id_interval(qname) IS NOT NULL
+                                 THEN ' SET plan_cache_mode = force_generic_plan' ELSE '' END
         UNION ALL
         SELECT f.operation || '_many', ' SET plan_cache_mode = force_generic_plan'
          WHERE f.operation IN ('read', 'pop')
