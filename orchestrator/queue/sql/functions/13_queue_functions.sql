@@ -96,9 +96,11 @@ RETURN format(
 -- (those of the head and the emptied ones not yet past retention) are opened; when none is
 -- found there (the head moved on, or a new session), the minimum of the whole table is taken
 -- once and the hint moved. The hint only saves work: a wrong or missing one gives the same
--- answer, so it may be reset, rolled back or shared with any queue of the same name.
+-- answer, so it may be reset, rolled back or shared with any queue of the same name (a read
+-- whose transaction rolls back takes the hint back with it, and the next read of the session
+-- looks at the whole table again).
 
--- True when queue `qname` is partitioned by msg_id (and its partition interval, else NULL).
+-- The partition interval of queue `qname` when it is partitioned by msg_id, else NULL.
 CREATE OR REPLACE FUNCTION pgmq_ext.msg_id_interval(qname text)
 RETURNS bigint
 LANGUAGE sql STABLE
