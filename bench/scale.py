@@ -22,8 +22,8 @@ the queue topped up to its size before each:
   handed off to ``b``): with `batch_size` 1 the time between two handler starts (one read +
   hand-off + commit each), p50 and p99, and hand-offs per second; with `batch_size` 100 hand-offs
   per second;
-- the plan of the read at that depth, after the rounds: ``EXPLAIN (ANALYZE, BUFFERS)`` of the
-  statement `pgmq.read` runs (``--explain``).
+- the plans of the read at that depth, after the rounds: every statement `pgmq.read` runs
+  (nested ones too), as auto_explain logs it with ANALYZE and BUFFERS (``--explain``).
 
 Each figure is printed beside the same figure at the smallest size of the same kind, measured
 in the same run: the aim is every ratio within 20% of 1 (issue 14, "Deep backlogs").
@@ -247,22 +247,35 @@ async def hand_offs(
 
 
 async def explain_read(conn: asyncpg.Connection, queue: str) -> str:
-    """EXPLAIN (ANALYZE, BUFFERS) of the statement `pgmq.read(queue, 30, 1)` runs, rolled back."""
-    statement = await conn.fetchval("SELECT pgmq_ext.read_sql($1, 1, '{}'::jsonb)", queue)
+    """The statements `pgmq.read(queue, 30, 1)` runs, each with its plan as PostgreSQL executed
+    it (auto_explain with ANALYZE and BUFFERS, nested statements included), after six reads in
+    the same session (past the plan cache's custom plans); all rolled back."""
+    messages: list[str] = []
+
+    def listen(_conn: Any, message: Any) -> None:
+        messages.append(str(message))
+
+    read = "SELECT msg_id FROM pgmq.read($1, 30, 1)"
     tx = conn.transaction()
     await tx.start()
     try:
+        for _ in range(6):
+            await conn.fetch(read, queue)
         await conn.execute(
-            "PREPARE scale_read(timestamptz, timestamptz, integer, jsonb) AS " + statement
+            "LOAD 'auto_explain'; SET LOCAL auto_explain.log_min_duration = 0;"
+            " SET LOCAL auto_explain.log_nested_statements = on;"
+            " SET LOCAL auto_explain.log_analyze = on; SET LOCAL auto_explain.log_buffers = on;"
+            " SET LOCAL client_min_messages = log"
         )
-        rows = await conn.fetch(
-            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)"
-            " EXECUTE scale_read(clock_timestamp(), clock_timestamp() + interval '30 s', 1, '{}')"
-        )
-        return "\n".join(r[0] for r in rows)
+        conn.add_log_listener(listen)
+        try:
+            await conn.fetch(read, queue)
+            await asyncio.sleep(0.05)  # log listeners are called soon after
+        finally:
+            conn.remove_log_listener(listen)
     finally:
         await tx.rollback()
-        await conn.execute("DEALLOCATE scale_read")
+    return "\n".join(m for m in messages if "plan:" in m)
 
 
 # -- one (kind, size) --------------------------------------------------------------------------

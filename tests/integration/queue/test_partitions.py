@@ -380,3 +380,81 @@ async def test_maintenance_that_drops_does_not_deadlock_readers(
     # The reader got messages: the oldest that survived retention, or the oldest overall
     # if it read before the drop.
     assert len(rows) == 5
+
+
+async def _partitions_scanned(conn: asyncpg.Connection, table: str, statement: str) -> int:
+    """How many partitions of `table` `statement` scanned (in the transaction `conn` is in)."""
+    before = {r["relid"]: r["n"] for r in await conn.fetch(_PER_PARTITION, table)}
+    await conn.fetch(statement)
+    after = await conn.fetch(_PER_PARTITION, table)
+    return sum(1 for r in after if r["n"] > before.get(r["relid"], 0))
+
+
+_PER_PARTITION = """
+    SELECT i.inhrelid AS relid, coalesce(s.idx_scan, 0) + coalesce(s.seq_scan, 0) AS n
+      FROM pg_inherits i
+      LEFT JOIN pg_stat_xact_user_tables s ON s.relid = i.inhrelid
+     WHERE i.inhparent = $1::regclass
+"""
+
+
+async def test_a_deep_queue_partitioned_by_msg_id_is_read_at_its_head(
+    conn: asyncpg.Connection,
+) -> None:
+    """A backlog over 25 partitions: reads, pops and acks scan the partitions of the queue's
+    head (and of the ids they are given), not every partition, once the session has found
+    the head (the first read of a session looks at every partition once)."""
+    await conn.execute("SELECT pgmq.create_partitioned('wide', '1000', '100000000')")
+    for _ in range(25):
+        await conn.execute("SELECT pgmq_ext.run_maintenance('wide')")
+        await conn.execute(
+            "SELECT pgmq.send_batch('wide', ARRAY(SELECT jsonb_build_object('i', i)"
+            " FROM generate_series(1, 1000) i))"
+        )
+    await conn.execute("SELECT pgmq_ext.run_maintenance('wide')")
+    assert len(await _partitions(conn, "pgmq.q_wide")) > 25
+    for _ in range(8):  # past the plan cache's custom plans
+        await conn.execute("SELECT pgmq.read('wide', 0, 1)")
+        await conn.execute("SELECT pgmq.read('wide', 0, 10)")
+    statements = [
+        "SELECT * FROM pgmq.read('wide', 60, 1)",
+        "SELECT * FROM pgmq.read('wide', 60, 10)",
+        "SELECT * FROM pgmq.pop('wide')",
+        "SELECT * FROM pgmq.pop('wide', 10)",
+        "SELECT * FROM pgmq.delete('wide', ARRAY[1, 2, 3]::bigint[])",
+        "SELECT * FROM pgmq.archive('wide', ARRAY[4, 5, 1500]::bigint[])",
+        "SELECT * FROM pgmq.set_vt('wide', ARRAY[6, 7]::bigint[], 0)",
+        "SELECT * FROM pgmq.delete('wide', 8::bigint)",
+        "SELECT * FROM pgmq.archive('wide', 9::bigint)",
+    ]
+    async with conn.transaction():
+        for statement in statements:
+            assert await _partitions_scanned(conn, "pgmq.q_wide", statement) <= 3, statement
+    got = await conn.fetch("SELECT msg_id FROM pgmq.read('wide', 60, 3)")
+    assert [r["msg_id"] for r in got] == [6, 7, 23]
+
+
+async def test_a_message_committed_late_below_the_head_is_read(
+    conn: asyncpg.Connection, dsn: str
+) -> None:
+    """A session remembers where it found the lowest msg_id of a queue partitioned by msg_id;
+    a message whose send committed after the head moved on, with a lower msg_id, is still the
+    next one read."""
+    await conn.execute("SELECT pgmq.create_partitioned('late', '10', '100000000')")
+    sender = await connect(dsn)
+    try:
+        tx = sender.transaction()
+        await tx.start()
+        late = await sender.fetchval("SELECT pgmq.send('late', '{\"late\": true}')")
+        for _ in range(5):
+            await conn.execute("SELECT pgmq_ext.run_maintenance('late')")
+            await _send_n(conn, "late", 10)
+        for _ in range(30):
+            got = await conn.fetch("SELECT msg_id FROM pgmq.read('late', 60, 1)")
+            await conn.execute("SELECT pgmq.delete('late', $1::bigint)", got[0]["msg_id"])
+        assert got[0]["msg_id"] > 30
+        await tx.commit()
+        got = await conn.fetch("SELECT msg_id FROM pgmq.read('late', 60, 1)")
+        assert [r["msg_id"] for r in got] == [late]
+    finally:
+        await sender.close()

@@ -84,6 +84,198 @@ RETURN format(
     ' ORDER BY s.msg_id LIMIT %2$s FOR UPDATE SKIP LOCKED) t)',
     'pgmq.' || quote_ident('q_' || qname), lim);
 
+-- Queues partitioned by msg_id. A read of the head must not open every partition: the
+-- lowest msg_id of a partitioned table is a Merge Append over the head of every partition (the
+-- default partition rules out an ordered Append), and `msg_id = ANY (array)` prunes nothing
+-- unless the array is a constant. So the functions of such a queue (queue_function_ddl) find
+-- the lowest msg_id first, then bound every statement by a msg_id range in PL/pgSQL variables:
+-- PostgreSQL prunes the partitions outside it when it starts the statement (generic plans:
+-- "Subplans Removed") or when it plans it (custom plans), the UPDATE or DELETE as its pick.
+--
+-- The lowest msg_id is looked for below a hint first: the end of the partition (bin) where
+-- this session last found it, in the setting `pgmq_ext.queue_low_setting(queue)`. A
+-- minimum found below the hint is the queue's minimum, and only the partitions below the hint
+-- (those of the head and the emptied ones not yet past retention) are opened; when none is
+-- found there (the head moved on, or a new session), the minimum of the whole table is taken
+-- once and the hint moved. The hint only saves work: a wrong or missing one gives the same
+-- answer, so it may be reset, rolled back or shared with any queue of the same name (a read
+-- whose transaction rolls back takes the hint back with it, and the next read of the session
+-- looks at the whole table again).
+
+-- The partition interval of queue `qname` when it is partitioned by msg_id, else NULL.
+CREATE OR REPLACE FUNCTION pgmq_ext.msg_id_interval(qname text)
+RETURNS bigint
+LANGUAGE sql STABLE
+RETURN (SELECT c.id_interval FROM pgmq_ext.partition_config c
+         WHERE c.queue_name = qname AND c.partition_by = 'msg_id');
+
+-- The name of the session setting that holds the hint of queue `qname`.
+CREATE OR REPLACE FUNCTION pgmq_ext.queue_low_setting(qname text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 'pgmq_ext.low_' || md5(qname);
+
+-- PL/pgSQL that sets the variable `lo` to the lowest msg_id of a queue partitioned by msg_id
+-- in partitions of `id_interval` (NULL when the queue is empty), as above. Uses the variable
+-- `hint bigint`.
+CREATE OR REPLACE FUNCTION pgmq_ext.queue_low(qname text, id_interval bigint)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+RETURN format(
+    $f$hint := nullif(current_setting(%2$L, true), '')::bigint;
+    IF hint IS NOT NULL THEN
+        SELECT min(m.msg_id) INTO lo FROM %1$s m WHERE m.msg_id < hint;
+    END IF;
+    IF lo IS NULL THEN
+        SELECT min(m.msg_id) INTO lo FROM %1$s m;
+        IF lo IS NOT NULL THEN
+            PERFORM set_config(%2$L, ((lo / %3$s + 1) * %3$s)::text, false);
+        END IF;
+    END IF;$f$,
+    'pgmq.' || quote_ident('q_' || qname), pgmq_ext.queue_low_setting(qname), id_interval);
+
+-- The bodies of a queue partitioned by msg_id that differ from the others' (see
+-- queue_function_ddl for `%N$s`; `%7$s` is pgmq_ext.queue_low). read and pop: the lowest
+-- msg_id, then the pick and the UPDATE or DELETE within the head [lo, hi) (pgmq_ext.queue_head),
+-- then, when the head gave too few and the queue goes on beyond it, the rest as the other
+-- bodies read it. The _many acks: within the range of the ids given.
+CREATE OR REPLACE FUNCTION pgmq_ext.queue_function_bodies_by_msg_id()
+RETURNS TABLE (operation text, arguments text, result text, body text)
+LANGUAGE sql IMMUTABLE
+AS $$
+    VALUES
+        ('read', '_vt integer, _qty integer, _conditional jsonb', 'SETOF pgmq.message_record', $body$
+DECLARE
+    now_ts timestamptz := clock_timestamp();
+    until timestamptz := now_ts + make_interval(secs => _vt);
+    got bigint;
+    hint bigint;
+    lo bigint;
+    hi bigint;
+BEGIN
+    IF _conditional = '{}' THEN
+        _conditional := NULL;
+    END IF;
+    %7$s
+    IF lo IS NULL THEN
+        RETURN;
+    END IF;
+    hi := pgmq_ext.queue_head(lo, _qty);
+    IF _qty = 1 THEN
+        RETURN QUERY UPDATE %1$s q SET vt = until, read_ct = q.read_ct + 1, last_read_at = now_ts
+         WHERE q.msg_id >= lo AND q.msg_id < hi
+           AND q.msg_id = ANY (ARRAY(SELECT s.msg_id FROM %1$s s
+                                WHERE s.msg_id >= lo AND s.msg_id < hi AND s.vt <= now_ts
+                                  AND (_conditional IS NULL OR s.message @> _conditional)
+                                ORDER BY s.msg_id LIMIT 1 FOR UPDATE SKIP LOCKED))
+        RETURNING %6$s;
+    ELSE
+        RETURN QUERY WITH r AS (
+            UPDATE %1$s q SET vt = until, read_ct = q.read_ct + 1, last_read_at = now_ts
+             WHERE q.msg_id >= lo AND q.msg_id < hi
+               AND q.msg_id = ANY (ARRAY(SELECT s.msg_id FROM %1$s s
+                                    WHERE s.msg_id >= lo AND s.msg_id < hi AND s.vt <= now_ts
+                                      AND (_conditional IS NULL OR s.message @> _conditional)
+                                    ORDER BY s.msg_id LIMIT _qty FOR UPDATE SKIP LOCKED))
+            RETURNING %6$s)
+        SELECT %3$s FROM r ORDER BY r.msg_id;
+    END IF;
+    GET DIAGNOSTICS got = ROW_COUNT;
+    -- Two IFs: a condition's subquery is started (its partitions opened) with the condition.
+    IF got < _qty THEN
+        IF EXISTS (SELECT FROM %1$s m WHERE m.msg_id >= hi) THEN
+            RETURN QUERY EXECUTE $f$WITH r AS (
+            UPDATE %1$s q SET vt = $2, read_ct = q.read_ct + 1, last_read_at = $1
+             WHERE q.msg_id = ANY (ARRAY(SELECT s.msg_id FROM %1$s s
+                                  WHERE s.msg_id >= $5 AND s.vt <= $1
+                                    AND s.last_read_at IS DISTINCT FROM $1
+                                    AND ($4::jsonb IS NULL OR s.message @> $4::jsonb)
+                                  ORDER BY s.msg_id LIMIT $3 FOR UPDATE SKIP LOCKED))
+            RETURNING %6$s)
+            SELECT %3$s FROM r ORDER BY r.msg_id$f$
+            USING now_ts, until, _qty - got, _conditional, hi;
+        END IF;
+    END IF;
+END
+$body$),
+        ('pop', '_qty integer', 'SETOF pgmq.message_record', $body$
+DECLARE
+    now_ts timestamptz := clock_timestamp();
+    got bigint;
+    hint bigint;
+    lo bigint;
+    hi bigint;
+BEGIN
+    %7$s
+    IF lo IS NULL THEN
+        RETURN;
+    END IF;
+    hi := pgmq_ext.queue_head(lo, _qty);
+    IF _qty = 1 THEN
+        RETURN QUERY DELETE FROM %1$s q
+         WHERE q.msg_id >= lo AND q.msg_id < hi
+           AND q.msg_id = ANY (ARRAY(SELECT s.msg_id FROM %1$s s
+                                WHERE s.msg_id >= lo AND s.msg_id < hi AND s.vt <= now_ts
+                                ORDER BY s.msg_id LIMIT 1 FOR UPDATE SKIP LOCKED))
+        RETURNING %6$s;
+    ELSE
+        RETURN QUERY WITH r AS (
+            DELETE FROM %1$s q
+             WHERE q.msg_id >= lo AND q.msg_id < hi
+               AND q.msg_id = ANY (ARRAY(SELECT s.msg_id FROM %1$s s
+                                    WHERE s.msg_id >= lo AND s.msg_id < hi AND s.vt <= now_ts
+                                    ORDER BY s.msg_id LIMIT _qty FOR UPDATE SKIP LOCKED))
+            RETURNING %6$s)
+        SELECT %3$s FROM r ORDER BY r.msg_id;
+    END IF;
+    GET DIAGNOSTICS got = ROW_COUNT;
+    IF got < _qty THEN
+        IF EXISTS (SELECT FROM %1$s m WHERE m.msg_id >= hi) THEN
+            RETURN QUERY EXECUTE $f$WITH r AS (
+            DELETE FROM %1$s q
+             WHERE q.msg_id = ANY (ARRAY(SELECT s.msg_id FROM %1$s s
+                                  WHERE s.msg_id >= $3 AND s.vt <= $1
+                                  ORDER BY s.msg_id LIMIT $2 FOR UPDATE SKIP LOCKED))
+            RETURNING %6$s)
+            SELECT %3$s FROM r ORDER BY r.msg_id$f$
+            USING now_ts, _qty - got, hi;
+        END IF;
+    END IF;
+END
+$body$),
+        ('delete_many', '_msg_ids bigint[]', 'SETOF bigint', $body$
+DECLARE
+    lo bigint := (SELECT min(i) FROM unnest(_msg_ids) i);
+    hi bigint := (SELECT max(i) FROM unnest(_msg_ids) i);
+BEGIN
+    RETURN QUERY DELETE FROM %1$s q
+     WHERE q.msg_id >= lo AND q.msg_id <= hi AND q.msg_id = ANY (_msg_ids) RETURNING q.msg_id;
+END
+$body$),
+        ('archive_many', '_msg_ids bigint[]', 'SETOF bigint', $body$
+DECLARE
+    lo bigint := (SELECT min(i) FROM unnest(_msg_ids) i);
+    hi bigint := (SELECT max(i) FROM unnest(_msg_ids) i);
+BEGIN
+    RETURN QUERY WITH moved AS (
+        DELETE FROM %1$s q
+         WHERE q.msg_id >= lo AND q.msg_id <= hi AND q.msg_id = ANY (_msg_ids)
+        RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers)
+    INSERT INTO %2$s AS a (%3$s) SELECT %3$s FROM moved RETURNING a.msg_id;
+END
+$body$),
+        ('set_vt_many', '_msg_ids bigint[], _vt timestamptz', 'SETOF pgmq.message_record', $body$
+DECLARE
+    lo bigint := (SELECT min(i) FROM unnest(_msg_ids) i);
+    hi bigint := (SELECT max(i) FROM unnest(_msg_ids) i);
+BEGIN
+    RETURN QUERY UPDATE %1$s q SET vt = _vt
+     WHERE q.msg_id >= lo AND q.msg_id <= hi AND q.msg_id = ANY (_msg_ids)
+        RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers;
+END
+$body$)
+$$;
+
 -- What a set_vt() overload runs with $1 msg_id or msg_ids and $2 the new vt: the queue's own
 -- function ("set_vt:<q>", "set_vt_many:<q>") when it has one, else the dynamic UPDATE
 -- (pgmq_ext.set_vt_sql, 04_read.sql).
@@ -126,8 +318,9 @@ AS $$
         format(f.body, 'pgmq.' || quote_ident('q_' || qname), 'pgmq.' || quote_ident('a_' || qname),
                'msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers',
                pgmq_ext.queue_pick(qname, '1'), pgmq_ext.queue_pick(qname, '_qty'),
-               'q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers'))
-      FROM (VALUES
+               'q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers',
+               pgmq_ext.queue_low(qname, pgmq_ext.msg_id_interval(qname))))
+      FROM (SELECT g.* FROM (VALUES
         -- read(): the statement of pgmq_ext.read_sql() over the head of the queue
         -- (pgmq_ext.queue_head), for one message (%4$s) or several (%5$s), each keeping a
         -- plan of its own; what lies beyond the head is read by a statement planned for the
@@ -284,10 +477,22 @@ BEGIN
     owned := FOUND;
 END
 $body$)
+      ) AS g (operation, arguments, result, body)
+         WHERE pgmq_ext.msg_id_interval(qname) IS NULL
+            OR g.operation NOT IN (SELECT b.operation FROM pgmq_ext.queue_function_bodies_by_msg_id() b)
+        UNION ALL
+        SELECT b.* FROM pgmq_ext.queue_function_bodies_by_msg_id() b
+         WHERE pgmq_ext.msg_id_interval(qname) IS NOT NULL
       ) AS f (operation, arguments, result, body)
      CROSS JOIN LATERAL (
+        -- A queue partitioned by msg_id: a generic plan prunes at its start, with no planning
+        -- (its bodies bound every statement by msg_id). Other queues: the functions of several
+        -- messages keep one generic plan, but on a queue partitioned by time, where a generic
+        -- plan would probe every partition.
         SELECT f.operation,
-               CASE WHEN f.operation LIKE '%\_many' AND NOT EXISTS (
+               CASE WHEN pgmq_ext.msg_id_interval(qname) IS NOT NULL
+                    THEN ' SET plan_cache_mode = force_generic_plan'
+                    WHEN f.operation LIKE '%\_many' AND NOT EXISTS (
                         SELECT FROM pgmq.meta m WHERE m.queue_name = qname AND m.is_partitioned)
                     THEN ' SET plan_cache_mode = force_generic_plan' ELSE '' END
         UNION ALL

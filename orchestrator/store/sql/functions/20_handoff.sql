@@ -88,9 +88,13 @@ BEGIN
         END IF;
         RETURN;
     END IF;
+    -- `q.msg_id = ANY ($1)` (here and in hand_off): the ids are a constant of the statement
+    -- planned for this call, so PostgreSQL opens only the partitions holding them when the
+    -- queue is partitioned by msg_id (a join on the unnest alone prunes none at plan time).
     RETURN QUERY EXECUTE format(
         'SELECT q.msg_id FROM %s q JOIN unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
         ' ON q.msg_id = f.id AND q.read_ct = f.ct'
+        ' WHERE q.msg_id = ANY ($1::bigint[])'
         ' ORDER BY q.msg_id FOR KEY SHARE OF q',
         pgmq_ext.queue_table(queue_name))
         USING msg_ids, read_cts;
@@ -359,7 +363,7 @@ BEGIN
         EXECUTE format(
             'WITH gone AS ('
             ' DELETE FROM %1$s q USING unnest($1::bigint[], $2::integer[]) AS f (id, ct)'
-            ' WHERE q.msg_id = f.id AND q.read_ct = f.ct'
+            ' WHERE q.msg_id = ANY ($1::bigint[]) AND q.msg_id = f.id AND q.read_ct = f.ct'
             ' RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.last_read_at, q.vt, q.message, q.headers'
             '), kept AS ('
             ' INSERT INTO %2$s (msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers)'
