@@ -78,8 +78,10 @@ async def test_functions_of_several_messages_keep_one_generic_plan(
 ) -> None:
     """A LIMIT or an array of ids as a parameter makes the plan cache plan a statement anew on
     every call; the functions taking one run with a generic plan (send_batch's unnest plans
-    the same whatever the array), except the acks of a partitioned queue, whose plans made
-    for the ids prune partitions."""
+    the same whatever the array), except the acks of a queue partitioned by time, whose plans
+    made for the ids prune partitions. A queue partitioned by msg_id bounds every statement by
+    a msg_id range in variables, which a generic plan prunes at its start: all of its
+    functions run with one."""
     generic = (
         "SELECT split_part(proname, ':', 1) AS op FROM pg_proc"
         " WHERE pronamespace = 'pgmq_ext'::regnamespace AND split_part(proname, ':', 2) = $1"
@@ -87,6 +89,7 @@ async def test_functions_of_several_messages_keep_one_generic_plan(
     )
     await conn.execute("SELECT pgmq.create('generic')")
     await conn.execute("SELECT pgmq.create_partitioned('generic_parts', '1000', '100000')")
+    await conn.execute("SELECT pgmq.create_partitioned('generic_days', '1 day', '7 days')")
     assert [r["op"] for r in await conn.fetch(generic, "generic")] == [
         "archive_many",
         "delete_many",
@@ -94,10 +97,18 @@ async def test_functions_of_several_messages_keep_one_generic_plan(
         "read_many",
         "set_vt_many",
     ]
-    assert [r["op"] for r in await conn.fetch(generic, "generic_parts")] == [
+    assert [r["op"] for r in await conn.fetch(generic, "generic_days")] == [
         "pop_many",
         "read_many",
     ]
+    every = (
+        "SELECT split_part(proname, ':', 1) AS op FROM pg_proc"
+        " WHERE pronamespace = 'pgmq_ext'::regnamespace AND split_part(proname, ':', 2) = $1"
+        " ORDER BY 1"
+    )
+    by_id = [r["op"] for r in await conn.fetch(generic, "generic_parts")]
+    assert by_id == [r["op"] for r in await conn.fetch(every, "generic_parts")]
+    assert {"read", "read_many", "delete_many", "archive_many", "lock_owned"} <= set(by_id)
 
 
 async def test_a_mixed_case_name_makes_the_functions_of_the_stored_name(
