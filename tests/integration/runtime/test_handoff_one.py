@@ -118,3 +118,40 @@ async def test_one_message_takes_the_queue_functions_and_gives_what_the_batch_pa
         assert d["headers"]["run_id"] == str(run)
         seen[name] = await _everything(rt, name)
     assert seen["fast"] == seen["slow"]
+
+
+async def test_the_sixteen_argument_complete_of_the_previous_release_still_hands_off(
+    rt: Runtime,
+) -> None:
+    """Workers of the release before topics call complete() without routing keys; during a
+    rolling deploy their hand-offs go on, publishing nothing."""
+    await rt.apply("pipeline: old\nsteps:\n  a: {handler: t:a, next: b}\n  b: {handler: t:b}\n")
+    run = await start("old", {"n": 1}, conn=rt.conn)
+    p = rt.pipelines["old"]
+    target = StepTarget.of(p, p.step("a"))
+    [message] = await handoff.read(rt.conn, target.queue, 30, 1)
+    sixteen = (
+        "SELECT * FROM orchestrator.complete("
+        " $1::text, $2::text, $3::text::jsonb, $4::boolean, $5::text,"
+        " $6::bigint[], $7::integer[], $8::uuid[], $9::text[]::jsonb[],"
+        " '{}'::bigint[], '{}'::integer[], '{}'::float8[], '{}'::jsonb[],"
+        " '{}'::bigint[], '{}'::integer[], '{}'::jsonb[])"
+    )
+    async with rt.conn.transaction():
+        assert await handoff.claim(rt.conn, target.queue, [message]) == {message.msg_id}
+        row = await rt.conn.fetchrow(
+            sixteen,
+            target.pipeline,
+            target.step,
+            target.routes,
+            target.archive,
+            target.dead_letter_queue,
+            [message.msg_id],
+            [message.read_ct],
+            [message.run_id],
+            ['{"n": 2}'],
+        )
+    assert (row["handed_off"], row["sent"], row["retried"], row["dead_lettered"]) == (1, 1, 0, 0)
+    assert await rt.count("old__a") == 0
+    [b] = await rt.rows("old__b")
+    assert b["message"] == {"n": 2} and b["headers"]["run_id"] == str(run)

@@ -632,3 +632,37 @@ BEGIN
     END IF;
 END
 $$;
+
+-- complete() as workers of the release before topics call it (sixteen arguments, no routing
+-- keys): during a rolling deploy they go on handing off, publishing nothing, until they are
+-- replaced. The seventeen-argument form has no default, so no call is ambiguous.
+CREATE OR REPLACE FUNCTION orchestrator.complete(
+    pipeline text,
+    step text,
+    routes jsonb,
+    archive boolean,
+    dead_letter_queue text,
+    done_ids bigint[],
+    done_read_cts integer[],
+    done_run_ids uuid[],
+    done_outputs jsonb[],
+    retry_ids bigint[],
+    retry_read_cts integer[],
+    retry_delays double precision[],
+    retry_headers jsonb[],
+    dead_ids bigint[],
+    dead_read_cts integer[],
+    dead_bodies jsonb[],
+    OUT handed_off integer,
+    OUT sent integer,
+    OUT joins_completed integer,
+    OUT retried integer,
+    OUT dead_lettered integer
+)
+LANGUAGE sql
+AS $$
+    SELECT * FROM orchestrator.complete(
+        pipeline, step, routes, archive, dead_letter_queue, done_ids, done_read_cts,
+        done_run_ids, done_outputs, retry_ids, retry_read_cts, retry_delays, retry_headers,
+        dead_ids, dead_read_cts, dead_bodies, NULL::text[])
+$$;
