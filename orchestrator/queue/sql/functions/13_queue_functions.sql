@@ -303,9 +303,11 @@ END;
 -- delete_many, archive_many and set_vt_many run with the same setting: an array parameter
 -- (msg_id = ANY (_msg_ids)) is priced per element in a custom plan, and the plan cache kept
 -- planning them on every call (pg_stat_statements: one plan per call at 1, 10 and 100 ids;
--- the generic plan is the same primary-key probe of each id). Not for a partitioned queue:
--- there only a plan made for the ids prunes the partitions that cannot hold them (a generic
--- plan probes every partition's primary key).
+-- the generic plan is the same primary-key probe of each id). Not for a queue partitioned by
+-- time: there only a plan made for the ids prunes the partitions that cannot hold them (a
+-- generic plan probes every partition's primary key). A queue partitioned by msg_id runs every
+-- function with a generic plan: its bodies bound each statement by a msg_id range, which a
+-- generic plan prunes when it starts.
 -- The one-message functions stay without a SET clause, which would cost a GUC save and
 -- restore on every call.
 CREATE OR REPLACE FUNCTION pgmq_ext.queue_function_ddl(qname text)
@@ -485,15 +487,12 @@ $body$)
          WHERE pgmq_ext.msg_id_interval(qname) IS NOT NULL
       ) AS f (operation, arguments, result, body)
      CROSS JOIN LATERAL (
-        -- A queue partitioned by msg_id: a generic plan prunes at its start, with no planning
-        -- (its bodies bound every statement by msg_id). Other queues: the functions of several
-        -- messages keep one generic plan, but on a queue partitioned by time, where a generic
-        -- plan would probe every partition.
+        -- Generic plans (see above): every function of a queue partitioned by msg_id, and
+        -- the functions of several messages of any other queue but one partitioned by time.
         SELECT f.operation,
                CASE WHEN pgmq_ext.msg_id_interval(qname) IS NOT NULL
-                    THEN ' SET plan_cache_mode = force_generic_plan'
-                    WHEN f.operation LIKE '%\_many' AND NOT EXISTS (
-                        SELECT FROM pgmq.meta m WHERE m.queue_name = qname AND m.is_partitioned)
+                         OR (f.operation LIKE '%\_many' AND NOT EXISTS (
+                             SELECT FROM pgmq.meta m WHERE m.queue_name = qname AND m.is_partitioned))
                     THEN ' SET plan_cache_mode = force_generic_plan' ELSE '' END
         UNION ALL
         SELECT f.operation || '_many', ' SET plan_cache_mode = force_generic_plan'
