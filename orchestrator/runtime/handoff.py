@@ -57,6 +57,7 @@ CONTRACT_HEADERS = frozenset(
         "spec_hash",
         "isolated",
         "isolated_streak",
+        "published",
     }
 )
 """Header keys the runtime sets; callers of `start` cannot choose them."""
@@ -372,6 +373,7 @@ class Completion:
 
     handed_off: int
     sent: int
+    """Messages sent to the next steps, and published (one per routing key and bound queue)."""
     joins_completed: int
     retried: int
     dead_lettered: int

@@ -49,7 +49,7 @@ from orchestrator.runtime.wakeup import (
     listen_dsn,
     wait_for_event,
 )
-from orchestrator.spec import HandlerInfo, Pipeline, ResolvedStep
+from orchestrator.spec import HandlerInfo, Pipeline, ResolvedStep, topics
 
 _log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class Worker:
         clock = VisibilityClock(pool, self.consumers, self.config.poll_interval)
         for consumer in self.consumers:
             consumer.on_empty = clock.request
-        _ring_successors(self.consumers)
+        _ring_successors(self.consumers, self.config.pipelines)
 
         def listening() -> None:
             # After a reconnect only the consumers whose queues hold visible messages read:
@@ -509,17 +509,25 @@ async def _close_pool(pool: asyncpg.Pool) -> None:
         pool.terminate()
 
 
-def _ring_successors(consumers: list[Any]) -> None:
+def _ring_successors(consumers: list[Any], pipelines: Iterable[Pipeline] = ()) -> None:
     """After a consumer's batch hands messages on, this process's consumers of the next steps
-    read at once: within a worker a hand-off never waits for a (throttled) notification."""
+    read at once, and so do its consumers of the entry steps of pipelines subscribed to a
+    routing key the step publishes: within a worker a hand-off never waits for a (throttled)
+    notification."""
     by_step = {(c.target.pipeline, c.target.step): c for c in consumers}
+    subscribers = [(p.subscriptions, (p.name, p.entry_step)) for p in pipelines if p.subscriptions]
     for consumer in consumers:
         pipeline = consumer.target.pipeline
-        nexts = [
-            by_step[(pipeline, name)] for name in consumer.successors if (pipeline, name) in by_step
+        names = [(pipeline, name) for name in consumer.successors]
+        keys = consumer.target.publish or ()
+        names += [
+            entry
+            for patterns, entry in subscribers
+            if any(topics.matches(pattern, key) for pattern in patterns for key in keys)
         ]
+        nexts = tuple(dict.fromkeys(by_step[n] for n in names if n in by_step))
         if nexts:
-            consumer.on_sent = functools.partial(_ring_all, tuple(nexts))
+            consumer.on_sent = functools.partial(_ring_all, nexts)
 
 
 def _ring_all(consumers: tuple[Any, ...]) -> None:

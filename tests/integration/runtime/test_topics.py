@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from orchestrator.cli.views import trace_text
 from orchestrator.compiler import apply
 from orchestrator.ops.trace import trace_run
@@ -151,3 +153,33 @@ async def test_a_failed_attempt_publishes_nothing_and_its_success_publishes_once
     assert published["message"] == {"order": 1}
     assert published["headers"]["published"]["topic"] == "orders.created"
     assert await rt.conn.fetchval("SELECT count(*) FROM side_effects") == 1  # rolled back once
+
+
+async def test_complete_counts_published_messages_as_sent(rt: Runtime) -> None:
+    from orchestrator.runtime import handoff
+    from orchestrator.runtime.handoff import Outcomes, StepTarget
+
+    await _apply(rt, ORDERS, INVOICES, AUDIT, PAYMENTS)
+    await start("orders", {"order": 1}, conn=rt.conn)
+    orders = rt.pipelines["orders"]
+    target = StepTarget.of(orders, orders.step("create"))
+    [message] = await handoff.read(rt.conn, target.queue, 30, 1)
+    async with rt.conn.transaction():
+        assert await handoff.claim(rt.conn, target.queue, [message]) == {message.msg_id}
+        done = Outcomes()
+        done.done(message, handoff.encode_object({"order": 1}))
+        completion, _ = await handoff.complete(rt.conn, target, done)
+    # one to the next step (confirm), one run of invoices, one of audit; none of payments
+    assert (completion.handed_off, completion.sent) == (1, 3)
+    assert await rt.count("invoices__start") == 1
+    assert await rt.count("audit__log") == 1
+
+
+async def test_start_refuses_a_published_header_the_runtime_alone_sets(rt: Runtime) -> None:
+    from orchestrator.errors import QueueError
+
+    await _apply(rt, AUDIT)
+    forged = {"published": {"topic": "orders.created", "pipeline": "orders"}}
+    with pytest.raises(QueueError, match="headers may not set published"):
+        await start("audit", {"order": 1}, conn=rt.conn, headers=forged)
+    assert await rt.count("audit__log") == 0

@@ -130,3 +130,37 @@ async def test_a_committed_hand_off_rings_the_next_steps_consumers_in_the_proces
     consumers["a"].on_sent()
     after = {name: c._doorbell.rings for name, c in consumers.items()}
     assert after == {**rings, "b": rings["b"] + 1}
+
+
+async def test_a_published_hand_off_rings_the_entry_consumers_of_matching_subscribers() -> None:
+    from orchestrator.runtime.consumer import StepConsumer
+    from orchestrator.runtime.worker import _ring_successors
+    from orchestrator.spec import HandlerInfo, parse_pipeline
+
+    orders = parse_pipeline(
+        "pipeline: orders\nsteps:\n  create: {handler: m:f, publish: orders.created, next: ok}\n"
+        "  ok: {handler: m:f}\n"
+    )
+    invoices = parse_pipeline(
+        "pipeline: invoices\nsubscribe: orders.*\nsteps:\n  start: {handler: m:f, next: bill}\n"
+        "  bill: {handler: m:f}\n"
+    )
+    payments = parse_pipeline(
+        "pipeline: payments\nsubscribe: payments.#\nsteps:\n  take: {handler: m:f}\n"
+    )
+
+    async def handler(payload: dict[str, object]) -> None:
+        return None
+
+    info = HandlerInfo("m:f", handler, is_async=True, takes_context=False)
+    consumers = [
+        StepConsumer(None, p, p.step(s), info)  # type: ignore[arg-type]
+        for p, s in ((orders, "create"), (orders, "ok"), (invoices, "start"), (invoices, "bill"))
+    ] + [StepConsumer(None, payments, payments.step("take"), info)]  # type: ignore[arg-type]
+    _ring_successors(consumers, [orders, invoices, payments])
+    before = [c._doorbell.rings for c in consumers]
+    assert consumers[0].on_sent is not None
+    consumers[0].on_sent()
+    after = [c._doorbell.rings for c in consumers]
+    # orders.ok (next step) and invoices.start (subscribed entry); not bill, not payments.
+    assert [a - b for a, b in zip(after, before, strict=True)] == [0, 1, 1, 0, 0]

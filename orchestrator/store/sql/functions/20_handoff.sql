@@ -580,8 +580,9 @@ $$;
 
 -- Everything a batch ends with, in one call (one round trip): hand off the successes (and
 -- publish them with the step's routing keys `publish`, NULL when it has none), retry or
--- dead-letter the failures. The caller runs it in the transaction holding the claim and
--- the handlers' writes, then commits.
+-- dead-letter the failures. `sent` counts the messages sent to the next steps and those
+-- published. The caller runs it in the transaction holding the claim and the handlers'
+-- writes, then commits.
 CREATE OR REPLACE FUNCTION orchestrator.complete(
     pipeline text,
     step text,
@@ -616,7 +617,7 @@ BEGIN
       FROM orchestrator.hand_off(pipeline, step, routes, archive, done_ids, done_read_cts,
                                  done_run_ids, done_outputs) AS h;
     IF publish IS NOT NULL THEN
-        PERFORM orchestrator.publish(pipeline, step, publish, done_ids, done_run_ids, done_outputs);
+        sent := sent + orchestrator.publish(pipeline, step, publish, done_ids, done_run_ids, done_outputs);
     END IF;
     retried := 0;
     dead_lettered := 0;
