@@ -112,8 +112,16 @@ def _pipeline_block(
     if p.cancelled_runs:
         lines.append(f"  cancelled runs: {p.cancelled_runs}")
     lines += ["  " + _join_line(j) for j in p.joins]
+    if p.subscriptions or p.published:
+        lines.append("  " + _topics_line(p))
     lines += ["  " + _schedule_line(t, report.measured_at, colour) for t in p.schedules]
     return "\n".join(lines)
+
+
+def _topics_line(p: PipelineStatus) -> str:
+    parts = [f"subscribes to {', '.join(p.subscriptions)}"] if p.subscriptions else []
+    parts += [f"{step} publishes {', '.join(keys)}" for step, keys in p.published]
+    return "topics: " + "; ".join(parts)
 
 
 def _step_row(s: StepStatus) -> list[Cell]:

@@ -179,6 +179,10 @@ class PipelineStatus:
     cancelled_runs: int = 0
     joins: tuple[JoinWaiting, ...] = ()
     """Every join step of the pipeline, in step order."""
+    subscriptions: tuple[str, ...] = ()
+    """Topic patterns the pipeline subscribes to."""
+    published: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(step, routing keys) of every step that publishes, in step order."""
 
     @property
     def dead_letters(self) -> int:
@@ -208,6 +212,8 @@ class PipelineStatus:
             "flow": {f.step: f.to_json() for f in self.flow},
             "cancelled_runs": self.cancelled_runs,
             "joins": {j.step: j.to_json() for j in self.joins},
+            "subscribe": list(self.subscriptions),
+            "publish": {step: list(keys) for step, keys in self.published},
         }
 
 
@@ -314,6 +320,8 @@ def _pipeline_status(
         dead_letter_steps={str(k or "?"): v[0] for k, v in dead.items()},
         schedules=schedules,
         changed=changed,
+        subscriptions=pipeline.subscriptions,
+        published=pipeline.published,
     )
 
 

@@ -66,6 +66,8 @@ class AppliedStep:
     description: str | None
     predecessors: tuple[str, ...]
     successors: tuple[str, ...]
+    publish: tuple[str, ...] = ()
+    """Routing keys the step's output is also published with."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,13 @@ class AppliedPipeline:
     description: str | None = None
     join_incomplete_retention: float = JOIN_INCOMPLETE_RETENTION
     """Seconds an incomplete join row is kept (`joins.incomplete_retention`)."""
+    subscriptions: tuple[str, ...] = ()
+    """Topic patterns bound to the entry step's queue (`subscribe`)."""
+
+    @property
+    def published(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(step, its routing keys) of every step that publishes, in step order."""
+        return tuple((s.name, s.publish) for s in self.steps if s.publish)
 
     @property
     def join_steps(self) -> tuple[str, ...]:
@@ -151,6 +160,7 @@ def _from_spec(spec: Mapping[str, Any], spec_hash: str, applied_at: datetime) ->
         join_incomplete_retention=float(
             joins.get("incomplete_retention", JOIN_INCOMPLETE_RETENTION)
         ),
+        subscriptions=tuple(str(p) for p in spec.get("subscribe") or ()),
     )
 
 
@@ -163,6 +173,7 @@ def _step(name: str, spec: Mapping[str, Any]) -> AppliedStep:
         description=spec.get("description"),
         predecessors=tuple(spec.get("predecessors") or ()),
         successors=tuple(spec.get("successors") or ()),
+        publish=tuple(str(k) for k in spec.get("publish") or ()),
     )
 
 

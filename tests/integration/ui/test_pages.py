@@ -30,6 +30,30 @@ async def test_overview_draws_every_step_with_its_numbers(
     assert 'sse-connect="/events/overview"' in html
 
 
+async def test_overview_says_what_a_pipeline_subscribes_to_and_publishes(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    topics = support.ORDERS.replace(
+        "  sync:\n    handler: shop.steps:sync\n",
+        "  sync:\n    handler: shop.steps:sync\n    publish: [orders.synced, sap.done]\n",
+    ).replace("steps:\n", "subscribe: [shop.#, returns.*]\nsteps:\n", 1)
+    assert "publish:" in topics and "subscribe:" in topics
+    await support.provision(conn, support.pipeline(topics))
+    html = (await client.get("/")).text
+    line = html.split('<p class="muted topics">')[1].split("</p>")[0]
+    assert "subscribes to <code>shop.#</code>, <code>returns.*</code>" in line
+    assert (
+        '<span class="publishes" data-step="sync"><a href="/pipelines/orders/steps/sync">sync</a>'
+        " publishes <code>orders.synced</code>, <code>sap.done</code></span>"
+    ) in line
+
+
+async def test_overview_without_topics_has_no_topics_line(
+    client: httpx.AsyncClient, conn: asyncpg.Connection, orders: Pipeline
+) -> None:
+    assert 'class="muted topics"' not in (await client.get("/")).text
+
+
 LIMITED = support.ORDERS.replace(
     "  sync:\n    handler: shop.steps:sync\n",
     "  sync:\n    handler: shop.steps:sync\n    rate_limit: 1/h\n",

@@ -81,3 +81,22 @@ def test_status_fits_the_width_it_is_given() -> None:
     assert max(len(line) for line in narrow.split("\n")[:3]) <= 60
     assert "size" in wide.split("\n")[1] and "size" not in narrow.split("\n")[1]
     assert "--wide shows all" in narrow and "--wide" not in wide
+
+
+def test_topics_line_says_what_a_pipeline_subscribes_to_and_publishes() -> None:
+    from dataclasses import replace
+
+    base = report([row("fetch", numbers()), row("sync", numbers())])
+    assert "topics:" not in status_text(base)
+    pipeline = replace(
+        base.pipelines[0],
+        subscriptions=("shop.#", "returns.*"),
+        published=(("sync", ("orders.synced", "sap.done")),),
+    )
+    text = status_text(replace(base, pipelines=(pipeline,)))
+    assert (
+        "  topics: subscribes to shop.#, returns.*; sync publishes orders.synced, sap.done"
+        in text.split("\n")
+    )
+    assert pipeline.to_json()["subscribe"] == ["shop.#", "returns.*"]
+    assert pipeline.to_json()["publish"] == {"sync": ["orders.synced", "sap.done"]}
