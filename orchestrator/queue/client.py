@@ -199,10 +199,17 @@ def _translated(exc: asyncpg.PostgresError) -> Exception | None:
     return None
 
 
+def _own_function_gone(exc: asyncpg.PostgresError, queue: str) -> bool:
+    """Whether `exc` says a function of `queue` itself (``pgmq_ext."read:<queue>"``, which the
+    statements of a queue partitioned by msg_id call) does not exist: the queue was dropped."""
+    own = re.compile(r'pgmq_ext\."?[a-z_]+:' + re.escape(queue.lower()) + r'"?\(')
+    return own.search(str(exc)) is not None
+
+
 def _raise_direct(exc: asyncpg.PostgresError, queue: str) -> NoReturn:
     """Raise the error for a failed statement of `queue`: a missing table means the queue is
     gone (said as the functions say it); others as the functions' errors are translated."""
-    if exc.sqlstate == "42P01":
+    if exc.sqlstate == "42P01" or (exc.sqlstate == "42883" and _own_function_gone(exc, queue)):
         raise QueueNotFound(f'queue "{queue}" does not exist') from exc
     error = _translated(exc)
     if error is None:
@@ -338,7 +345,11 @@ class Queue:
         executor = self._executor if conn is None else conn
         try:
             return await getattr(executor, how)(statements[name], *args)
-        except (asyncpg.UndefinedTableError, asyncpg.InvalidCachedStatementError) as exc:
+        except (
+            asyncpg.UndefinedTableError,
+            asyncpg.UndefinedFunctionError,  # the queue's own function (partitioned by msg_id)
+            asyncpg.InvalidCachedStatementError,
+        ) as exc:
             self._forget(queue)
             in_transaction = not isinstance(executor, asyncpg.Pool) and bool(
                 executor.is_in_transaction()

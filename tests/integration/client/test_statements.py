@@ -134,6 +134,33 @@ async def test_a_dropped_queue_gives_the_functions_error(q: Queue, call: str) ->
         await HOT_CALLS[call](q, "jobs", None)
 
 
+@pytest.mark.parametrize("call", sorted(HOT_CALLS))
+async def test_a_dropped_queue_partitioned_by_msg_id_gives_the_functions_error(
+    q: Queue, call: str
+) -> None:
+    """Its reads and pops call the queue's own functions, which the drop takes with it."""
+    await q.drop("jobs")
+    await q.create_partitioned("jobs", 10, 100)
+    await HOT_CALLS[call](q, "jobs", None)
+    await q.drop("jobs")
+    with pytest.raises(QueueNotFound, match=r'^queue "jobs" does not exist'):
+        await HOT_CALLS[call](q, "jobs", None)
+
+
+@pytest.mark.parametrize("op", ["read", "pop"])
+async def test_a_dropped_queue_partitioned_by_msg_id_in_a_caller_transaction(
+    q: Queue, conn: Any, pool: Any, op: str
+) -> None:
+    await q.drop("jobs")
+    await q.create_partitioned("jobs", 10, 100)
+    await q.send("jobs", 1)
+    await getattr(q, op)("jobs", conn=conn)
+    await pool.execute("SELECT pgmq.drop_queue('jobs')")
+    async with conn.transaction():
+        with pytest.raises(QueueNotFound, match=r'^queue "jobs" does not exist'):
+            await getattr(q, op)("jobs", conn=conn)
+
+
 async def test_a_dropped_queue_in_a_caller_transaction(q: Queue, conn: Any, pool: Any) -> None:
     await q.send("jobs", 1)
     await q.read("jobs", vt=0, conn=conn)

@@ -79,9 +79,10 @@ async def test_functions_of_several_messages_keep_one_generic_plan(
     """A LIMIT or an array of ids as a parameter makes the plan cache plan a statement anew on
     every call; the functions taking one run with a generic plan (send_batch's unnest plans
     the same whatever the array), except the acks of a queue partitioned by time, whose plans
-    made for the ids prune partitions. A queue partitioned by msg_id bounds every statement by
-    a msg_id range in variables, which a generic plan prunes at its start: all of its
-    functions run with one."""
+    made for the ids prune partitions. The one-message read and pop too: on a large queue the
+    plan cache priced their custom plan lower and planned it on every call. A queue
+    partitioned by msg_id bounds every statement by a msg_id range in variables, which a
+    generic plan prunes at its start: all of its functions run with one."""
     generic = (
         "SELECT split_part(proname, ':', 1) AS op FROM pg_proc"
         " WHERE pronamespace = 'pgmq_ext'::regnamespace AND split_part(proname, ':', 2) = $1"
@@ -93,12 +94,16 @@ async def test_functions_of_several_messages_keep_one_generic_plan(
     assert [r["op"] for r in await conn.fetch(generic, "generic")] == [
         "archive_many",
         "delete_many",
+        "pop",
         "pop_many",
+        "read",
         "read_many",
         "set_vt_many",
     ]
     assert [r["op"] for r in await conn.fetch(generic, "generic_days")] == [
+        "pop",
         "pop_many",
+        "read",
         "read_many",
     ]
     every = (

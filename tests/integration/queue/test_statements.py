@@ -144,6 +144,39 @@ async def test_each_statement_with_its_parameters(
     assert await conn.fetchval("SELECT count(*) FROM pgmq.q_q") == 0
 
 
+async def test_a_queue_partitioned_by_msg_id_reads_and_pops_through_its_functions(
+    conn: asyncpg.Connection,
+) -> None:
+    """Its own functions bound each statement to the head's partition; a statement over the
+    whole table would open every partition on each call. Its acks stay statements."""
+    await conn.execute("SELECT pgmq.create_partitioned('parts', '10', '100')")
+    s = await _statements(conn, "parts")
+    calls = {
+        "read": 'pgmq_ext."read:parts"($1::integer, 1, NULL)',
+        "read_many": 'pgmq_ext."read_many:parts"($1::integer, $2::integer, NULL)',
+        "read_conditional": 'pgmq_ext."read:parts"($1::integer, 1, $2::jsonb)',
+        "read_many_conditional": 'pgmq_ext."read_many:parts"($1::integer, $2::integer, $3::jsonb)',
+        "pop": 'pgmq_ext."pop:parts"(1)',
+        "pop_many": 'pgmq_ext."pop_many:parts"($1::integer)',
+    }
+    for name, call in calls.items():
+        assert s[name].endswith(f"FROM {call}"), name
+    assert s["delete_many"] == await conn.fetchval("SELECT pgmq_ext.delete_sql('parts', true)")
+    # Across partitions, oldest first, as the statements over the table read them.
+    await conn.execute(
+        "SELECT pgmq.send_batch('parts', ARRAY(SELECT to_jsonb(i) FROM generate_series(1, 25) i))"
+    )
+    assert ids(await _run(conn, s["read"], 0)) == [1]
+    assert ids(await _run(conn, s["read_many"], 30, 12)) == list(range(1, 13))
+    assert ids(await _run(conn, s["read_conditional"], 30, 13)) == [13]
+    assert ids(await _run(conn, s["pop"])) == [14]
+    assert ids(await _run(conn, s["pop_many"], 20)) == list(range(15, 26))
+    # A plain queue's reads stay the statements over its table.
+    await conn.execute("SELECT pgmq.create('plain_q')")
+    plain = await _statements(conn, "plain_q")
+    assert plain["read"].startswith("UPDATE pgmq.q_plain_q")
+
+
 async def test_the_one_message_reads_keep_one_plan(conn: asyncpg.Connection, queue: str) -> None:
     """LIMIT 1 is written out, so PostgreSQL settles on a generic plan instead of planning
     each execution; the reads of many take their limit as a parameter."""

@@ -13,6 +13,22 @@
 -- qty > 0, delay >= 0, a batch not empty and with one header per message), and map an
 -- undefined_table error (the queue was dropped since) to 'queue "<name>" does not exist'.
 
+-- A call of the function `operation` of queue `queue_name` with `arguments`, returning its
+-- message rows, when the queue is partitioned by msg_id and has that function; else NULL.
+-- PL/pgSQL: the functions it calls are made by a later file (13_queue_functions.sql).
+CREATE OR REPLACE FUNCTION pgmq_ext.by_msg_id_call(queue_name text, operation text, arguments text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF pgmq_ext.msg_id_interval(lower(queue_name COLLATE "C")) IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN 'SELECT msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers FROM '
+           || pgmq_ext.queue_function(queue_name, operation) || '(' || arguments || ')';
+END
+$$;
+
 -- name -> statement for an existing queue; raises like every API function for an unknown queue.
 -- Parameters of each statement (seconds are float8 unless said otherwise; message texts of a
 -- batch are text[] of JSON documents, so a JSON array cannot read as an array dimension):
@@ -40,6 +56,11 @@
 -- rule msg_id order, but not as a promise): the client sorts them by msg_id, oldest first, as
 -- the functions return them. A sort in the statement (a CTE around the UPDATE, as the functions
 -- use) costs PostgreSQL ~50 us in planning and execution for 100 messages; the client's, ~1 us.
+-- On a queue partitioned by msg_id the reads and pops call the queue's own functions
+-- (13_queue_functions.sql), which find the head's partition first and bound every statement
+-- to it: a prepared statement over the whole table opens every partition on each call (with
+-- 100 partitions a read took 0.6 ms of execution instead of 0.05). Their acks stay statements:
+-- planned for the ids of each call, they open only the partitions that hold them.
 CREATE OR REPLACE FUNCTION pgmq_ext.statements(queue_name text)
 RETURNS TABLE (name text, sql text)
 LANGUAGE sql STABLE
@@ -56,13 +77,21 @@ AS $$
             queue_name, t.after_1, '$2::text[]::jsonb[]', '$3::text[]::jsonb[]')),
         ('send_batch_at', pgmq_ext.send_batch_sql(
             queue_name, '$1::timestamptz', '$2::text[]::jsonb[]', '$3::text[]::jsonb[]')),
-        ('read', pgmq_ext.read_sql(queue_name, false, t.now, t.vt_1, '1', NULL)),
-        ('read_many', pgmq_ext.read_sql(queue_name, false, t.now, t.vt_1, '$2::integer', NULL)),
-        ('read_conditional', pgmq_ext.read_sql(queue_name, true, t.now, t.vt_1, '1', '$2::jsonb')),
-        ('read_many_conditional', pgmq_ext.read_sql(
-            queue_name, true, t.now, t.vt_1, '$2::integer', '$3::jsonb')),
-        ('pop', pgmq_ext.pop_sql(queue_name, t.now, '1')),
-        ('pop_many', pgmq_ext.pop_sql(queue_name, t.now, '$1::integer')),
+        ('read', coalesce(pgmq_ext.by_msg_id_call(queue_name, 'read', '$1::integer, 1, NULL'),
+                          pgmq_ext.read_sql(queue_name, false, t.now, t.vt_1, '1', NULL))),
+        ('read_many', coalesce(
+            pgmq_ext.by_msg_id_call(queue_name, 'read_many', '$1::integer, $2::integer, NULL'),
+            pgmq_ext.read_sql(queue_name, false, t.now, t.vt_1, '$2::integer', NULL))),
+        ('read_conditional', coalesce(
+            pgmq_ext.by_msg_id_call(queue_name, 'read', '$1::integer, 1, $2::jsonb'),
+            pgmq_ext.read_sql(queue_name, true, t.now, t.vt_1, '1', '$2::jsonb'))),
+        ('read_many_conditional', coalesce(
+            pgmq_ext.by_msg_id_call(queue_name, 'read_many', '$1::integer, $2::integer, $3::jsonb'),
+            pgmq_ext.read_sql(queue_name, true, t.now, t.vt_1, '$2::integer', '$3::jsonb'))),
+        ('pop', coalesce(pgmq_ext.by_msg_id_call(queue_name, 'pop', '1'),
+                         pgmq_ext.pop_sql(queue_name, t.now, '1'))),
+        ('pop_many', coalesce(pgmq_ext.by_msg_id_call(queue_name, 'pop_many', '$1::integer'),
+                              pgmq_ext.pop_sql(queue_name, t.now, '$1::integer'))),
         ('delete', pgmq_ext.delete_sql(queue_name, false)),
         ('delete_many', pgmq_ext.delete_sql(queue_name, true)),
         ('archive', pgmq_ext.archive_sql(queue_name, false)),
