@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from orchestrator.db.named_sql import named_queries
+from orchestrator.runtime.pgconn import is_connection_error
 from orchestrator.runtime.wakeup import wait_for_event
 
 _log = logging.getLogger(__name__)
@@ -64,14 +65,23 @@ class Heartbeat:
                 FORGET,
                 timeout=10,
             )
-        except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
-            _log.debug("heartbeat failed (%s: %s); trying again", type(exc).__name__, exc)
+        except Exception as exc:
+            # Whatever the connection did (a backend terminated between the pool's hand-out
+            # and the query leaves asyncpg's protocol mid-error: InternalClientError, or an
+            # InterfaceError), the row is refreshed at the next beat: never stop the worker.
+            level = logging.DEBUG if _gone(exc) else logging.WARNING
+            _log.log(level, "heartbeat failed (%s: %s); trying again", type(exc).__name__, exc)
 
     async def _stop(self) -> None:
         # A failure leaves the row to age out.
-        with contextlib.suppress(
-            TimeoutError, asyncpg.PostgresError, OSError, asyncpg.InterfaceError
-        ):
+        with contextlib.suppress(Exception):
             await self._pool.execute(
                 named_queries("orchestrator.runtime")["heartbeat_stop"], self.id, timeout=5
             )
+
+
+def _gone(exc: BaseException) -> bool:
+    """Whether `exc` says the database or the connection went away (the usual failure)."""
+    return is_connection_error(exc) or isinstance(
+        exc, asyncpg.PostgresError | asyncpg.InternalClientError
+    )
