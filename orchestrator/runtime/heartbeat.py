@@ -82,6 +82,4 @@ class Heartbeat:
 
 def _gone(exc: BaseException) -> bool:
     """Whether `exc` says the database or the connection went away (the usual failure)."""
-    return is_connection_error(exc) or isinstance(
-        exc, asyncpg.PostgresError | asyncpg.InternalClientError
-    )
+    return is_connection_error(exc) or isinstance(exc, asyncpg.PostgresError)

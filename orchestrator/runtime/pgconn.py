@@ -100,8 +100,16 @@ async def settle(conn: object) -> None:
         await protocol._wait_for_cancellation()
 
 
+_TERMINATED_STATES = ("another operation (1) is in progress", "another operation (2) is in progress")
+"""What asyncpg says when a call meets a connection whose server just ended it: the protocol
+is left failed (1) or consuming the error (2) until the socket's close is seen, and a call in
+between raises InternalClientError rather than a connection error."""
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """True when `exc` means the database or the connection went away (retry later)."""
+    if isinstance(exc, asyncpg.InternalClientError):
+        return any(state in str(exc) for state in _TERMINATED_STATES)
     return isinstance(
         exc,
         OSError

@@ -289,3 +289,25 @@ def test_a_storm_of_failed_attempts_is_summed_up_past_its_line_budget() -> None:
     assert summaries == [(retry, 2)]
     budget.close_all()
     assert summaries == [(retry, 2)]  # nothing was held in the new windows
+
+
+def test_a_connection_the_server_just_ended_counts_as_an_outage_not_a_bug() -> None:
+    """asyncpg leaves a connection the server terminated in state 1 or 2 until it sees the
+    socket close; a call then raises InternalClientError. Another state in progress (two
+    calls on one connection at once) is a bug, and is not taken for an outage."""
+    import asyncpg
+
+    from orchestrator.runtime.pgconn import is_connection_error
+
+    for state in (1, 2):
+        for target in (11, 12, 15):
+            error = asyncpg.InternalClientError(
+                f"cannot switch to state {target}; another operation ({state}) is in progress"
+            )
+            assert is_connection_error(error)
+    misuse = asyncpg.InternalClientError(
+        "cannot switch to state 15; another operation (12) is in progress"
+    )
+    assert not is_connection_error(misuse)
+    assert is_connection_error(asyncpg.InterfaceError("connection is closed"))
+    assert not is_connection_error(ValueError("x"))
