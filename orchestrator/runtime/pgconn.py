@@ -100,7 +100,10 @@ async def settle(conn: object) -> None:
         await protocol._wait_for_cancellation()
 
 
-_TERMINATED_STATES = ("another operation (1) is in progress", "another operation (2) is in progress")
+_TERMINATED_STATES = (
+    "another operation (1) is in progress",
+    "another operation (2) is in progress",
+)
 """What asyncpg says when a call meets a connection whose server just ended it: the protocol
 is left failed (1) or consuming the error (2) until the socket's close is seen, and a call in
 between raises InternalClientError rather than a connection error."""
