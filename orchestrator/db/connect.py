@@ -175,11 +175,15 @@ async def _open(
 
 
 async def patiently(
-    opener: Callable[..., Awaitable[Any]], patience: float | None, *args: Any, **kwargs: Any
+    opener: Callable[..., Awaitable[Any]],
+    patience: float | None,
+    *args: Any,
+    give_up: Callable[[], bool] | None = None,
+    **kwargs: Any,
 ) -> Any:
     """`await opener(*args, **kwargs)`, repeated after a backoff while the server refuses the
     login for now (`REFUSED_FOR_NOW`), for up to `patience` seconds (None: no limit); other
-    failures, and a refusal past the patience, propagate."""
+    failures, a refusal past the patience, and a refusal when `give_up()` says so, propagate."""
     deadline = None if patience is None else time.monotonic() + patience
     failures = 0
     while True:
@@ -191,6 +195,8 @@ async def patiently(
             if deadline is not None and time.monotonic() + delay > deadline:
                 raise
             _warn_refused(exc)
+            if give_up is not None and give_up():
+                raise
             await asyncio.sleep(delay)
 
 
@@ -225,8 +231,20 @@ async def create_pool(
         if init is not None:
             await init(conn)
 
+    made: list[asyncpg.Pool] = []
+
+    def _idle_here() -> bool:
+        # A login refused for now while this pool holds an idle connection: give the empty
+        # slot back at once, so that the caller's next acquire takes that connection. Waiting
+        # out the refusal in the slot, with a backoff of up to RECONNECT_MAX, left the callers
+        # stuck while idle connections of their own pool kept the server's slots (a role
+        # allowed 6 connections and 24 consumer loops: stalls of 15-25 s).
+        return bool(made) and made[0].get_idle_size() > 0
+
     async def _connect(*args: Any, **connect_kwargs: Any) -> asyncpg.Connection:
-        return await patiently(asyncpg.connect, patience, *args, **connect_kwargs)
+        return await patiently(
+            asyncpg.connect, patience, *args, give_up=_idle_here, **connect_kwargs
+        )
 
     target = parse_target(dsn)
     mode = await pool_mode(dsn, patience=patience)
@@ -248,6 +266,7 @@ async def create_pool(
     except ValueError as exc:
         raise _malformed(dsn, exc) from None
     assert pool is not None
+    made.append(pool)
     return pool
 
 

@@ -462,7 +462,11 @@ class StepConsumer:
         self._doorbell.ring()
 
     def _log_error(self, exc: Exception, delay: float, failures: int) -> None:
-        if is_connection_error(exc):
+        if isinstance(exc, asyncpg.TooManyConnectionsError):
+            # The pool gave a slot back whose login was refused for now, for this loop to
+            # take an idle connection instead: said once a minute by the pool already.
+            self._log.debug("no connection for now (%s); retrying in %.1fs", exc, delay)
+        elif is_connection_error(exc):
             self._log.warning(
                 "database unavailable (%s: %s); retrying in %.1fs",
                 type(exc).__name__,

@@ -119,6 +119,7 @@ def is_connection_error(exc: BaseException) -> bool:
         | ConnectionError
         | TimeoutError
         | asyncpg.PostgresConnectionError
+        | asyncpg.TooManyConnectionsError  # a pool slot given back: its login refused for now
         | asyncpg.InterfaceError
         | asyncpg.CannotConnectNowError
         | asyncpg.AdminShutdownError
