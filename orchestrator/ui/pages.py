@@ -40,7 +40,6 @@ async def _overview(board: Dashboard, conn: Any) -> dict[str, Any]:
     cards = [
         {
             "status": p,
-            "applied": applied[p.name],
             "layout": graph.layout(applied[p.name]),
             "steps": {s.step: s for s in p.steps},
             "flow": {f.step: f for f in p.flow},
